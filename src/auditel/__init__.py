@@ -1,0 +1,88 @@
+"""auditel: a durable, tamper-evident audit trail for AI agents, built on OpenTelemetry.
+
+Quick start::
+
+    import auditel
+    auditel.configure()                      # or AUDITEL_ENABLED=true in the environment
+    auditel.tool_call("search", phase="intent", arguments={"q": "..."})
+    with auditel.audited("deploy"):
+        ...
+
+Every record is an OTel log record (``event_name`` set), a span event on the active span,
+and a row committed to the local SQLite outbox before the call returns.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .api import (
+    emit,
+    file_access,
+    flush,
+    heartbeat,
+    model_call,
+    network_access,
+    policy_decision,
+    session_end,
+    session_start,
+    set_identity,
+    status,
+    subscribe,
+    tool_call,
+    tool_discovery,
+    unsubscribe,
+)
+from .audited import AuditScope, ToolDenied, audited, tool
+from .config import ConfigError, Settings
+from .processor import AuditProcessor
+from .runtime import configure, shutdown
+from .sinks import FanoutSink, InMemorySink, JsonlSink
+
+
+def instrument(*names: str) -> list[str]:
+    """Switch on auditel's auto-instrumentations (all available ones, or those named)."""
+    from .instrumentation import instrument as _instrument
+
+    return _instrument(*names)
+
+
+def uninstrument(*names: str) -> list[str]:
+    """Remove auditel's auto-instrumentations (all, or those named)."""
+    from .instrumentation import uninstrument as _uninstrument
+
+    return _uninstrument(*names)
+
+
+__all__ = [
+    "__version__",
+    "AuditProcessor",
+    "AuditScope",
+    "ConfigError",
+    "FanoutSink",
+    "InMemorySink",
+    "JsonlSink",
+    "Settings",
+    "ToolDenied",
+    "audited",
+    "configure",
+    "emit",
+    "file_access",
+    "flush",
+    "heartbeat",
+    "instrument",
+    "model_call",
+    "network_access",
+    "policy_decision",
+    "session_end",
+    "session_start",
+    "set_identity",
+    "shutdown",
+    "status",
+    "subscribe",
+    "tool",
+    "tool_call",
+    "tool_discovery",
+    "uninstrument",
+    "unsubscribe",
+]

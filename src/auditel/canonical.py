@@ -1,0 +1,148 @@
+"""Canonical JSON (RFC 8785, JCS) of stored records: the bytes that are hashed and chained.
+
+Records reach this module already in safe form (see ``safe_value``): strings are valid
+Unicode, integers fit in signed 64 bits, floats are finite. The remaining JCS rules:
+
+* object keys sorted by their UTF-16 code units;
+* numbers in the ECMAScript form (``1.0`` -> ``1``, ``1e-07`` -> ``1e-7``);
+* integers whose magnitude exceeds 2^53 - 1 are written as decimal *strings* (I-JSON safe:
+  a verifier in any language reads them back exactly); nanosecond timestamps are stored
+  as decimal strings for the same reason;
+* strings escaped minimally (``"``, ``\\``, and control characters only).
+
+The fast path is ``json.dumps(sort_keys=True, ensure_ascii=False)``, exact for records
+without floats, without integers beyond 2^53 and with ASCII-only keys; anything else
+takes the general serializer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+MAX_SAFE_INT = 2**53 - 1
+
+_fast_dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
+
+
+def canonical_json(obj: Any, *, simple: bool = False) -> str:
+    """JCS text of ``obj``. ``simple=True`` promises no floats, no big ints and ASCII keys."""
+    if simple:
+        return _fast_dumps(obj)
+    return _dumps(obj)
+
+
+def needs_general_path(obj: Any) -> bool:
+    """True when ``obj`` has a float, an integer beyond 2^53 or a non-ASCII key."""
+    t = type(obj)
+    if t is dict:
+        for k, v in obj.items():
+            if not k.isascii() or needs_general_path(v):
+                return True
+        return False
+    if t is list or t is tuple:
+        return any(needs_general_path(v) for v in obj)
+    if t is float:
+        return True
+    if t is int:
+        return not (-MAX_SAFE_INT <= obj <= MAX_SAFE_INT)
+    return False
+
+
+def canonical(obj: Any) -> str:
+    """JCS text of any safe-form value, choosing the fast path when it is exact."""
+    return _fast_dumps(obj) if not needs_general_path(obj) else _dumps(obj)
+
+
+def _dumps(obj: Any) -> str:
+    parts: list[str] = []
+    _write(obj, parts)
+    return "".join(parts)
+
+
+_encode_str = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _utf16_key(key: str) -> bytes:
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _write(obj: Any, out: list[str]) -> None:
+    if obj is None:
+        out.append("null")
+    elif obj is True:
+        out.append("true")
+    elif obj is False:
+        out.append("false")
+    elif isinstance(obj, str):
+        out.append(_encode_str(obj))
+    elif isinstance(obj, int):
+        if -MAX_SAFE_INT <= obj <= MAX_SAFE_INT:
+            out.append(str(int(obj)))
+        else:
+            out.append('"' + str(int(obj)) + '"')
+    elif isinstance(obj, float):
+        out.append(es6_number(obj))
+    elif isinstance(obj, dict):
+        out.append("{")
+        first = True
+        for key in sorted(obj, key=_utf16_key):
+            if not first:
+                out.append(",")
+            first = False
+            out.append(_encode_str(key))
+            out.append(":")
+            _write(obj[key], out)
+        out.append("}")
+    elif isinstance(obj, (list, tuple)):
+        out.append("[")
+        for i, item in enumerate(obj):
+            if i:
+                out.append(",")
+            _write(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"not a safe-form value: {type(obj).__name__}")
+
+
+def es6_number(value: float) -> str:
+    """Format a finite float as ECMAScript ``Number.prototype.toString`` does."""
+    if not math.isfinite(value):
+        raise ValueError("non-finite numbers have no JSON form")
+    if value == 0:
+        return "0"
+    if value.is_integer() and abs(value) <= MAX_SAFE_INT:
+        return str(int(value))
+    text = repr(value)  # shortest round-trip digits
+    sign = ""
+    if text[0] == "-":
+        sign, text = "-", text[1:]
+    if "e" in text:
+        mantissa, exp_text = text.split("e")
+        exponent = int(exp_text)
+    else:
+        mantissa, exponent = text, 0
+    if "." in mantissa:
+        int_part, frac_part = mantissa.split(".")
+    else:
+        int_part, frac_part = mantissa, ""
+    digits = (int_part + frac_part).lstrip("0")
+    # position of the decimal point relative to the start of `digits`
+    point = len(int_part.lstrip("0")) + exponent if int_part.strip("0") else exponent - (
+        len(frac_part) - len(frac_part.lstrip("0"))
+    )
+    digits = digits.rstrip("0") or "0"
+    k = len(digits)
+    n = point
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * (-n) + digits
+    e = n - 1
+    exp = ("+" if e >= 0 else "-") + str(abs(e))
+    if k == 1:
+        return sign + digits + "e" + exp
+    return sign + digits[0] + "." + digits[1:] + "e" + exp

@@ -1,0 +1,430 @@
+"""The SQLite outbox: every audit record is committed here before ``emit`` returns.
+
+One file, WAL journal, created 0600 in a 0700 directory. Writes use ``BEGIN IMMEDIATE``
+with a long busy timeout, so many threads and many processes (gunicorn workers) can share
+one file without "database is locked" reaching anyone. Connections are per thread and per
+process: after ``os.fork()`` the child opens its own and never touches the parent's.
+
+Tables (schema version in ``meta``; migrations in ``_MIGRATIONS``):
+
+* ``streams``      one row per writer stream (process): resource and start time
+* ``records``      the audit records, with shipping state and lease
+* ``checkpoints``  signed checkpoints over stream heads
+* ``dead_letters`` why a record was rejected by a backend (the record itself stays)
+* ``pruned``       what retention or a cap removed, so verification can tell pruning from tampering
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+STATE_PENDING = 0
+STATE_SHIPPED = 1
+STATE_DEAD = 2
+
+BUSY_TIMEOUT_S = 30.0
+
+_MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE IF NOT EXISTS streams (
+            stream_id   TEXT PRIMARY KEY,
+            started_ns  INTEGER NOT NULL,
+            pid         INTEGER,
+            host        TEXT,
+            resource    TEXT NOT NULL,
+            ended_ns    INTEGER
+        );
+        CREATE TABLE IF NOT EXISTS records (
+            rid          INTEGER PRIMARY KEY,
+            record_id    TEXT NOT NULL UNIQUE,
+            stream_id    TEXT NOT NULL,
+            seq          INTEGER NOT NULL,
+            time_ns      INTEGER NOT NULL,
+            event_name   TEXT NOT NULL,
+            data         TEXT NOT NULL,
+            record_hash  TEXT,
+            state        INTEGER NOT NULL DEFAULT 0,
+            lease_owner  TEXT,
+            lease_until  INTEGER,
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            shipped_ns   INTEGER
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS records_stream_seq ON records(stream_id, seq);
+        CREATE INDEX IF NOT EXISTS records_state_rid ON records(state, rid);
+        CREATE INDEX IF NOT EXISTS records_time ON records(time_ns);
+        CREATE TABLE IF NOT EXISTS checkpoints (
+            cid                   INTEGER PRIMARY KEY,
+            stream_id             TEXT NOT NULL,
+            tree_size             INTEGER NOT NULL,
+            head_hash             TEXT,
+            time_ns               INTEGER NOT NULL,
+            prev_checkpoint_hash  TEXT,
+            key_id                TEXT,
+            algorithm             TEXT,
+            signature             TEXT,
+            data                  TEXT NOT NULL,
+            checkpoint_hash       TEXT
+        );
+        CREATE INDEX IF NOT EXISTS checkpoints_stream ON checkpoints(stream_id, tree_size);
+        CREATE TABLE IF NOT EXISTS dead_letters (
+            did         INTEGER PRIMARY KEY,
+            rid         INTEGER NOT NULL,
+            record_id   TEXT NOT NULL,
+            reason      TEXT NOT NULL,
+            status      TEXT,
+            time_ns     INTEGER NOT NULL,
+            requeued_ns INTEGER
+        );
+        CREATE INDEX IF NOT EXISTS dead_letters_rid ON dead_letters(rid);
+        CREATE TABLE IF NOT EXISTS pruned (
+            stream_id    TEXT NOT NULL,
+            through_seq  INTEGER NOT NULL,
+            head_hash    TEXT,
+            count        INTEGER NOT NULL,
+            reason       TEXT NOT NULL,
+            time_ns      INTEGER NOT NULL
+        );
+        """,
+    ),
+]
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
+
+
+class OutboxError(RuntimeError):
+    pass
+
+
+@dataclass
+class OutboxStats:
+    records_total: int
+    pending: int
+    shipped: int
+    dead_lettered: int
+    outbox_bytes: int
+    oldest_pending_age_s: float | None
+    streams: int
+    checkpoints: int
+
+
+def _secure_create(path: Path) -> None:
+    """Create the directory 0700 and the file 0600 before SQLite touches them."""
+    parent = path.parent
+    if not parent.exists():
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+        try:
+            os.chmod(parent, 0o700)
+        except OSError:
+            pass
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        os.close(fd)
+    else:
+        try:
+            st = path.stat()
+            if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+                os.chmod(path, 0o600)
+        except (OSError, AttributeError):
+            pass
+    # SQLite gives -wal and -shm the database's mode; tighten stale ones anyway.
+    for suffix in ("-wal", "-shm"):
+        side = Path(str(path) + suffix)
+        try:
+            if side.exists() and stat.S_IMODE(side.stat().st_mode) & 0o077:
+                os.chmod(side, 0o600)
+        except OSError:
+            pass
+
+
+class Outbox:
+    """A handle on one outbox file. Safe to share between threads; re-opens after fork."""
+
+    def __init__(self, path: str | os.PathLike[str], *, durability: str = "process") -> None:
+        self.path = Path(path).expanduser()
+        self.durability = durability
+        self._local = threading.local()
+        self._pid = os.getpid()
+        self._abandoned: list[Any] = []  # connections inherited across fork: never closed by the child
+        _secure_create(self.path)
+        self._migrate()
+
+    # --- connections -------------------------------------------------------
+    def connect(self) -> sqlite3.Connection:
+        """The calling thread's connection (opened on first use, and again after fork)."""
+        pid = os.getpid()
+        if pid != self._pid:
+            # Forked: never reuse or close the parent's connections in the child.
+            self._abandoned.append(self._local)
+            self._local = threading.local()
+            self._pid = pid
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._open()
+            self._local.conn = conn
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=" + ("FULL" if self.durability == "fsync" else "NORMAL"))
+        conn.execute("PRAGMA journal_size_limit=67108864")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute("PRAGMA trusted_schema=OFF")
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection (other threads' close when they end)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and os.getpid() == self._pid:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local.conn = None
+
+    def _migrate(self) -> None:
+        conn = self._open()
+        try:
+            # auto_vacuum must be chosen before the first table exists.
+            has_tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
+            if not has_tables:
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                current = int(row[0]) if row else 0
+                if current > SCHEMA_VERSION:
+                    raise OutboxError(
+                        f"outbox {self.path} has schema version {current}, newer than this auditel "
+                        f"({SCHEMA_VERSION}); upgrade auditel"
+                    )
+                for version, ddl in _MIGRATIONS:
+                    if version > current:
+                        for statement in ddl.split(";"):
+                            if statement.strip():
+                                conn.execute(statement)
+                        conn.execute(
+                            "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(version),)
+                        )
+                if not row:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO meta(key, value) VALUES ('created_ns', ?)", (str(time.time_ns()),)
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.close()
+
+    # --- writes --------------------------------------------------------------
+    def register_stream(self, stream_id: str, resource: dict[str, Any], *, pid: int, host: str) -> None:
+        conn = self.connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT OR IGNORE INTO streams(stream_id, started_ns, pid, host, resource) VALUES (?,?,?,?,?)",
+                (stream_id, time.time_ns(), pid, host, json.dumps(resource, sort_keys=True, ensure_ascii=False)),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    def end_stream(self, stream_id: str) -> None:
+        conn = self.connect()
+        conn.execute("UPDATE streams SET ended_ns=? WHERE stream_id=?", (time.time_ns(), stream_id))
+
+    def append(
+        self,
+        record_id: str,
+        stream_id: str,
+        seq: int,
+        time_ns: int,
+        event_name: str,
+        data: str,
+        record_hash: str | None,
+    ) -> None:
+        """Insert one record and commit. Returns only once the row is committed."""
+        conn = self.connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT INTO records(record_id, stream_id, seq, time_ns, event_name, data, record_hash)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (record_id, stream_id, seq, time_ns, event_name, data, record_hash),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    def sync_barrier(self) -> None:
+        """Make every committed record durable against power loss (``wal_checkpoint(FULL)``)."""
+        self.connect().execute("PRAGMA wal_checkpoint(FULL)")
+
+    # --- space ------------------------------------------------------------------
+    def logical_bytes(self) -> int:
+        """Bytes in use by live pages (the cap is measured on this, not on the file size)."""
+        conn = self.connect()
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * page_size
+
+    def file_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.stat(str(self.path) + suffix).st_size
+            except OSError:
+                pass
+        return total
+
+    def prune(self, *, shipped_only: bool = True, before_ns: int | None = None, limit: int = 5000, reason: str) -> int:
+        """Delete the oldest records (shipped only, unless told otherwise), noting what went in ``pruned``.
+
+        Records are deleted per stream from the start of the stream, so what remains of each
+        stream is always a contiguous tail whose first ``prev_hash`` the ``pruned`` row explains.
+        """
+        conn = self.connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            where = "state=1" if shipped_only else "1=1"
+            params: list[Any] = []
+            if before_ns is not None:
+                where += " AND time_ns < ?"
+                params.append(before_ns)
+            rows = conn.execute(
+                f"SELECT rid, stream_id, seq, record_hash FROM records WHERE {where} ORDER BY rid LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+            if not rows:
+                conn.execute("COMMIT")
+                return 0
+            # Keep only a prefix per stream: stop a stream at the first record we must keep.
+            by_stream: dict[str, list[tuple[int, int, str | None]]] = {}
+            for rid, stream_id, seq, rhash in rows:
+                by_stream.setdefault(stream_id, []).append((rid, seq, rhash))
+            deleted = 0
+            now = time.time_ns()
+            for stream_id, items in by_stream.items():
+                first = conn.execute(
+                    "SELECT min(seq) FROM records WHERE stream_id=?", (stream_id,)
+                ).fetchone()[0]
+                items.sort(key=lambda item: item[1])
+                expected = first
+                prefix: list[tuple[int, int, str | None]] = []
+                for item in items:
+                    if item[1] != expected:
+                        break
+                    prefix.append(item)
+                    expected += 1
+                if not prefix:
+                    continue
+                conn.executemany("DELETE FROM records WHERE rid=?", [(item[0],) for item in prefix])
+                last = prefix[-1]
+                conn.execute(
+                    "INSERT INTO pruned(stream_id, through_seq, head_hash, count, reason, time_ns) VALUES (?,?,?,?,?,?)",
+                    (stream_id, last[1], last[2], len(prefix), reason, now),
+                )
+                deleted += len(prefix)
+            conn.execute("COMMIT")
+            return deleted
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    def maintenance(self, *, pages: int = 2000) -> None:
+        """Give free pages back to the filesystem and keep the WAL short."""
+        conn = self.connect()
+        conn.execute(f"PRAGMA incremental_vacuum({int(pages)})")
+        pending = conn.execute("SELECT 1 FROM records WHERE state=0 LIMIT 1").fetchone()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)" if pending is None else "PRAGMA wal_checkpoint(PASSIVE)")
+
+    # --- reads --------------------------------------------------------------------
+    def stats(self) -> OutboxStats:
+        conn = self.connect()
+        counts = dict(conn.execute("SELECT state, count(*) FROM records GROUP BY state").fetchall())
+        oldest = conn.execute("SELECT min(time_ns) FROM records WHERE state=0").fetchone()[0]
+        streams = conn.execute("SELECT count(*) FROM streams").fetchone()[0]
+        checkpoints = conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0]
+        return OutboxStats(
+            records_total=sum(counts.values()),
+            pending=counts.get(STATE_PENDING, 0),
+            shipped=counts.get(STATE_SHIPPED, 0),
+            dead_lettered=counts.get(STATE_DEAD, 0),
+            outbox_bytes=self.file_bytes(),
+            oldest_pending_age_s=None if oldest is None else max(0.0, (time.time_ns() - oldest) / 1e9),
+            streams=streams,
+            checkpoints=checkpoints,
+        )
+
+    def iter_records(
+        self,
+        *,
+        event_names: Sequence[str] | None = None,
+        stream_id: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        state: int | None = None,
+        last: int | None = None,
+        after_rid: int | None = None,
+    ) -> Iterable[dict[str, Any]]:
+        """Stored records, oldest first, as dicts (the stored record plus ``rid``, ``state``, ``hash``)."""
+        conn = self.connect()
+        where = ["1=1"]
+        params: list[Any] = []
+        if event_names:
+            where.append(f"event_name IN ({','.join('?' * len(event_names))})")
+            params.extend(event_names)
+        if stream_id:
+            where.append("stream_id=?")
+            params.append(stream_id)
+        if since_ns is not None:
+            where.append("time_ns>=?")
+            params.append(since_ns)
+        if until_ns is not None:
+            where.append("time_ns<?")
+            params.append(until_ns)
+        if state is not None:
+            where.append("state=?")
+            params.append(state)
+        if after_rid is not None:
+            where.append("rid>?")
+            params.append(after_rid)
+        sql = f"SELECT rid, state, record_hash, data FROM records WHERE {' AND '.join(where)}"
+        if last:
+            sql = f"SELECT * FROM ({sql} ORDER BY rid DESC LIMIT {int(last)}) ORDER BY rid"
+        else:
+            sql += " ORDER BY rid"
+        for rid, st, rhash, data in conn.execute(sql, params).fetchall():
+            record = json.loads(data)
+            record["_rid"] = rid
+            record["_state"] = st
+            record["_hash"] = rhash
+            yield record
+
+    def stream_resource(self, stream_id: str) -> dict[str, Any]:
+        row = self.connect().execute("SELECT resource FROM streams WHERE stream_id=?", (stream_id,)).fetchone()
+        return json.loads(row[0]) if row else {}
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass

@@ -1,0 +1,485 @@
+"""``AuditProcessor``: the OTel ``LogRecordProcessor`` that makes an audit record durable.
+
+For each log record it: filters (is it an audit event, is its kind enabled), stamps (record
+id, stream, sequence, session, actor), makes the payload safe, redacts, chains (canonical
+bytes -> SHA-256, previous hash), commits to the SQLite outbox, and only then returns;
+afterwards it adds the record as an event on the active recording span and notifies
+subscribers and the background worker. It never raises into the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+import time
+from typing import Any, Callable, Mapping
+
+from opentelemetry import trace
+from opentelemetry.sdk._logs import LogRecordProcessor
+
+from . import schema as S
+from .canonical import canonical, canonical_json
+from .config import Settings
+from .counters import Counters
+from .ids import new_record_id, new_stream_id
+from .outbox import Outbox
+from .redaction import Redactor
+from .safe_value import Reasons, safe_attributes, safe_value
+
+_tls = threading.local()
+
+# Attributes whose values auditel generates itself: never scrubbed (they are ids, enums, numbers).
+_STAMPED_KEYS = frozenset(
+    {
+        S.A_RECORD_ID,
+        S.A_STREAM_ID,
+        S.A_SEQ,
+        S.A_PREV_HASH,
+        S.A_SCHEMA_VERSION,
+        S.A_SESSION_ID,
+        S.A_OUTCOME,
+        S.A_PHASE,
+        S.A_DURATION_MS,
+        S.A_ARGS_DIGEST,
+        S.A_ARGS_SIZE,
+        S.A_RESULT_DIGEST,
+        S.A_RESULT_SIZE,
+        S.A_CORRELATION_ID,
+        S.A_POLICY_VERDICT,
+        S.GEN_AI_OPERATION,
+        S.GEN_AI_INPUT_TOKENS,
+        S.GEN_AI_OUTPUT_TOKENS,
+    }
+)
+
+Listener = Callable[[dict[str, Any]], None]
+
+_CAP_CHECK_EVERY = 64
+
+
+class Rejected(Exception):
+    """A record that cannot be stored; the reason is counted."""
+
+
+def presanitized(reasons: Reasons | None) -> None:
+    """Called by the auditel API just before ``Logger.emit``: the payload is already safe."""
+    _tls.presanitized = reasons
+
+
+def take_result() -> str | None:
+    """The record id committed by the last ``on_emit`` on this thread (None if not stored)."""
+    rid = getattr(_tls, "result", None)
+    _tls.result = None
+    return rid
+
+
+class AuditProcessor(LogRecordProcessor):
+    def __init__(
+        self,
+        outbox: Outbox,
+        settings: Settings,
+        *,
+        counters: Counters | None = None,
+        redactor: Redactor | None = None,
+        resource: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+        write_back: bool = False,
+        stream_start_extra: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.settings = settings
+        self.counters = counters or Counters()
+        self.redactor = redactor or Redactor()
+        self.resource = dict(resource or {})
+        self.session_id = session_id
+        self.write_back = write_back
+        self._stream_start_extra = stream_start_extra
+        self._listeners: tuple[Listener, ...] = ()
+        self._wakers: tuple[Callable[[], None], ...] = ()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._events = settings.events
+        self._stamp = self._stamp_attributes()
+        self._new_stream()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(
+                before=self._before_fork, after_in_parent=self._after_fork_parent, after_in_child=self._after_fork_child
+            )
+
+    # --- wiring -------------------------------------------------------------
+    def add_listener(self, fn: Listener) -> None:
+        self._listeners = self._listeners + (fn,)
+
+    def remove_listener(self, fn: Listener) -> None:
+        self._listeners = tuple(x for x in self._listeners if x is not fn)
+
+    def add_waker(self, fn: Callable[[], None]) -> None:
+        self._wakers = self._wakers + (fn,)
+
+    @property
+    def stream_id(self) -> str:
+        return self._stream_id
+
+    @property
+    def sequence(self) -> int:
+        return self._seq
+
+    @property
+    def head_hash(self) -> str | None:
+        return self._head
+
+    def _stamp_attributes(self) -> dict[str, Any]:
+        st = self.settings
+        out: dict[str, Any] = {}
+        if self.session_id:
+            out[S.A_SESSION_ID] = self.session_id
+        if st.environment:
+            out[S.A_ENVIRONMENT] = st.environment
+        if st.agent_id:
+            out[S.A_ACTOR_ID] = st.agent_id
+            out[S.GEN_AI_AGENT_ID] = st.agent_id
+        if st.agent_name:
+            out[S.GEN_AI_AGENT_NAME] = st.agent_name
+            out.setdefault(S.A_ACTOR_ID, st.agent_name)
+        if st.agent_id or st.agent_name:
+            out[S.A_ACTOR_TYPE] = "agent"
+        if st.principal:
+            out[S.A_PRINCIPAL_ID] = st.principal
+        return out
+
+    def set_identity(self, **attrs: Any) -> None:
+        """Attributes stamped on every later record (agent identity, principal, session)."""
+        stamp = dict(self._stamp)
+        for k, v in attrs.items():
+            if v is None:
+                stamp.pop(k, None)
+            else:
+                stamp[k] = v
+        self._stamp = stamp
+
+    # --- streams and fork ---------------------------------------------------------
+    def _new_stream(self) -> None:
+        self._pid = os.getpid()
+        self._stream_id = new_stream_id()
+        self._seq = 0
+        self._head: str | None = None
+        self._since_cap_check = _CAP_CHECK_EVERY
+        self._stream_registered = False
+        self._pending_notify: list[dict[str, Any]] = []
+
+    def _ensure_stream(self) -> None:
+        """Called with the lock held: register the stream and write its start record once."""
+        if self._stream_registered:
+            return
+        self._stream_registered = True
+        resource = dict(self.resource)
+        resource["process.pid"] = self._pid
+        self.outbox.register_stream(self._stream_id, resource, pid=self._pid, host=socket.gethostname())
+        body: dict[str, Any] = {
+            "auditel.version": _version(),
+            "config.hash": hashlib.sha256(
+                canonical(safe_value(self.settings.public_dict())).encode("utf-8")
+            ).hexdigest(),
+            "redaction.policy_version": self.redactor.policy_version,
+            "resource": safe_value(resource),
+            "host.name": socket.gethostname(),
+            "process.pid": self._pid,
+        }
+        if self._stream_start_extra is not None:
+            try:
+                body.update(self._stream_start_extra())
+            except Exception as exc:  # noqa: BLE001
+                self.counters.error("stream_start_extra", exc)
+        start = self._commit_locked(
+            S.EV_STREAM_START, {}, safe_value(body), severity=9, sev_text="INFO", time_ns=time.time_ns()
+        )
+        self._pending_notify.append(start)
+
+    def _before_fork(self) -> None:
+        self._lock.acquire()
+
+    def _after_fork_parent(self) -> None:
+        self._lock.release()
+
+    def _after_fork_child(self) -> None:
+        self._lock = threading.Lock()
+        self._new_stream()
+
+    # --- LogRecordProcessor -------------------------------------------------------
+    def on_emit(self, log_record: Any) -> None:  # ReadWriteLogRecord
+        if getattr(_tls, "busy", False):
+            return  # re-entry from our own internals (e.g. a logging handler): never recurse
+        _tls.busy = True
+        pre = getattr(_tls, "presanitized", None)
+        _tls.presanitized = None
+        _tls.result = None
+        try:
+            lr = log_record.log_record
+            name = lr.event_name
+            scope = log_record.instrumentation_scope
+            attrs = lr.attributes
+            ours = scope is not None and scope.name == S.SCOPE_NAME
+            if not name:
+                if not (ours or (attrs and S.A_ACTION in attrs)):
+                    return
+                name = S.EV_ACTION
+            elif not (ours or name.startswith(S.EVENT_PREFIX) or (attrs and S.A_ACTION in attrs)):
+                return
+            if self._events is not None and name not in S.INTEGRITY_EVENTS:
+                if S.event_kind(name) not in self._events:
+                    self.counters.filtered += 1
+                    return
+            if self._closed:
+                self.counters.reject("after_shutdown")
+                return
+            self._record(log_record, lr, name, scope, pre)
+        except Rejected as exc:
+            self.counters.reject(str(exc))
+        except Exception as exc:  # noqa: BLE001 - never raise into the host
+            self.counters.error("processor", exc)
+        finally:
+            _tls.busy = False
+
+    def _record(self, log_record: Any, lr: Any, name: str, scope: Any, pre: Reasons | None) -> None:
+        st = self.settings
+        reasons = pre
+        if pre is None:
+            reasons = Reasons()
+            attrs = safe_attributes(lr.attributes, max_value_bytes=st.max_value_bytes, reasons=reasons)
+            body = safe_value(lr.body, max_value_bytes=st.max_value_bytes, reasons=reasons) if lr.body is not None else None
+        else:
+            attrs = dict(lr.attributes) if lr.attributes else {}
+            body = lr.body
+            for key, val in attrs.items():  # the SDK turns sequences into tuples
+                if type(val) is tuple:
+                    attrs[key] = list(val)
+        if reasons:
+            self.counters.merge("sanitized", reasons)
+
+        record_id = attrs.get(S.A_RECORD_ID)
+        if type(record_id) is not str or not (8 <= len(record_id) <= 64):
+            record_id = new_record_id()
+        for key, val in self._stamp.items():
+            attrs.setdefault(key, val)
+        attrs[S.A_RECORD_ID] = record_id
+        attrs[S.A_SCHEMA_VERSION] = S.SCHEMA_VERSION
+        for key in (S.A_STREAM_ID, S.A_SEQ, S.A_PREV_HASH):
+            attrs.pop(key, None)  # only the chain may set these
+
+        counts: dict[str, int] = {}
+        attrs = self.redactor.redact_attributes(attrs, counts, skip=_STAMPED_KEYS)
+        if body is not None:
+            body = self.redactor.redact(body, counts)
+        if counts:
+            self.counters.merge("redactions", counts)
+
+        sev = lr.severity_number.value if lr.severity_number is not None else 9
+        time_ns = lr.timestamp or lr.observed_timestamp or time.time_ns()
+        record: dict[str, Any] = {
+            "event_name": name,
+            "time_unix_nano": str(time_ns),
+            "observed_time_unix_nano": str(lr.observed_timestamp or time_ns),
+            "severity_number": sev,
+            "severity_text": lr.severity_text or "",
+            "attributes": attrs,
+        }
+        if body is not None:
+            record["body"] = body
+        if lr.trace_id:
+            record["trace_id"] = format(lr.trace_id, "032x")
+            record["span_id"] = format(lr.span_id or 0, "016x")
+            record["trace_flags"] = int(lr.trace_flags or 0)
+        if scope is not None and scope.name != S.SCOPE_NAME:
+            record["scope"] = {"name": scope.name, "version": scope.version or ""}
+
+        stored = self._commit(record, name, time_ns)
+        _tls.result = record_id
+        self.counters.recorded += 1
+
+        if self.write_back:
+            lr.attributes = stored["attributes"]
+            if "body" in stored:
+                lr.body = stored["body"]
+        self._bridge(name, stored, time_ns)
+        if self._pending_notify:
+            self._drain_pending()
+        self._notify(stored)
+
+    def _commit(self, record: dict[str, Any], name: str, time_ns: int) -> dict[str, Any]:
+        with self._lock:
+            if os.getpid() != self._pid:  # forked without the at-fork hook (e.g. os.fork from C)
+                self._new_stream()
+            self._ensure_stream()
+            return self._chain_and_append(record, name, time_ns)
+
+    def _commit_locked(
+        self, name: str, attrs: dict[str, Any], body: Any, *, severity: int, sev_text: str, time_ns: int
+    ) -> dict[str, Any]:
+        attrs = dict(attrs)
+        for key, val in self._stamp.items():
+            attrs.setdefault(key, val)
+        attrs[S.A_RECORD_ID] = new_record_id()
+        attrs[S.A_SCHEMA_VERSION] = S.SCHEMA_VERSION
+        record: dict[str, Any] = {
+            "event_name": name,
+            "time_unix_nano": str(time_ns),
+            "observed_time_unix_nano": str(time_ns),
+            "severity_number": severity,
+            "severity_text": sev_text,
+            "attributes": attrs,
+        }
+        if body is not None:
+            record["body"] = body
+        return self._chain_and_append(record, name, time_ns)
+
+    def _chain_and_append(self, record: dict[str, Any], name: str, time_ns: int) -> dict[str, Any]:
+        attrs = record["attributes"]
+        seq = self._seq + 1
+        attrs[S.A_STREAM_ID] = self._stream_id
+        attrs[S.A_SEQ] = seq
+        if self._head is not None:
+            attrs[S.A_PREV_HASH] = self._head
+        data = canonical(record)
+        if len(data) > self.settings.max_record_bytes:
+            data = self._shrink(record)
+        digest = hashlib.sha256(data.encode("utf-8")).hexdigest()
+        self._since_cap_check += 1
+        if self._since_cap_check >= _CAP_CHECK_EVERY and self.settings.max_outbox_mb > 0:
+            self._since_cap_check = 0
+            self._make_room()
+        self.outbox.append(attrs[S.A_RECORD_ID], self._stream_id, seq, time_ns, name, data, digest)
+        self._seq = seq
+        self._head = digest
+        record["hash"] = digest
+        return record
+
+    def _shrink(self, record: dict[str, Any]) -> str:
+        """Keep an over-large record in a safe form: drop the body, then the largest attributes."""
+        self.counters.merge("sanitized", {"record_too_large": 1})
+        if "body" in record:
+            size = len(canonical_json(record["body"]) if not isinstance(record["body"], str) else record["body"])
+            record["body"] = f"[omitted: body of {size} bytes exceeds AUDITEL_MAX_RECORD_BYTES]"
+        data = canonical(record)
+        if len(data) <= self.settings.max_record_bytes:
+            return data
+        attrs = record["attributes"]
+        for key in sorted(attrs, key=lambda k: -len(canonical(attrs[k]))):
+            if key.startswith("audit.sequence") or key in (S.A_RECORD_ID, S.A_SCHEMA_VERSION):
+                continue
+            attrs[key] = f"[omitted: value of {len(canonical(attrs[key]))} bytes exceeds AUDITEL_MAX_RECORD_BYTES]"
+            data = canonical(record)
+            if len(data) <= self.settings.max_record_bytes:
+                break
+        return data
+
+    # --- capacity -------------------------------------------------------------------
+    def _make_room(self) -> None:
+        cap = self.settings.max_outbox_bytes
+        if self.outbox.logical_bytes() < cap:
+            return
+        while self.outbox.prune(shipped_only=True, reason="cap", limit=2000):
+            if self.outbox.logical_bytes() < cap:
+                return
+        mode = self.settings.on_full
+        if mode == "grow":
+            self.counters.merge("rejected", {"over_cap_kept": 1})
+            self._since_cap_check = _CAP_CHECK_EVERY  # check again on the next record
+            return
+        if mode == "drop_oldest":
+            dropped = self.outbox.prune(shipped_only=False, reason="cap_drop_oldest", limit=256)
+            if dropped:
+                self.counters.merge("rejected", {"dropped_oldest_unshipped": dropped})
+                self.counters.error("dropped_oldest_unshipped", f"{dropped} unshipped records deleted by AUDITEL_ON_FULL=drop_oldest")
+            self._since_cap_check = _CAP_CHECK_EVERY
+            return
+        if mode == "block":
+            deadline = time.monotonic() + self.settings.block_timeout_ms / 1000.0
+            while time.monotonic() < deadline:
+                for wake in self._wakers:
+                    wake()
+                time.sleep(0.05)
+                self.outbox.prune(shipped_only=True, reason="cap", limit=2000)
+                if self.outbox.logical_bytes() < cap:
+                    return
+        self._since_cap_check = _CAP_CHECK_EVERY
+        raise Rejected("outbox_full")
+
+    # --- after commit ----------------------------------------------------------------
+    def _bridge(self, name: str, stored: dict[str, Any], time_ns: int) -> None:
+        try:
+            span = trace.get_current_span()
+            if not span.is_recording():
+                return
+            flat = {}
+            for key, val in stored["attributes"].items():
+                t = type(val)
+                if t is str or t is int or t is float or t is bool:
+                    flat[key] = val
+                elif t is list and val and all(type(x) is str for x in val):
+                    flat[key] = val
+            span.add_event(name, attributes=flat, timestamp=time_ns)
+        except Exception as exc:  # noqa: BLE001
+            self.counters.error("span_event", exc)
+
+    def _drain_pending(self) -> None:
+        pending, self._pending_notify = self._pending_notify, []
+        for item in pending:
+            self._notify(item)
+
+    def _notify(self, stored: dict[str, Any]) -> None:
+        for wake in self._wakers:
+            try:
+                wake()
+            except Exception as exc:  # noqa: BLE001
+                self.counters.error("wake", exc)
+        for listener in self._listeners:
+            try:
+                listener(stored)
+            except Exception as exc:  # noqa: BLE001 - a failing subscriber is isolated and counted
+                self.counters.error("subscriber", exc)
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def end_stream(self) -> None:
+        """Write the stream-end marker (clean shutdown)."""
+        with self._lock:
+            if self._closed or not self._stream_registered or os.getpid() != self._pid:
+                return
+            try:
+                attrs = {S.A_SEQ_END: True}
+                stored = self._commit_locked(S.EV_STREAM_END, attrs, None, severity=9, sev_text="INFO", time_ns=time.time_ns())
+                self.outbox.end_stream(self._stream_id)
+            except Exception as exc:  # noqa: BLE001
+                self.counters.error("stream_end", exc)
+                return
+        self._notify(stored)
+
+    def append_internal(self, name: str, attrs: dict[str, Any], body: Any) -> dict[str, Any] | None:
+        """Commit a record produced by auditel itself (checkpoints, heartbeats) into the stream."""
+        with self._lock:
+            if self._closed:
+                return None
+            if os.getpid() != self._pid:
+                self._new_stream()
+            self._ensure_stream()
+            stored = self._commit_locked(name, attrs, body, severity=9, sev_text="INFO", time_ns=time.time_ns())
+        if self._pending_notify:
+            self._drain_pending()
+        self._notify(stored)
+        return stored
+
+    def shutdown(self) -> None:
+        if self._closed:
+            return
+        self.end_stream()
+        self._closed = True
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True  # every record is committed before on_emit returns
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

@@ -1,0 +1,398 @@
+"""The configured auditel of this process: settings, outbox, OTel logger and processor, worker.
+
+``configure()`` builds it once (idempotent); every public API call goes through
+``current()``, which returns ``None`` when auditel is disabled so that calls are cheap no-ops.
+auditel runs its own ``LoggerProvider`` for audit records and never replaces a global
+provider the application set; the ``AuditProcessor`` can also be added to the app's own
+provider (``auditel.AuditProcessor``) to audit records emitted through it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import os
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from opentelemetry._logs import NoOpLogger
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
+from opentelemetry.sdk.resources import Resource
+
+from . import schema as S
+from .config import ConfigError, Settings
+from .content import keyed_digest, load_or_create_digest_key
+from .counters import Counters
+from .ids import new_session_id
+from .outbox import Outbox, OutboxError
+from .processor import AuditProcessor, presanitized, take_result
+from .redaction import Redactor
+from .safe_value import Reasons, safe_attributes, safe_value
+from .sinks import JsonlSink
+from .worker import Worker
+
+# Optional parts that attach themselves to a runtime when present: each module has
+# ``attach(runtime)``. Missing modules are skipped.
+EXTENSIONS: list[str] = ["auditel.shipping", "auditel.checkpoints"]
+
+_lock = threading.RLock()
+_runtime: "Runtime | None" = None
+_disabled_settings: Settings | None = None
+_auto_tried = False
+
+_UNLIMITED = LogRecordLimits(
+    max_attributes=LogRecordLimits.UNSET,
+    max_attribute_length=LogRecordLimits.UNSET,
+    max_log_record_attributes=LogRecordLimits.UNSET,
+    max_log_record_attribute_length=LogRecordLimits.UNSET,
+)
+
+
+class Runtime:
+    """Everything one configured auditel owns. Reach it with ``auditel.runtime.current()``."""
+
+    def __init__(self, settings: Settings, *, sinks: Iterable[Callable[[dict[str, Any]], None]] = ()) -> None:
+        self.settings = settings
+        self.counters = Counters()
+        self.session_id = settings.session_id or new_session_id()
+        try:
+            self.outbox = Outbox(settings.outbox, durability=settings.durability)
+        except (OSError, OutboxError, Exception) as exc:  # sqlite3.Error and friends
+            raise ConfigError(
+                f"AUDITEL_OUTBOX={str(settings.outbox)!r} cannot be used: {type(exc).__name__}: {exc}"
+                " (expected a writable file path on a local filesystem)"
+            ) from exc
+        self.digest_key = settings.digest_key or load_or_create_digest_key(self.outbox.path)
+        attrs: dict[str, Any] = dict(settings.resource_attributes)
+        attrs["service.name"] = settings.service_name
+        if settings.environment:
+            attrs[S.A_ENVIRONMENT] = settings.environment
+        self.resource = Resource.create(attrs)
+        self.redactor = Redactor()
+        self.processor = AuditProcessor(
+            self.outbox,
+            settings,
+            counters=self.counters,
+            redactor=self.redactor,
+            resource=dict(self.resource.attributes),
+            session_id=self.session_id,
+            stream_start_extra=self._stream_start_extra,
+        )
+        self.provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False, log_record_limits=_UNLIMITED)
+        self.provider.add_log_record_processor(self.processor)
+        self.logger = self._get_logger()
+        self.worker = Worker(self.counters)
+        self.processor.add_waker(self.worker.wake)
+        self.shipper: Any = None  # set by auditel.shipping.attach when an endpoint is configured
+        self.signer: Any = None  # set by auditel.checkpoints.attach
+        self.sinks: list[Any] = []
+        self._stream_start_hooks: list[Callable[[], dict[str, Any]]] = []
+        self._shutdown_hooks: list[Callable[[float], None]] = []
+        self._closed = False
+        if settings.jsonl_path is not None:
+            self.add_sink(JsonlSink(settings.jsonl_path))
+        for sink in sinks:
+            self.add_sink(sink)
+        self.worker.add_task("space", self._space_task, 300.0)
+        for name in EXTENSIONS:
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name == name:
+                    continue
+                raise
+            module.attach(self)
+        self.worker.start()
+
+    # --- construction helpers ---------------------------------------------------------
+    def _get_logger(self) -> Any:
+        from . import __version__
+
+        logger = self.provider.get_logger(S.SCOPE_NAME, __version__)
+        if isinstance(logger, NoOpLogger):
+            # OTEL_SDK_DISABLED=true must not silently switch auditing off: AUDITEL_ENABLED does that.
+            self.provider._disabled = False  # noqa: SLF001
+            logger = self.provider.get_logger(S.SCOPE_NAME, __version__)
+        return logger
+
+    def _stream_start_extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"session.id": self.session_id}
+        for hook in self._stream_start_hooks:
+            extra.update(hook())
+        return extra
+
+    def add_stream_start_hook(self, fn: Callable[[], dict[str, Any]]) -> None:
+        self._stream_start_hooks.append(fn)
+
+    def add_shutdown_hook(self, fn: Callable[[float], None]) -> None:
+        """``fn(deadline_monotonic)`` runs at shutdown before the stream-end marker."""
+        self._shutdown_hooks.append(fn)
+
+    def add_sink(self, sink: Any) -> None:
+        fn = sink.emit if hasattr(sink, "emit") else sink
+        self.sinks.append(sink)
+        self.processor.add_listener(fn)
+
+    def remove_sink(self, sink: Any) -> None:
+        fn = sink.emit if hasattr(sink, "emit") else sink
+        self.processor.remove_listener(fn)
+        self.sinks = [s for s in self.sinks if s is not sink]
+
+    # --- recording ---------------------------------------------------------------------------
+    def emit(
+        self,
+        event_name: str,
+        attributes: dict[str, Any] | None = None,
+        body: Any = None,
+        severity: str | int | None = None,
+        timestamp: int | None = None,
+    ) -> str | None:
+        try:
+            if not isinstance(event_name, str) or not event_name.strip():
+                self.counters.reject("bad_event_name")
+                return None
+            reasons = Reasons()
+            st = self.settings
+            attrs = safe_attributes(attributes, max_value_bytes=st.max_value_bytes, reasons=reasons)
+            safe_body = None if body is None else safe_value(body, max_value_bytes=st.max_value_bytes, reasons=reasons)
+            sev_number = S.SEVERITIES["info"]
+            if severity is not None:
+                if isinstance(severity, str) and severity.lower() in S.SEVERITIES:
+                    sev_number = S.SEVERITIES[severity.lower()]
+                elif isinstance(severity, int) and 1 <= severity <= 24:
+                    from opentelemetry._logs import SeverityNumber
+
+                    sev_number = SeverityNumber(severity)
+                else:
+                    reasons.add("bad_severity")
+            presanitized(reasons)
+            try:
+                self.logger.emit(
+                    event_name=event_name,
+                    attributes=attrs,
+                    body=safe_body,
+                    severity_number=sev_number,
+                    severity_text=S.SEVERITY_TEXT.get(sev_number, sev_number.name),
+                    timestamp=timestamp,
+                )
+            finally:
+                presanitized(None)
+            return take_result()
+        except Exception as exc:  # noqa: BLE001 - never raise into the host
+            self.counters.error("emit", exc)
+            return None
+
+    def digest(self, value: Any) -> tuple[str, int]:
+        return keyed_digest(self.digest_key, value)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Records are durable at emit; this waits (bounded) for the shipper and syncs the WAL."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        ok = True
+        try:
+            if self.settings.durability == "fsync":
+                self.outbox.sync_barrier()
+        except Exception as exc:  # noqa: BLE001
+            self.counters.error("flush", exc)
+            ok = False
+        shipper = self.shipper
+        if shipper is not None:
+            try:
+                ok = bool(shipper.flush(max(0.0, deadline - time.monotonic()))) and ok
+            except Exception as exc:  # noqa: BLE001
+                self.counters.error("flush", exc)
+                ok = False
+        for sink in self.sinks:
+            flush = getattr(sink, "flush", None)
+            if flush is not None:
+                try:
+                    flush()
+                except Exception as exc:  # noqa: BLE001
+                    self.counters.error("sink_flush", exc)
+        return ok
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        if self._closed:
+            return
+        deadline = time.monotonic() + max(0.0, timeout)
+        for hook in self._shutdown_hooks:
+            try:
+                hook(deadline)
+            except Exception as exc:  # noqa: BLE001
+                self.counters.error("shutdown_hook", exc)
+        self.processor.shutdown()  # writes the stream-end marker
+        self._closed = True
+        if self.shipper is not None:
+            try:
+                self.shipper.flush(max(0.0, deadline - time.monotonic()))
+            except Exception as exc:  # noqa: BLE001
+                self.counters.error("shutdown_flush", exc)
+        self.worker.stop(max(0.0, deadline - time.monotonic()))
+        for sink in self.sinks:
+            close = getattr(sink, "close", None) or getattr(sink, "flush", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001
+                    pass
+        try:
+            self.provider.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _space_task(self) -> float | None:
+        st = self.settings
+        if st.retention_days > 0:
+            cutoff = time.time_ns() - int(st.retention_days * 86400 * 1e9)
+            while self.outbox.prune(
+                shipped_only=not st.retention_unshipped, before_ns=cutoff, reason="retention", limit=5000
+            ):
+                pass
+        self.outbox.maintenance()
+        return None
+
+    def status(self) -> dict[str, Any]:
+        return build_status(self.settings, self.outbox, self)
+
+
+def build_status(settings: Settings, outbox: Outbox | None, runtime: Runtime | None) -> dict[str, Any]:
+    """The status dict shared by ``auditel.status()`` and ``auditel status --json``."""
+    out: dict[str, Any] = {
+        "enabled": settings.enabled,
+        "outbox": str(settings.outbox),
+        "records_total": 0,
+        "pending": 0,
+        "shipped": 0,
+        "dead_lettered": 0,
+        "outbox_bytes": 0,
+        "oldest_pending_age_s": None,
+        "streams": 0,
+        "checkpoints": 0,
+        "session_id": runtime.session_id if runtime else None,
+        "stream_id": runtime.processor.stream_id if runtime else None,
+        "environment": settings.environment,
+        "service_name": settings.service_name,
+        "durability": settings.durability,
+        "max_outbox_mb": settings.max_outbox_mb,
+        "on_full": settings.on_full,
+        "capture_content": settings.capture_content,
+        "shipper_running": False,
+        "exporter": None,
+        "errors": {},
+        "rejected": {},
+        "sanitized": {},
+        "redactions": {},
+        "recorded": 0,
+        "filtered": 0,
+        "last_error": None,
+    }
+    if outbox is not None:
+        try:
+            stats = outbox.stats()
+            out.update(
+                records_total=stats.records_total,
+                pending=stats.pending,
+                shipped=stats.shipped,
+                dead_lettered=stats.dead_lettered,
+                outbox_bytes=stats.outbox_bytes,
+                oldest_pending_age_s=stats.oldest_pending_age_s,
+                streams=stats.streams,
+                checkpoints=stats.checkpoints,
+            )
+        except Exception as exc:  # noqa: BLE001
+            out["errors"] = {"status": 1}
+            out["last_error"] = f"status: {type(exc).__name__}: {exc}"
+    if runtime is not None:
+        out.update(runtime.counters.snapshot())
+        out["shipper_running"] = bool(runtime.worker.running and runtime.shipper is not None)
+        if runtime.shipper is not None:
+            try:
+                out.update(runtime.shipper.status())
+            except Exception as exc:  # noqa: BLE001
+                runtime.counters.error("status", exc)
+    return out
+
+
+# --- module-level access -----------------------------------------------------------------------
+def current() -> Runtime | None:
+    """The configured runtime, configuring from the environment on first use if AUDITEL_ENABLED=true."""
+    rt = _runtime
+    if rt is not None or _auto_tried:
+        return rt
+    return _auto_configure()
+
+
+def _auto_configure() -> Runtime | None:
+    global _auto_tried
+    with _lock:
+        if _runtime is not None or _auto_tried:
+            return _runtime
+        _auto_tried = True
+        flag = os.environ.get("AUDITEL_ENABLED", "").strip().lower()
+        if flag not in ("1", "true", "yes", "on"):
+            return None
+        try:
+            return configure()
+        except ConfigError as exc:
+            import sys
+
+            sys.stderr.write(f"auditel: not enabled: {exc}\n")
+            return None
+
+
+def configure(*, sinks: Iterable[Any] = (), **overrides: Any) -> Runtime | None:
+    """Read the environment (and overrides), validate, and start auditel. Idempotent.
+
+    Returns the runtime, or ``None`` when auditel is disabled. Raises ``ConfigError`` naming
+    the variable, the value and what is accepted when a setting is invalid.
+    """
+    global _runtime, _disabled_settings, _auto_tried
+    settings = Settings.from_env(overrides=overrides)
+    with _lock:
+        _auto_tried = True
+        if not settings.enabled:
+            old = _runtime
+            _runtime = None
+            _disabled_settings = settings
+            if old is not None:
+                old.shutdown()
+            return None
+        if _runtime is not None:
+            if _runtime.settings == settings:
+                for sink in sinks:
+                    _runtime.add_sink(sink)
+                return _runtime
+            _runtime.shutdown()
+            _runtime = None
+        _runtime = Runtime(settings, sinks=sinks)
+        _disabled_settings = None
+        return _runtime
+
+
+def shutdown(timeout: float = 5.0) -> None:
+    global _runtime
+    with _lock:
+        rt = _runtime
+        _runtime = None
+    if rt is not None:
+        rt.shutdown(timeout)
+
+
+def _reset_for_tests() -> None:
+    """Shut down and forget the runtime so the next call configures afresh."""
+    global _auto_tried, _disabled_settings
+    shutdown(2.0)
+    _auto_tried = False
+    _disabled_settings = None
+
+
+def _atexit() -> None:
+    try:
+        shutdown(5.0)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+atexit.register(_atexit)

@@ -1,0 +1,250 @@
+"""Turn arbitrary payloads into values that can be stored, hashed and shipped.
+
+The rules (documented in docs/schema.md, "Safe forms"):
+
+* ``None``, ``bool``, ``str`` and ``int`` within signed 64 bits stay as they are.
+* Integers outside signed 64 bits become decimal strings (``int_out_of_range``).
+* ``NaN``, ``inf`` and ``-inf`` become the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
+  (``non_finite_float``); finite floats stay floats.
+* Lone surrogates in strings become U+FFFD (``lone_surrogate``).
+* Strings longer than ``max_value_bytes`` are cut and end with ``…[truncated N chars]`` (``truncated``).
+* ``bytes`` become ``{"$bytes": "<base64>"}`` (cut like strings when too long).
+* Mappings keep string keys; other keys become ``str(key)`` (``non_str_key``).
+* Lists, tuples, sets become lists; more than 1,000 items are cut (``truncated``).
+* A container met again on its own path becomes ``"[cycle]"`` (``cycle``); nesting deeper than
+  32 becomes ``"[max depth]"`` (``too_deep``).
+* datetimes, dates, UUIDs, paths, enums and exceptions get readable string forms;
+  pydantic models and dataclasses become dicts; anything else becomes its ``repr`` cut to
+  200 characters, or ``"<unserializable TYPE>"`` when even ``repr`` fails (``unserializable``).
+
+Nothing here raises: every departure from the input is counted by reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as _dt
+import enum
+import math
+import uuid
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any
+
+MAX_DEPTH = 32
+MAX_ITEMS = 1000
+_INT_MIN = -(2**63)
+_INT_MAX = 2**63 - 1
+_REPR_MAX = 200
+
+
+class Reasons(dict):
+    """Counter of why values were altered, by reason name."""
+
+    def add(self, reason: str, n: int = 1) -> None:
+        self[reason] = self.get(reason, 0) + n
+
+
+def _clean_str(s: str, limit: int, reasons: Reasons) -> str:
+    if len(s) > limit:
+        reasons.add("truncated")
+        cut = len(s) - limit
+        s = s[:limit] + f"…[truncated {cut} chars]"
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        reasons.add("lone_surrogate")
+        s = _fix_surrogates(s)
+    return s
+
+
+def _fix_surrogates(s: str) -> str:
+    return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in s)
+
+
+def safe_value(value: Any, *, max_value_bytes: int = 65536, reasons: Reasons | None = None) -> Any:
+    """Return a JSON-safe copy of ``value`` following the rules above."""
+    if reasons is None:
+        reasons = Reasons()
+    return _safe(value, max_value_bytes, reasons, 0, set())
+
+
+def safe_attributes(
+    attributes: Mapping[str, Any] | None, *, max_value_bytes: int = 65536, reasons: Reasons | None = None
+) -> dict[str, Any]:
+    """Sanitise an attribute mapping (keys become strings, values safe)."""
+    if reasons is None:
+        reasons = Reasons()
+    if not attributes:
+        return {}
+    out: dict[str, Any] = {}
+    try:
+        items = list(attributes.items())
+    except Exception:  # a broken mapping
+        reasons.add("unserializable")
+        return {}
+    for key, val in items:
+        if type(key) is not str:
+            reasons.add("non_str_key")
+            key = _safe_key(key)
+        elif not _is_clean_str(key):
+            key = _clean_str(key, 256, reasons)
+        tv = type(val)
+        if tv is str:
+            out[key] = val if _is_clean_str(val) and len(val) <= max_value_bytes else _clean_str(val, max_value_bytes, reasons)
+        elif tv is int or tv is bool or val is None:
+            out[key] = val if tv is not int or _INT_MIN <= val <= _INT_MAX else _safe(val, max_value_bytes, reasons, 0, set())
+        else:
+            out[key] = _safe(val, max_value_bytes, reasons, 0, set())
+    return out
+
+
+def _is_clean_str(s: str) -> bool:
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _safe_key(key: Any) -> str:
+    try:
+        text = str(key)
+    except Exception:
+        text = f"<key {type(key).__name__}>"
+    return _fix_surrogates(text)[:256]
+
+
+def _safe(value: Any, limit: int, reasons: Reasons, depth: int, path: set[int]) -> Any:
+    t = type(value)
+    if value is None or t is bool:
+        return value
+    if t is str:
+        if len(value) <= limit and _is_clean_str(value):
+            return value
+        return _clean_str(value, limit, reasons)
+    if t is int:
+        if _INT_MIN <= value <= _INT_MAX:
+            return value
+        reasons.add("int_out_of_range")
+        return str(value)
+    if t is float:
+        if math.isfinite(value):
+            return value
+        reasons.add("non_finite_float")
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if depth >= MAX_DEPTH:
+        reasons.add("too_deep")
+        return "[max depth]"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        if len(raw) > limit:
+            reasons.add("truncated")
+            return {"$bytes": base64.b64encode(raw[:limit]).decode("ascii"), "$truncated_from": len(raw)}
+        return {"$bytes": base64.b64encode(raw).decode("ascii")}
+    if isinstance(value, Mapping):
+        vid = id(value)
+        if vid in path:
+            reasons.add("cycle")
+            return "[cycle]"
+        path.add(vid)
+        try:
+            out: dict[str, Any] = {}
+            try:
+                items = list(value.items())
+            except Exception:
+                reasons.add("unserializable")
+                return f"<unserializable {type(value).__qualname__}>"
+            if len(items) > MAX_ITEMS:
+                reasons.add("truncated")
+                items = items[:MAX_ITEMS]
+                out["…"] = f"[{len(value) - MAX_ITEMS} more items]"
+            for k, v in items:
+                if type(k) is not str:
+                    reasons.add("non_str_key")
+                    k = _safe_key(k)
+                elif not _is_clean_str(k):
+                    k = _clean_str(k, 256, reasons)
+                out[k] = _safe(v, limit, reasons, depth + 1, path)
+            return out
+        finally:
+            path.discard(vid)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        vid = id(value)
+        if vid in path:
+            reasons.add("cycle")
+            return "[cycle]"
+        path.add(vid)
+        try:
+            seq = list(value)
+            extra = None
+            if len(seq) > MAX_ITEMS:
+                reasons.add("truncated")
+                extra = f"[{len(seq) - MAX_ITEMS} more items]"
+                seq = seq[:MAX_ITEMS]
+            out_list = [_safe(v, limit, reasons, depth + 1, path) for v in seq]
+            if extra:
+                out_list.append(extra)
+            return out_list
+        finally:
+            path.discard(vid)
+    if isinstance(value, float):  # float subclasses
+        return _safe(float(value), limit, reasons, depth, path)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):  # int subclasses other than bool, e.g. IntEnum
+        if isinstance(value, enum.Enum):
+            return _safe(value.value, limit, reasons, depth + 1, path)
+        return _safe(int(value), limit, reasons, depth, path)
+    if isinstance(value, str):  # str subclasses (StrEnum...)
+        return _safe(str.__str__(value), limit, reasons, depth, path)
+    if isinstance(value, enum.Enum):
+        return _safe(value.value, limit, reasons, depth + 1, path)
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (uuid.UUID, PurePath)):
+        return str(value)
+    if isinstance(value, BaseException):
+        return _clean_str(f"{type(value).__name__}: {_safe_repr(value, str)}", limit, reasons)
+    # pydantic models and dataclasses keep their structure
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        try:
+            dumped = dump(mode="json")
+        except Exception:
+            dumped = None
+        if dumped is not None:
+            return _safe(dumped, limit, reasons, depth + 1, path)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        vid = id(value)
+        if vid in path:
+            reasons.add("cycle")
+            return "[cycle]"
+        path.add(vid)
+        try:
+            return {
+                f.name: _safe(getattr(value, f.name, None), limit, reasons, depth + 1, path)
+                for f in dataclasses.fields(value)
+            }
+        finally:
+            path.discard(vid)
+    reasons.add("unserializable")
+    text = _safe_repr(value, repr)
+    if len(text) > _REPR_MAX:
+        text = text[:_REPR_MAX] + "…"
+    return _fix_surrogates(text)
+
+
+def _safe_repr(value: Any, fn: Any) -> str:
+    try:
+        text = fn(value)
+        if not isinstance(text, str):
+            raise TypeError
+        return text
+    except Exception:
+        return f"<unserializable {type(value).__qualname__}>"

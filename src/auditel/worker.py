@@ -1,0 +1,122 @@
+"""The background worker: one daemon thread per process that runs auditel's periodic tasks.
+
+Tasks (shipping, retention, checkpoints, space hygiene) register with an interval; the
+worker wakes on a timer and whenever a record is committed (``wake()``). It restarts itself
+in a forked child. It is never needed for durability: records are on disk before ``emit``
+returns, and nothing here runs on the caller's thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .counters import Counters
+
+
+@dataclass
+class Task:
+    name: str
+    fn: Callable[[], float | None]  # returns the delay until its next run, or None for its interval
+    interval_s: float
+    on_wake: bool = False
+    next_run: float = field(default=0.0)
+
+
+class Worker:
+    def __init__(self, counters: Counters, *, name: str = "auditel-worker") -> None:
+        self.counters = counters
+        self.name = name
+        self._tasks: list[Task] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork_child)
+
+    def add_task(self, name: str, fn: Callable[[], float | None], interval_s: float, *, on_wake: bool = False) -> Task:
+        task = Task(name, fn, interval_s, on_wake, time.monotonic())
+        with self._lock:
+            self._tasks.append(task)
+        self._wake.set()
+        return task
+
+    def remove_task(self, name: str) -> None:
+        with self._lock:
+            self._tasks = [t for t in self._tasks if t.name != name]
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stop.clear()
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to stop and wait at most ``timeout`` seconds (never forever)."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread() and self._pid == os.getpid():
+            thread.join(max(0.0, timeout))
+
+    def run_once(self, *, only_due: bool = False) -> None:
+        """Run the tasks once on the calling thread (used by the CLI and tests)."""
+        now = time.monotonic()
+        with self._lock:
+            tasks = list(self._tasks)
+        for task in tasks:
+            if only_due and task.next_run > now:
+                continue
+            self._run_task(task, now)
+
+    def _run_task(self, task: Task, now: float) -> None:
+        try:
+            delay = task.fn()
+        except Exception as exc:  # noqa: BLE001 - a failing task never kills the worker
+            self.counters.error(f"task:{task.name}", exc)
+            delay = None
+        task.next_run = now + (task.interval_s if delay is None else max(0.0, delay))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            woke = self._wake.is_set()
+            self._wake.clear()
+            now = time.monotonic()
+            with self._lock:
+                tasks = list(self._tasks)
+            for task in tasks:
+                if self._stop.is_set():
+                    break
+                if task.next_run <= now or (woke and task.on_wake):
+                    self._run_task(task, time.monotonic())
+            with self._lock:
+                upcoming = min((t.next_run for t in self._tasks), default=now + 60.0)
+            timeout = max(0.0, min(60.0, upcoming - time.monotonic()))
+            self._wake.wait(timeout)
+
+    def _after_fork_child(self) -> None:
+        was_running = self._thread is not None and self._pid != os.getpid()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = None
+        if was_running:
+            self._pid = os.getpid()
+            try:
+                self.start()
+            except Exception as exc:  # noqa: BLE001
+                self.counters.error("worker_fork_restart", exc)
