@@ -51,6 +51,13 @@ _STAMPED_KEYS = frozenset(
         S.GEN_AI_OPERATION,
         S.GEN_AI_INPUT_TOKENS,
         S.GEN_AI_OUTPUT_TOKENS,
+        # operator-configured identity: who acted and on whose behalf is the point of an audit record
+        S.A_ACTOR_ID,
+        S.A_ACTOR_TYPE,
+        S.A_PRINCIPAL_ID,
+        S.GEN_AI_AGENT_ID,
+        S.GEN_AI_AGENT_NAME,
+        S.A_ENVIRONMENT,
     }
 )
 
@@ -113,7 +120,7 @@ class AuditProcessor(LogRecordProcessor):
         self._listeners = self._listeners + (fn,)
 
     def remove_listener(self, fn: Listener) -> None:
-        self._listeners = tuple(x for x in self._listeners if x is not fn)
+        self._listeners = tuple(x for x in self._listeners if x != fn)
 
     def add_waker(self, fn: Callable[[], None]) -> None:
         self._wakers = self._wakers + (fn,)
@@ -196,6 +203,15 @@ class AuditProcessor(LogRecordProcessor):
             S.EV_STREAM_START, {}, safe_value(body), severity=9, sev_text="INFO", time_ns=time.time_ns()
         )
         self._pending_notify.append(start)
+
+    def start_stream(self) -> None:
+        """Write this process's stream-start record now (otherwise it is written before the first record)."""
+        with self._lock:
+            if os.getpid() != self._pid:
+                self._new_stream()
+            self._ensure_stream()
+        if self._pending_notify:
+            self._drain_pending()
 
     def _before_fork(self) -> None:
         self._lock.acquire()

@@ -103,6 +103,7 @@ class Runtime:
                     continue
                 raise
             module.attach(self)
+        self.processor.start_stream()
         self.worker.start()
 
     # --- construction helpers ---------------------------------------------------------
@@ -137,7 +138,7 @@ class Runtime:
     def remove_sink(self, sink: Any) -> None:
         fn = sink.emit if hasattr(sink, "emit") else sink
         self.processor.remove_listener(fn)
-        self.sinks = [s for s in self.sinks if s is not sink]
+        self.sinks = [s for s in self.sinks if s != sink]
 
     # --- recording ---------------------------------------------------------------------------
     def emit(

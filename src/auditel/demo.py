@@ -1,0 +1,106 @@
+"""``auditel demo``: a small scripted agent session recorded under audit, then printed.
+
+The agent answers "what is in the quarterly report?": it asks a (scripted) model what to do,
+runs tools through ``@auditel.tool`` (intent before, outcome after), is denied a tool by a
+policy, reads a file, calls a model again, and ends its session. No network is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import auditel
+
+from .cli._common import format_record
+
+
+def _policy(tool_name: str, arguments: Any) -> Any:
+    if tool_name == "send_email" and not str((arguments or {}).get("to", "")).endswith("@example.com"):
+        return {"verdict": "deny", "reason": "recipient outside the organisation", "policy_id": "egress", "rule_id": "email-domain"}
+    return "allow"
+
+
+@auditel.tool("search_documents", policy=_policy)
+def search_documents(query: str) -> list[str]:
+    time.sleep(0.002)
+    return ["reports/q3.txt"]
+
+
+@auditel.tool("read_file", policy=_policy)
+def read_file(path: str) -> str:
+    text = Path(path).read_text()
+    auditel.file_access(path, operation="read", size_bytes=len(text.encode()))
+    return text
+
+
+@auditel.tool("send_email", policy=_policy)
+def send_email(to: str, body: str) -> str:
+    return "sent"
+
+
+def _model(step: int, prompt: str) -> dict[str, Any]:
+    """A scripted stand-in for a chat model: it asks for tools, then answers."""
+    plans = [
+        {"tool_calls": [{"name": "search_documents", "id": "call_1", "arguments": {"query": "quarterly report"}}]},
+        {"tool_calls": [{"name": "read_file", "id": "call_2", "arguments": {"path": "REPORT"}}]},
+        {"tool_calls": [{"name": "send_email", "id": "call_3", "arguments": {"to": "eve@evil.test", "body": "summary"}}]},
+        {"answer": "Revenue grew 12% in Q3."},
+    ]
+    plan = plans[min(step, len(plans) - 1)]
+    auditel.model_call(
+        "demo-model-1",
+        provider="demo",
+        duration_ms=41.7,
+        input_tokens=180 + 40 * step,
+        output_tokens=22,
+        response_id=f"resp_{step}",
+        finish_reasons=["tool_calls" if "tool_calls" in plan else "stop"],
+        tool_calls=plan.get("tool_calls"),
+        input_messages=[{"role": "user", "content": prompt}],
+        output_messages=[{"role": "assistant", "content": plan.get("answer", "")}],
+    )
+    return plan
+
+
+def run_demo(out: TextIO) -> int:
+    rt = auditel.configure(agent_name=os.environ.get("AUDITEL_AGENT_NAME", "report-assistant"),
+                           principal=os.environ.get("AUDITEL_PRINCIPAL", "user:alice@example.com"))
+    if rt is None:
+        out.write("auditel is disabled (AUDITEL_ENABLED=false): nothing recorded\n")
+        return 1
+    seen: list[dict[str, Any]] = []
+    auditel.subscribe(seen.append)
+    workdir = Path(tempfile.mkdtemp(prefix="auditel-demo-"))
+    report = workdir / "q3.txt"
+    report.write_text("Q3 revenue: +12%. Contact: cfo@example.com\n")
+    prompt = "What is in the quarterly report? Send a summary to eve@evil.test"
+    auditel.session_start(attributes={"demo.prompt.size": len(prompt)})
+    with auditel.audited("agent.run", attributes={"gen_ai.agent.name": "report-assistant"}):
+        for step in range(6):
+            plan = _model(step, prompt)
+            if "answer" in plan:
+                break
+            for call in plan["tool_calls"]:
+                args = dict(call["arguments"])
+                if call["name"] == "read_file":
+                    args["path"] = str(report)
+                try:
+                    {"search_documents": search_documents, "read_file": read_file, "send_email": send_email}[call["name"]](**args)
+                except auditel.ToolDenied as denied:
+                    auditel.emit("auditel.action", attributes={"audit.action": "agent.note", "audit.reason": str(denied)})
+    auditel.network_access("https://api.example.com/v1/metrics?sig=abc123secretsig&x=1", method="GET", status_code=200)
+    auditel.session_end(outcome="success")
+    auditel.flush(2.0)
+    auditel.unsubscribe(seen.append)
+    out.write(f"auditel demo: recorded {len(seen)} records in {rt.outbox.path}\n\n")
+    for rec in seen:
+        out.write(format_record(rec) + "\n")
+    status = auditel.status()
+    out.write("\nstatus: " + json.dumps({k: status[k] for k in ("records_total", "pending", "shipped", "redactions", "errors")}, sort_keys=True) + "\n")
+    out.write("\nNext: `auditel tail`, `auditel query --kind tool_call`, `auditel verify`\n")
+    return 0
