@@ -348,9 +348,12 @@ class AuditProcessor(LogRecordProcessor):
         }
         if body is not None:
             record["body"] = body
-        return self._chain_and_append(record, name, time_ns)
+        # integrity records (stream start/end, checkpoints) are small and never held back by the cap
+        return self._chain_and_append(record, name, time_ns, check_cap=False)
 
-    def _chain_and_append(self, record: dict[str, Any], name: str, time_ns: int) -> dict[str, Any]:
+    def _chain_and_append(
+        self, record: dict[str, Any], name: str, time_ns: int, *, check_cap: bool = True
+    ) -> dict[str, Any]:
         attrs = record["attributes"]
         seq = self._seq + 1
         attrs[S.A_STREAM_ID] = self._stream_id
@@ -362,7 +365,7 @@ class AuditProcessor(LogRecordProcessor):
             data = self._shrink(record)
         digest = hashlib.sha256(data.encode("utf-8")).hexdigest()
         self._since_cap_check += 1
-        if self._since_cap_check >= _CAP_CHECK_EVERY and self.settings.max_outbox_mb > 0:
+        if check_cap and self._since_cap_check >= _CAP_CHECK_EVERY and self.settings.max_outbox_mb > 0:
             self._since_cap_check = 0
             self._make_room()
         self.outbox.append(attrs[S.A_RECORD_ID], self._stream_id, seq, time_ns, name, data, digest)
