@@ -1,0 +1,12 @@
+#!/bin/sh
+# Run one scripted agent session (`auditel demo`) every DEMO_INTERVAL_S seconds, forever.
+# Each run is a new process, hence a new audit stream (start record ... end record) in the same
+# outbox; records a run could not ship before it exited are shipped by the next one.
+set -u
+interval="${DEMO_INTERVAL_S:-15}"
+trap 'exit 0' TERM INT
+while :; do
+    auditel demo || echo "run-demo-loop: auditel demo exited with status $?" >&2
+    sleep "$interval" &
+    wait $!
+done
