@@ -6,8 +6,8 @@ Unicode, integers fit in signed 64 bits, floats are finite. The remaining JCS ru
 * object keys sorted by their UTF-16 code units;
 * numbers in the ECMAScript form (``1.0`` -> ``1``, ``1e-07`` -> ``1e-7``);
 * integers whose magnitude exceeds 2^53 - 1 are written as decimal *strings* (I-JSON safe:
-  a verifier in any language reads them back exactly); nanosecond timestamps are stored
-  as decimal strings for the same reason;
+  a verifier in any language reads them back exactly), and so are integral floats in that
+  range, whose ES6 form is bare digits; nanosecond timestamps are stored as decimal strings;
 * strings escaped minimally (``"``, ``\\``, and control characters only).
 
 The fast path is ``json.dumps(sort_keys=True, ensure_ascii=False)``, exact for records
@@ -83,7 +83,12 @@ def _write(obj: Any, out: list[str]) -> None:
         else:
             out.append('"' + str(int(obj)) + '"')
     elif isinstance(obj, float):
-        out.append(es6_number(obj))
+        text = es6_number(obj)
+        # An integral float beyond 2^53 prints as bare digits, which parse back as a big integer:
+        # write it as a string like big integers, so canonical form survives a parse round-trip.
+        if obj.is_integer() and abs(obj) > MAX_SAFE_INT and "e" not in text:
+            text = '"' + text + '"'
+        out.append(text)
     elif isinstance(obj, dict):
         out.append("{")
         first = True
