@@ -250,12 +250,14 @@ class RotelCollector:
         http_port: int | None = None,
         export_protocol: str = "http",
         log_path: Path | None = None,
+        exporter: str = "otlp",
     ) -> None:
         self.grpc_port = grpc_port or free_port()
         self.http_port = http_port or free_port()
         self.export_to = export_to
         self.export_protocol = export_protocol
         self.log_path = log_path
+        self.exporter = exporter
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -274,17 +276,22 @@ class RotelCollector:
             f"127.0.0.1:{self.grpc_port}",
             "--otlp-http-endpoint",
             f"127.0.0.1:{self.http_port}",
-            "--exporter",
-            "otlp",
-            "--otlp-exporter-endpoint",
-            self.export_to,
-            "--otlp-exporter-protocol",
-            self.export_protocol,
-            "--otlp-exporter-retry-max-elapsed-time",
-            "3600s",
             "--logs-batch-timeout",
             "50ms",
         ]
+        if self.exporter == "otlp":
+            args += [
+                "--exporter",
+                "otlp",
+                "--otlp-exporter-endpoint",
+                self.export_to,
+                "--otlp-exporter-protocol",
+                self.export_protocol,
+                "--otlp-exporter-retry-max-elapsed-time",
+                "3600s",
+            ]
+        else:
+            args += ["--exporter", self.exporter]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ROTEL_", "OTEL_"))}
         out = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self._proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)

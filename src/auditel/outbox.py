@@ -257,19 +257,17 @@ class Outbox:
         data: str,
         record_hash: str | None,
     ) -> None:
-        """Insert one record and commit. Returns only once the row is committed."""
-        conn = self.connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(
-                "INSERT INTO records(record_id, stream_id, seq, time_ns, event_name, data, record_hash)"
-                " VALUES (?,?,?,?,?,?,?)",
-                (record_id, stream_id, seq, time_ns, event_name, data, record_hash),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
+        """Insert one record and commit. Returns only once the row is committed.
+
+        A single INSERT in autocommit mode is its own write transaction: it takes the write
+        lock directly (no read-then-upgrade, so the busy handler applies and BUSY_SNAPSHOT
+        cannot happen) and commits when the statement ends — one statement instead of three.
+        """
+        self.connect().execute(
+            "INSERT INTO records(record_id, stream_id, seq, time_ns, event_name, data, record_hash)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (record_id, stream_id, seq, time_ns, event_name, data, record_hash),
+        )
 
     def sync_barrier(self) -> None:
         """Make every committed record durable against power loss (``wal_checkpoint(FULL)``)."""

@@ -310,7 +310,7 @@ class AuditProcessor(LogRecordProcessor):
         if scope is not None and scope.name != S.SCOPE_NAME:
             record["scope"] = {"name": scope.name, "version": scope.version or ""}
 
-        stored = self._commit(record, name, time_ns)
+        stored = self._commit(record, name, time_ns, simple=not reasons.general)
         _tls.result = record_id
         self.counters.recorded += 1
 
@@ -323,12 +323,12 @@ class AuditProcessor(LogRecordProcessor):
             self._drain_pending()
         self._notify(stored)
 
-    def _commit(self, record: dict[str, Any], name: str, time_ns: int) -> dict[str, Any]:
+    def _commit(self, record: dict[str, Any], name: str, time_ns: int, *, simple: bool = False) -> dict[str, Any]:
         with self._lock:
             if os.getpid() != self._pid:  # forked without the at-fork hook (e.g. os.fork from C)
                 self._new_stream()
             self._ensure_stream()
-            return self._chain_and_append(record, name, time_ns)
+            return self._chain_and_append(record, name, time_ns, simple=simple)
 
     def _commit_locked(
         self, name: str, attrs: dict[str, Any], body: Any, *, severity: int, sev_text: str, time_ns: int
@@ -352,15 +352,16 @@ class AuditProcessor(LogRecordProcessor):
         return self._chain_and_append(record, name, time_ns, check_cap=False)
 
     def _chain_and_append(
-        self, record: dict[str, Any], name: str, time_ns: int, *, check_cap: bool = True
+        self, record: dict[str, Any], name: str, time_ns: int, *, check_cap: bool = True, simple: bool = False
     ) -> dict[str, Any]:
+        """Assign seq and prev_hash, hash the canonical text, commit. ``simple``: see ``Reasons.general``."""
         attrs = record["attributes"]
         seq = self._seq + 1
         attrs[S.A_STREAM_ID] = self._stream_id
         attrs[S.A_SEQ] = seq
         if self._head is not None:
             attrs[S.A_PREV_HASH] = self._head
-        data = canonical(record)
+        data = canonical_json(record, simple=True) if simple else canonical(record)
         if len(data) > self.settings.max_record_bytes:
             data = self._shrink(record)
         digest = hashlib.sha256(data.encode("utf-8")).hexdigest()

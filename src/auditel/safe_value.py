@@ -39,8 +39,17 @@ _INT_MAX = 2**63 - 1
 _REPR_MAX = 200
 
 
+_MAX_SAFE = 2**53 - 1
+
+
 class Reasons(dict):
-    """Counter of why values were altered, by reason name."""
+    """Counter of why values were altered, by reason name.
+
+    ``general`` is set when the value holds a float, an integer beyond 2^53 or a non-ASCII key:
+    the canonicaliser then takes its general path (otherwise plain sorted ``json.dumps`` is exact).
+    """
+
+    general = False
 
     def add(self, reason: str, n: int = 1) -> None:
         self[reason] = self.get(reason, 0) + n
@@ -88,13 +97,17 @@ def safe_attributes(
         if type(key) is not str:
             reasons.add("non_str_key")
             key = _safe_key(key)
-        elif not _is_clean_str(key):
+        elif not key.isascii():
             key = _clean_str(key, 256, reasons)
+        if not key.isascii():
+            reasons.general = True
         tv = type(val)
         if tv is str:
             out[key] = val if _is_clean_str(val) and len(val) <= max_value_bytes else _clean_str(val, max_value_bytes, reasons)
-        elif tv is int or tv is bool or val is None:
-            out[key] = val if tv is not int or _INT_MIN <= val <= _INT_MAX else _safe(val, max_value_bytes, reasons, 0, set())
+        elif tv is bool or val is None:
+            out[key] = val
+        elif tv is int and -_MAX_SAFE <= val <= _MAX_SAFE:
+            out[key] = val
         else:
             out[key] = _safe(val, max_value_bytes, reasons, 0, set())
     return out
@@ -127,12 +140,16 @@ def _safe(value: Any, limit: int, reasons: Reasons, depth: int, path: set[int]) 
             return value
         return _clean_str(value, limit, reasons)
     if t is int:
+        if -_MAX_SAFE <= value <= _MAX_SAFE:
+            return value
         if _INT_MIN <= value <= _INT_MAX:
+            reasons.general = True
             return value
         reasons.add("int_out_of_range")
         return str(value)
     if t is float:
         if math.isfinite(value):
+            reasons.general = True
             return value
         reasons.add("non_finite_float")
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
@@ -166,8 +183,10 @@ def _safe(value: Any, limit: int, reasons: Reasons, depth: int, path: set[int]) 
                 if type(k) is not str:
                     reasons.add("non_str_key")
                     k = _safe_key(k)
-                elif not _is_clean_str(k):
+                elif not k.isascii():
                     k = _clean_str(k, 256, reasons)
+                if not k.isascii():
+                    reasons.general = True
                 out[k] = _safe(v, limit, reasons, depth + 1, path)
             return out
         finally:

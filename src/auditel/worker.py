@@ -36,6 +36,10 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        self._wake_tasks = False
+        # After a wake, wait this long before running tasks so that a burst of commits
+        # costs one wake-up of this thread, not one per record (no GIL ping-pong on emit).
+        self.linger_s = 0.02
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_child)
 
@@ -43,15 +47,19 @@ class Worker:
         task = Task(name, fn, interval_s, on_wake, time.monotonic())
         with self._lock:
             self._tasks.append(task)
+            self._wake_tasks = any(t.on_wake for t in self._tasks)
         self._wake.set()
         return task
 
     def remove_task(self, name: str) -> None:
         with self._lock:
             self._tasks = [t for t in self._tasks if t.name != name]
+            self._wake_tasks = any(t.on_wake for t in self._tasks)
 
     def wake(self) -> None:
-        self._wake.set()
+        """Called after every commit: cheap, and a no-op unless a task runs on wake."""
+        if self._wake_tasks and not self._wake.is_set():
+            self._wake.set()
 
     @property
     def running(self) -> bool:
@@ -94,6 +102,8 @@ class Worker:
     def _run(self) -> None:
         while not self._stop.is_set():
             woke = self._wake.is_set()
+            if woke and self.linger_s:
+                self._stop.wait(self.linger_s)
             self._wake.clear()
             now = time.monotonic()
             with self._lock:
