@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create .venv (once) and install auditel into it in editable mode, with the extras given
+# as the first argument (e.g. "test"). Re-installs only when pyproject.toml changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+PY="${PYTHON:-python3}"
+"$PY" - <<'PYCHECK'
+import sys
+if sys.version_info < (3, 10):
+    sys.exit(f"auditel needs Python >= 3.10, this is {sys.version.split()[0]} (set PYTHON=python3.11)")
+PYCHECK
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=".venv/.auditel-installed${extras:+-$extras}"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}"
+  echo "$want" > "$stamp"
+fi
