@@ -433,7 +433,10 @@ class AuditProcessor(LogRecordProcessor):
             if not span.is_recording():
                 return
             flat = {}
+            hide_content = not self.settings.content_on_spans
             for key, val in stored["attributes"].items():
+                if hide_content and key in S.CONTENT_KEYS:
+                    continue  # content allowed in records (EVENT_ONLY) must not reach spans
                 t = type(val)
                 if t is str or t is int or t is float or t is bool:
                     flat[key] = val

@@ -84,6 +84,20 @@ GEN_AI_AGENT_ID = "gen_ai.agent.id"
 GEN_AI_AGENT_NAME = "gen_ai.agent.name"
 GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
 
+# attributes that carry message/argument/result content (only where the content mode allows it)
+CONTENT_KEYS = frozenset(
+    {
+        GEN_AI_TOOL_ARGS,
+        GEN_AI_TOOL_RESULT,
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
+        "gen_ai.tool.definitions",
+        "audit.tool_calls.arguments",
+        A_ERROR_MESSAGE,
+    }
+)
+
 OUTCOMES = ("success", "failure", "denied", "unknown")
 VERDICTS = ("allow", "deny", "modify", "warn", "escalate")
 PHASES = ("intent", "outcome")

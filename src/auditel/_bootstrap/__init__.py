@@ -1,0 +1,1 @@
+"""The directory ``auditel run`` puts first on the child's PYTHONPATH (see ``sitecustomize.py``)."""

@@ -1,0 +1,39 @@
+"""Run at interpreter start in every Python process started by ``auditel run``.
+
+Configures auditel from the environment, sets up OTel tracing only if nothing set it, and
+switches on auditel's instrumentations (``auditel.distro.bootstrap``); then runs the
+``sitecustomize`` that this one shadows, if there is one. Never stops the program on failure.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+
+
+def _bootstrap() -> None:
+    try:
+        from auditel.distro import bootstrap
+
+        bootstrap()
+    except Exception as exc:  # noqa: BLE001
+        sys.stderr.write(f"auditel: start-up failed, the program runs without auditing: {type(exc).__name__}: {exc}\n")
+
+
+def _chain() -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    rest = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001
+        sys.stderr.write(f"auditel: the shadowed sitecustomize failed: {type(exc).__name__}: {exc}\n")
+
+
+_bootstrap()
+_chain()

@@ -1,0 +1,57 @@
+"""``auditel run -- CMD ARGS``: run any Python command with auditel on, no code change.
+
+The child gets ``AUDITEL_ENABLED=true`` (unless the variable is set), ``--outbox`` as
+``AUDITEL_OUTBOX``, and auditel's bootstrap directory first on ``PYTHONPATH``, whose
+``sitecustomize`` configures auditel and its instrumentations at interpreter start (in the
+command and in every Python process it starts). The command replaces this process (``exec``),
+so its exit code and signals pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from typing import Any
+
+import auditel._bootstrap as _bootstrap_pkg
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run a command with auditel and its instrumentations switched on",
+        description="Run CMD with auditel enabled: auditel run [--outbox PATH] -- python agent.py",
+    )
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
+    parser.set_defaults(func=run)
+
+
+def child_environment(env: dict[str, str], outbox: str | None) -> dict[str, str]:
+    out = dict(env)
+    out.setdefault("AUDITEL_ENABLED", "true")
+    if outbox:
+        out["AUDITEL_OUTBOX"] = outbox
+    boot_dir = os.path.dirname(os.path.abspath(_bootstrap_pkg.__file__))
+    parts = [p for p in out.get("PYTHONPATH", "").split(os.pathsep) if p and p != boot_dir]
+    out["PYTHONPATH"] = os.pathsep.join([boot_dir, *parts])
+    return out
+
+
+def run(args: Any) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("auditel run: give a command after --, e.g. auditel run -- python agent.py", file=sys.stderr)
+        return 2
+    executable = shutil.which(command[0])
+    if executable is None:
+        print(f"auditel run: command not found: {command[0]!r}", file=sys.stderr)
+        return 127
+    env = child_environment(dict(os.environ), getattr(args, "outbox", None))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(executable, [command[0], *command[1:]], env)
+    return 0  # not reached

@@ -1,0 +1,85 @@
+"""Zero-code start: an OTel distro and configurator for ``opentelemetry-instrument``.
+
+``opentelemetry-instrument python agent.py`` loads one distro and one configurator (the first
+found, or the ones named by ``OTEL_PYTHON_DISTRO`` / ``OTEL_PYTHON_CONFIGURATOR``), then every
+``opentelemetry_instrumentor`` entry point, ours included (``auditel_openai``, ...).
+
+* ``AuditelConfigurator``: when ``AUDITEL_ENABLED`` is true, configures auditel from the
+  environment and, only if the application has no TracerProvider yet, sets up the stock OTel SDK
+  components exactly as the SDK's own configurator would (``OTEL_TRACES_EXPORTER``, ...).
+  When auditel is not enabled it does nothing at all.
+* ``AuditelDistro``: like the default distro (no exporter defaults are forced on the app); when
+  auditel is not enabled it skips auditel's own instrumentors, so installing auditel never adds
+  spans to an app that did not ask for it.
+
+Whichever distro or configurator ``opentelemetry-instrument`` picks, auditel's instrumentors
+configure auditel on first use when ``AUDITEL_ENABLED=true`` (``auditel.runtime.current()``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def auditel_enabled(env: Any = None) -> bool:
+    env = os.environ if env is None else env
+    return env.get("AUDITEL_ENABLED", "").strip().lower() in _TRUE
+
+
+def tracer_provider_is_set() -> bool:
+    """True when a real TracerProvider is the global one (the API's proxy means none was set)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def start_auditel() -> bool:
+    """Configure auditel from the environment; a bad setting is reported on stderr, never raised."""
+    from . import runtime
+    from .config import ConfigError
+
+    try:
+        return runtime.configure() is not None
+    except ConfigError as exc:
+        sys.stderr.write(f"auditel: not enabled: {exc}\n")
+        return False
+
+
+class AuditelConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
+    def _configure(self, **kwargs: Any) -> None:
+        if not auditel_enabled():
+            return
+        start_auditel()
+        if tracer_provider_is_set():
+            return  # never replace the application's providers
+        super()._configure(**kwargs)
+
+
+class AuditelDistro(BaseDistro):  # type: ignore[misc]
+    def _configure(self, **kwargs: Any) -> None:
+        pass
+
+    def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
+        if entry_point.name.startswith("auditel_") and not auditel_enabled():
+            return
+        super().load_instrumentor(entry_point, **kwargs)
+
+
+def bootstrap() -> list[str]:
+    """What ``auditel run`` does in the child process: configure, set up tracing if unset, instrument."""
+    if not auditel_enabled() or not start_auditel():
+        return []
+    if not tracer_provider_is_set():
+        try:
+            AuditelConfigurator()._configure()
+        except Exception as exc:  # noqa: BLE001 - a missing exporter package must not stop the app
+            sys.stderr.write(f"auditel: tracing not configured: {type(exc).__name__}: {exc}\n")
+    from .instrumentation import instrument
+
+    return instrument()
