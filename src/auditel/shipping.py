@@ -26,7 +26,7 @@ from .otlp_config import ExporterConfig, ShipTuning, exporter_from_env, tuning_f
 from .otlp_encode import StoredRow, encode_json, encode_protobuf
 from .otlp_transport import Outcome, Transport, make_transport
 from .outbox import Outbox
-from .shipping_queue import ShippingQueue
+from .shipping_queue import Lease, ShippingQueue
 
 # How long one run of the worker task may keep shipping before it yields to other tasks.
 _TASK_SLICE_S = 0.5
@@ -110,23 +110,25 @@ class Shipper:
         """Claim and deliver one batch: ``"empty"``, ``"done"`` (shipped or dead-lettered) or ``"failed"``."""
         with self._lock:
             tuning = self.tuning
-            rows = self.queue.claim(
+            lease = self.queue.claim(
                 self.owner, lease_s=tuning.lease_s, max_records=tuning.batch_records, max_bytes=tuning.batch_bytes
             )
-            if not rows:
+            if lease is None:
                 if self.state == "shipping":
                     self.state = "idle"
                 return "empty"
+            rows = lease.rows
             self.state = "shipping"
             self.last_batch_size = len(rows)
             self.last_batch_bytes = sum(len(row[2]) for row in rows)
             try:
                 ok = self._deliver(rows)
-            except Exception as exc:  # noqa: BLE001 - a bug or a database error: release, count, back off
-                self._release(rows)
+            except Exception as exc:  # noqa: BLE001 - a bug or a database error: count, back off
                 self.counters.error("ship", exc)
                 self._schedule(Outcome("transport", type(exc).__name__, str(exc)[:300]))
-                return "failed"
+                ok = False
+            finally:
+                self._end_lease(lease)
             return "done" if ok else "failed"
 
     # --- one batch ---------------------------------------------------------------------------
@@ -155,7 +157,7 @@ class Shipper:
             self.failures = 0
             self.backoff_s = 0.0
             return True
-        self._release(rows)
+        self._count_attempt(rows)
         if outcome.kind == "transport":
             self.possibly_delivered += len(rows)
         self._schedule(outcome)
@@ -165,7 +167,7 @@ class Shipper:
         middle = len(rows) // 2
         first, second = rows[:middle], rows[middle:]
         if not self._deliver(first):
-            self._release(second)
+            self._count_attempt(second)
             return False
         return self._deliver(second)
 
@@ -174,11 +176,17 @@ class Shipper:
             self._transport = self._transport_factory(self.config)
         return self._transport.send(payload)
 
-    def _release(self, rows: Sequence[StoredRow]) -> None:
+    def _count_attempt(self, rows: Sequence[StoredRow]) -> None:
         try:
-            self.queue.release([row[0] for row in rows], self.owner)
+            self.queue.count_attempt([row[0] for row in rows])
+        except Exception as exc:  # noqa: BLE001 - bookkeeping only
+            self.counters.error("ship_attempts", exc)
+
+    def _end_lease(self, lease: Lease) -> None:
+        try:
+            self.queue.end_lease(lease)
         except Exception as exc:  # noqa: BLE001 - the lease expires by itself
-            self.counters.error("ship_release", exc)
+            self.counters.error("ship_lease", exc)
 
     def _resources_for(self, rows: Sequence[StoredRow]) -> dict[str, dict[str, Any]]:
         missing = {row[1] for row in rows if row[1] not in self._resources}

@@ -1,11 +1,13 @@
 """The outbox seen as a delivery queue: claim with a lease, release, mark shipped, dead-letter, requeue.
 
 Several processes may ship one outbox. A claim is one short ``BEGIN IMMEDIATE`` transaction
-that picks pending rows whose lease is free or expired and stamps them with this shipper's
-``lease_owner`` and a wall-clock ``lease_until`` (wall clock, because leases are compared across
-processes). No transaction is ever held while the batch is on the network. A claimer that dies
-(kill -9) leaves its lease behind; once it expires another shipper claims the rows again, so at
-most the in-flight batch is sent twice.
+that picks the oldest pending rows outside every live lease and inserts one ``ship_leases`` row
+(owner, rid range, wall-clock expiry: wall clock, because leases are compared across processes).
+A lease row per batch instead of ``records.lease_owner``/``lease_until`` per record: writing those
+grows and rewrites every claimed row, which measured ~6x slower than the whole rest of a claim.
+No transaction is ever held while the batch is on the network. A claimer that dies (kill -9)
+leaves its lease behind; once it expires another shipper claims the rows again, so at most the
+in-flight batch is sent twice. Failed attempts are counted in ``records.attempts``.
 
 Dead letters are never deleted: the record keeps its row (``state=2``) and ``dead_letters`` holds
 one row per record with the reason and status; ``requeue`` makes them pending again.
@@ -22,6 +24,16 @@ from .otlp_encode import StoredRow
 from .outbox import STATE_DEAD, STATE_PENDING, STATE_SHIPPED, Outbox, _rollback
 
 _IDS = "(SELECT value FROM json_each(?))"
+
+
+@dataclass
+class Lease:
+    """A claimed batch: the rows and the ``ship_leases`` row (owner, lo..hi) that reserves them."""
+
+    owner: str
+    lo: int
+    hi: int
+    rows: list[StoredRow]
 
 
 @dataclass
@@ -67,50 +79,69 @@ class ShippingQueue:
             _rollback(conn)
             raise
 
-    def claim(self, owner: str, *, lease_s: float, max_records: int, max_bytes: int) -> list[StoredRow]:
-        """Lease up to ``max_records`` pending rows (and about ``max_bytes`` of stored text), oldest first."""
+    def claim(self, owner: str, *, lease_s: float, max_records: int, max_bytes: int) -> Lease | None:
+        """Lease up to ``max_records`` pending rows (and about ``max_bytes`` of stored text), oldest first.
+
+        The lease is one ``ship_leases`` row covering the batch's rid range; rows inside another
+        live lease are skipped, and a batch never spans a live lease, so ranges never overlap.
+        """
         conn = self.outbox.connect()
         now = time.time_ns()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            live: list[tuple[int, int]] = []
+            expired = False
+            for lo, hi, until in conn.execute("SELECT lo, hi, until FROM ship_leases").fetchall():
+                if until < now:
+                    expired = True
+                else:
+                    live.append((lo, hi))
+            if expired:
+                conn.execute("DELETE FROM ship_leases WHERE until<?", (now,))
+            skip = "".join(" AND rid NOT BETWEEN ? AND ?" for _ in live)
+            params: list[Any] = [bound for rng in live for bound in rng]
             rows = conn.execute(
-                "SELECT rid, stream_id, data FROM records WHERE state=0 AND (lease_until IS NULL OR lease_until<?)"
-                " ORDER BY rid LIMIT ?",
-                (now, max_records),
+                f"SELECT rid, stream_id, data FROM records WHERE state=0{skip} ORDER BY rid LIMIT ?",
+                (*params, max_records),
             ).fetchall()
             taken: list[StoredRow] = []
             size = 0
             for row in rows:
                 size += len(row[2])
-                if taken and size > max_bytes:
+                if taken and (size > max_bytes or any(taken[0][0] < lo < row[0] for lo, _hi in live)):
                     break
                 taken.append(row)
-            if taken:
-                conn.execute(
-                    f"UPDATE records SET lease_owner=?, lease_until=?, attempts=attempts+1 WHERE rid IN {_IDS}",
-                    (owner, now + int(lease_s * 1e9), _ids(r[0] for r in taken)),
-                )
+            if not taken:
+                conn.execute("COMMIT")
+                return None
+            lease = Lease(owner, taken[0][0], taken[-1][0], taken)
+            conn.execute(
+                "INSERT OR REPLACE INTO ship_leases(owner, lo, hi, until) VALUES (?,?,?,?)",
+                (owner, lease.lo, lease.hi, now + int(lease_s * 1e9)),
+            )
             conn.execute("COMMIT")
-            return taken
+            return lease
         except BaseException:
             _rollback(conn)
             raise
 
-    def release(self, rids: Sequence[int], owner: str) -> int:
-        """Give leased rows back (after a failed attempt) so any shipper may take them at once."""
+    def end_lease(self, lease: Lease) -> None:
+        """Give the batch's range back: what is still pending in it may be claimed again at once."""
+        self._write("DELETE FROM ship_leases WHERE owner=? AND lo=?", (lease.owner, lease.lo))
+
+    def count_attempt(self, rids: Sequence[int]) -> int:
+        """Note a failed delivery attempt on these rows (``records.attempts``)."""
         if not rids:
             return 0
         return self._write(
-            f"UPDATE records SET lease_owner=NULL, lease_until=NULL WHERE rid IN {_IDS} AND state=0 AND lease_owner=?",
-            (_ids(rids), owner),
+            f"UPDATE records SET attempts=attempts+1 WHERE rid IN {_IDS} AND state={STATE_PENDING}", (_ids(rids),)
         )
 
     def mark_shipped(self, rids: Sequence[int]) -> int:
         if not rids:
             return 0
         return self._write(
-            f"UPDATE records SET state={STATE_SHIPPED}, shipped_ns=?, lease_owner=NULL, lease_until=NULL"
-            f" WHERE rid IN {_IDS} AND state={STATE_PENDING}",
+            f"UPDATE records SET state={STATE_SHIPPED}, shipped_ns=? WHERE rid IN {_IDS} AND state={STATE_PENDING}",
             (time.time_ns(), _ids(rids)),
         )
 
@@ -129,8 +160,7 @@ class ShippingQueue:
                 (reason, status, now, ids),
             )
             changed = conn.execute(
-                f"UPDATE records SET state={STATE_DEAD}, lease_owner=NULL, lease_until=NULL"
-                f" WHERE rid IN {_IDS} AND state={STATE_PENDING}",
+                f"UPDATE records SET state={STATE_DEAD} WHERE rid IN {_IDS} AND state={STATE_PENDING}",
                 (ids,),
             ).rowcount
             conn.execute("COMMIT")
@@ -160,7 +190,7 @@ class ShippingQueue:
             where = "requeued_ns IS NULL" + (f" AND did IN {_IDS}" if dids is not None else "")
             params: tuple[Any, ...] = (_ids(dids),) if dids is not None else ()
             changed = conn.execute(
-                f"UPDATE records SET state={STATE_PENDING}, lease_owner=NULL, lease_until=NULL"
+                f"UPDATE records SET state={STATE_PENDING}"
                 f" WHERE state={STATE_DEAD} AND rid IN (SELECT rid FROM dead_letters WHERE {where})",
                 params,
             ).rowcount
