@@ -187,6 +187,7 @@ class CaptureServer:
                         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                     except OSError:
                         pass
+                    self.close_connection = True  # otherwise the handler waits for a next request
                     self.connection.close()
                     return
                 if fault.accept and 200 <= fault.status < 300:

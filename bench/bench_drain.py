@@ -1,0 +1,279 @@
+"""Drain rate of an outbox backlog vs the stock OTel log pipeline, to one local rotel collector.
+
+    python bench/bench_drain.py                 # 100,000 records, HTTP and gRPC
+    python bench/bench_drain.py --records 20000
+    python bench/bench_drain.py --rss           # also: peak RSS while draining 1,000,000 records
+
+* auditel: a backlog of N committed records (realistic tool-call records, built by emitting a
+  template through auditel and cloning it with SQL, new ids and sequence numbers) drained by the
+  ``Shipper`` (claim → encode → send → mark) until every record is acknowledged by the collector.
+* stock: ``LoggerProvider`` + ``BatchLogRecordProcessor`` (queue large enough to drop nothing,
+  batch 512) + the official OTLP/HTTP or OTLP/gRPC log exporter, N ``logger.emit`` calls with the
+  same attributes, then ``force_flush``: the time to move N records end to end.
+
+The collector (``rotel-agent``) exports to its ``blackhole`` exporter, so both sides measure what
+the collector acknowledges. Needs ``pip install -e '.[bench]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from otlp_harness import free_port, rotel_binary, wait_port  # noqa: E402
+
+ATTRS = {
+    "audit.action": "tool.call",
+    "audit.phase": "outcome",
+    "audit.outcome": "success",
+    "gen_ai.operation.name": "execute_tool",
+    "gen_ai.tool.name": "search_documents",
+    "audit.target.type": "tool",
+    "audit.target.id": "search_documents",
+    "audit.arguments.digest": "hmac-sha256:9819dfe9bd41f68faa0bc7a0603c32ebffbcb27b3d193c6e1965721a02a7545c",
+    "audit.arguments.size": 58,
+    "audit.duration_ms": 12.5,
+}
+
+
+class BlackholeCollector:
+    """rotel-agent on loopback with the blackhole exporter (acknowledges and discards)."""
+
+    def __enter__(self) -> "BlackholeCollector":
+        self.http_port, self.grpc_port = free_port(), free_port()
+        args = [
+            str(rotel_binary()), "start",
+            "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}",
+            "--otlp-http-endpoint", f"127.0.0.1:{self.http_port}",
+            "--exporter", "blackhole",
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ROTEL_", "OTEL_"))}
+        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.http_port)
+        wait_port(self.grpc_port)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def endpoint(self, protocol: str) -> str:
+        return f"http://127.0.0.1:{self.grpc_port if protocol == 'grpc' else self.http_port}"
+
+
+def build_backlog(path: Path, n: int) -> None:
+    """N pending records in a fresh outbox: one emitted through auditel, cloned with SQL."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    env_before = dict(os.environ)
+    for key in [k for k in os.environ if k.startswith("OTEL_EXPORTER_OTLP")]:
+        del os.environ[key]
+    import auditel
+    from auditel import runtime
+
+    runtime.configure(outbox=path, service_name="bench")
+    auditel.emit("auditel.tool_call", attributes=ATTRS)
+    rt = runtime.current()
+    stream_id = rt.processor.stream_id
+    runtime.shutdown()
+    os.environ.clear()
+    os.environ.update(env_before)
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    template = json.loads(conn.execute("SELECT data FROM records WHERE event_name='auditel.tool_call'").fetchone()[0])
+    conn.execute("DELETE FROM records")
+    now = time.time_ns()
+    chunk = 20000
+    for start in range(0, n, chunk):
+        rows = []
+        for i in range(start, min(n, start + chunk)):
+            rec = dict(template)
+            attrs = dict(rec["attributes"])
+            rid = f"BENCH{i:021d}"
+            attrs["audit.record.id"] = rid
+            attrs["audit.sequence.number"] = i + 1
+            rec["attributes"] = attrs
+            rec["time_unix_nano"] = rec["observed_time_unix_nano"] = str(now + i)
+            data = json.dumps(rec, sort_keys=True, separators=(",", ":"))
+            rows.append((rid, stream_id, i + 1, now + i, "auditel.tool_call", data, None))
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO records(record_id, stream_id, seq, time_ns, event_name, data, record_hash) VALUES (?,?,?,?,?,?,?)",
+            rows,
+        )
+        conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+def drain_auditel(path: Path, endpoint: str, protocol: str) -> tuple[float, int]:
+    from auditel.otlp_config import exporter_from_env, tuning_from_env
+    from auditel.outbox import Outbox
+    from auditel.shipping import Shipper
+
+    config = exporter_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
+    assert config is not None
+    shipper = Shipper(Outbox(path), config, tuning_from_env({}))
+    start = time.perf_counter()
+    shipper.drain(600)
+    elapsed = time.perf_counter() - start
+    shipper.close()
+    if shipper.queue.pending() or shipper.dead_lettered_total:
+        raise SystemExit(f"auditel drain incomplete: {shipper.status()}")
+    return elapsed, shipper.shipped_total
+
+
+def stock_pipeline(endpoint: str, protocol: str, n: int) -> tuple[float, int]:
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExportResult
+    from opentelemetry.sdk.resources import Resource
+
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
+
+        exporter: Any = GrpcExporter(endpoint=endpoint, insecure=True)
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpExporter
+
+        exporter = HttpExporter(endpoint=endpoint + "/v1/logs")
+    delivered = [0]
+    original = exporter.export
+
+    def counting_export(batch: Any) -> Any:
+        result = original(batch)
+        if result == LogRecordExportResult.SUCCESS:
+            delivered[0] += len(batch)
+        return result
+
+    exporter.export = counting_export
+    provider = LoggerProvider(resource=Resource.create({"service.name": "bench-stock"}), shutdown_on_exit=False)
+    provider.add_log_record_processor(
+        BatchLogRecordProcessor(exporter, max_queue_size=n + 1024, max_export_batch_size=512, schedule_delay_millis=200)
+    )
+    logger = provider.get_logger("stock")
+    attrs = dict(ATTRS)
+    start = time.perf_counter()
+    for i in range(n):
+        attrs["audit.record.id"] = f"STOCK{i:021d}"
+        logger.emit(event_name="auditel.tool_call", attributes=attrs, severity_text="INFO")
+    provider.force_flush(600_000)
+    elapsed = time.perf_counter() - start
+    provider.shutdown()
+    return elapsed, delivered[0]
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_child(path: str, endpoint: str) -> None:
+    """Runs in a fresh process: drain ``path`` and report baseline and peak RSS."""
+    from auditel.otlp_config import exporter_from_env, tuning_from_env
+    from auditel.outbox import Outbox
+    from auditel.shipping import Shipper
+
+    config = exporter_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    assert config is not None
+    shipper = Shipper(Outbox(path), config, tuning_from_env({}))
+    pending = shipper.queue.pending()
+    baseline = rss_kb()
+    peak = [baseline]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.05):
+            peak[0] = max(peak[0], rss_kb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    shipper.drain(3600)
+    elapsed = time.perf_counter() - start
+    stop.set()
+    sampler.join()
+    peak[0] = max(peak[0], rss_kb())
+    print(json.dumps({"records": pending, "shipped": shipper.shipped_total, "seconds": elapsed,
+                      "baseline_kb": baseline, "peak_kb": peak[0], "pending_after": shipper.queue.pending()}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--rss", action="store_true", help="also drain a 1,000,000-record backlog and report peak RSS")
+    parser.add_argument("--rss-records", type=int, default=1_000_000)
+    parser.add_argument("--rss-child", nargs=2, metavar=("OUTBOX", "ENDPOINT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(*args.rss_child)
+        return
+
+    workdir = Path(tempfile.mkdtemp(prefix="auditel-bench-"))
+    try:
+        master = workdir / "backlog.db"
+        t0 = time.perf_counter()
+        build_backlog(master, args.records)
+        print(f"built a backlog of {args.records:,} records in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        rows: list[tuple[str, str, float, int]] = []
+        with BlackholeCollector() as collector:
+            for protocol in ("http/protobuf", "grpc"):
+                copy = workdir / f"drain-{protocol.replace('/', '-')}.db"
+                shutil.copy(master, copy)
+                elapsed, shipped = drain_auditel(copy, collector.endpoint(protocol), protocol)
+                rows.append((f"auditel drain ({protocol})", protocol, elapsed, shipped))
+                elapsed, moved = stock_pipeline(collector.endpoint(protocol), protocol, args.records)
+                rows.append((f"stock BLRP + OTLP exporter ({protocol})", protocol, elapsed, moved))
+        print()
+        print(f"Drain of {args.records:,} records to a local rotel collector (blackhole exporter), {os.cpu_count()} CPUs")
+        print()
+        print(f"| {'pipeline':<42} | {'records':>9} | {'seconds':>8} | {'records/s':>10} | {'vs stock':>8} |")
+        print(f"|{'-' * 44}|{'-' * 11}|{'-' * 10}|{'-' * 12}|{'-' * 10}|")
+        stock_rate = {p: n / s for name, p, s, n in rows if name.startswith("stock")}
+        for name, protocol, seconds, count in rows:
+            rate = count / seconds
+            ratio = f"{rate / stock_rate[protocol]:.1f}x"
+            print(f"| {name:<42} | {count:>9,} | {seconds:>8.2f} | {rate:>10,.0f} | {ratio:>8} |")
+
+        if args.rss:
+            big = workdir / "big.db"
+            master.unlink()
+            t0 = time.perf_counter()
+            build_backlog(big, args.rss_records)
+            size_mb = sum(os.path.getsize(str(big) + s) for s in ("", "-wal") if os.path.exists(str(big) + s)) / 1e6
+            print(f"\nbuilt a backlog of {args.rss_records:,} records ({size_mb:.0f} MB on disk) in"
+                  f" {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            with BlackholeCollector() as collector:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--rss-child", str(big), collector.endpoint("http/protobuf")],
+                    capture_output=True, text=True, check=True,
+                )
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            growth = (result["peak_kb"] - result["baseline_kb"]) / 1024
+            print()
+            print(f"Peak RSS draining {result['records']:,} records over OTLP/HTTP ({size_mb:.0f} MB outbox on disk)")
+            print()
+            print("| baseline RSS (MB) | peak RSS (MB) | growth (MB) | seconds | records/s | pending after |")
+            print("|---|---|---|---|---|---|")
+            print(f"| {result['baseline_kb'] / 1024:.1f} | {result['peak_kb'] / 1024:.1f} | {growth:.1f} |"
+                  f" {result['seconds']:.1f} | {result['shipped'] / result['seconds']:,.0f} | {result['pending_after']} |")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

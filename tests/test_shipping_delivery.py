@@ -1,0 +1,177 @@
+"""Delivery through a real OTLP collector (rotel) to the capture server behind it.
+
+HTTP (protobuf and JSON) and gRPC; a collector outage; kill -9 of a shipping process; two
+processes shipping one outbox. Records are identified by ``audit.record.id``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import auditel
+from auditel import runtime
+from auditel.outbox import STATE_PENDING, STATE_SHIPPED
+from otlp_harness import CaptureServer, Fault, RotelCollector, free_port
+from shipping_support import (  # noqa: F401 - fixtures
+    capture,
+    child_env,
+    collector,
+    emit_many,
+    isolated,
+    outbox_ids,
+    point_at,
+    run_python,
+)
+
+BATCH = 512
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "http/json", "grpc"])
+def test_every_record_arrives_once_through_the_collector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capture: CaptureServer, collector: RotelCollector, protocol: str
+) -> None:
+    endpoint = collector.grpc_endpoint if protocol == "grpc" else collector.http_endpoint
+    point_at(monkeypatch, endpoint, protocol)
+    rt = runtime.configure(outbox=tmp_path / "o.db", service_name="ship-test")
+    assert rt is not None and rt.shipper is not None
+    ids = emit_many(1200)
+    assert auditel.flush(30)
+    assert capture.wait_for(len(ids) + 1, 20)  # + the stream-start record
+    counts = capture.id_counts()
+    assert all(counts[i] == 1 for i in ids)
+    received = {r.record_id: r for r in capture.records}
+    sample = received[ids[7]]
+    assert sample.event_name == "auditel.custom"
+    assert sample.attributes["test.index"] == 7
+    assert sample.resource["service.name"] == "ship-test"
+    assert sample.scope == "auditel"
+    status = auditel.status()
+    assert status["pending"] == 0
+    assert status["shipped_total"] == len(ids) + 1
+    assert status["exporter"]["protocol"] == protocol
+    assert status["shipper_state"] in ("idle", "shipping")
+
+
+def test_outage_then_collector_starts_everything_arrives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capture: CaptureServer
+) -> None:
+    port = free_port()
+    point_at(monkeypatch, f"http://127.0.0.1:{port}")
+    rt = runtime.configure(outbox=tmp_path / "o.db")
+    assert rt is not None
+    ids = emit_many(5000, "outage")
+    deadline = time.monotonic() + 10
+    while rt.shipper.retried == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    status = auditel.status()
+    assert status["retried"] >= 1
+    assert status["pending"] >= 5000 - BATCH  # nothing can be acknowledged while the collector is down
+    assert status["last_error"] and "Connection" in status["last_error"]
+    with RotelCollector(capture.endpoint, http_port=port):
+        assert auditel.flush(60)
+        assert capture.wait_for(len(ids) + 1, 30)
+    counts = capture.id_counts()
+    assert all(counts[i] >= 1 for i in ids)
+    duplicated = sum(c - 1 for c in counts.values() if c > 1)
+    assert duplicated <= BATCH
+    assert outbox_ids(tmp_path / "o.db", STATE_PENDING) == []
+
+
+_EMIT_AND_SHIP = """
+import sys, time, auditel
+n = int(sys.argv[1]) if len(sys.argv) > 1 else {n}
+for i in range(n):
+    auditel.emit("auditel.custom", attributes={{"test.index": i}})
+print("emitted", flush=True)
+time.sleep(600)
+"""
+
+
+def test_kill_9_mid_batch_then_new_process_delivers_everything(
+    tmp_path: Path, capture: CaptureServer, collector: RotelCollector
+) -> None:
+    # The first process ships straight to the capture server, which answers slowly (a test double
+    # for a slow backend) so that the process is reliably killed while a batch is in flight.
+    outbox = tmp_path / "o.db"
+    capture.fault_fn = lambda n: Fault(delay_s=0.5)
+    env = child_env(outbox, OTEL_EXPORTER_OTLP_ENDPOINT=capture.endpoint, AUDITEL_SHIP_LEASE_S="2")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _EMIT_AND_SHIP.format(n=3000)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "emitted"
+        deadline = time.monotonic() + 20
+        while capture.requests < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert capture.requests >= 2
+        time.sleep(0.1)  # the second request is now waiting in the slow server
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    time.sleep(0.6)  # let the in-flight request complete on the server side
+    capture.fault_fn = None
+    stored = outbox_ids(outbox)
+    assert len(stored) == 3001
+    assert outbox_ids(outbox, STATE_PENDING)  # the kill left work behind
+    before = Counter(capture.record_ids())
+
+    # A new process on the same outbox, through the real collector, with the CLI.
+    env = child_env(outbox, OTEL_EXPORTER_OTLP_ENDPOINT=collector.http_endpoint)
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from auditel.cli import main; sys.exit(main())", "sync", "--timeout", "30", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert capture.wait_for(len(stored), 20)
+    counts = capture.id_counts()
+    assert all(counts[i] >= 1 for i in stored)
+    duplicated = sum(c - 1 for c in counts.values() if c > 1)
+    assert duplicated <= BATCH  # only the batch that was in flight at the kill
+    assert sum(before.values()) > 0
+    assert set(outbox_ids(outbox, STATE_SHIPPED)) == set(stored)
+
+
+_SHIP_ONLY = """
+import auditel, json
+from auditel import runtime
+rt = runtime.configure()
+ok = rt.flush(60)
+print(json.dumps({"ok": ok, "shipped": rt.shipper.shipped_total}))
+"""
+
+
+def test_two_processes_share_one_outbox_and_never_send_a_record_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capture: CaptureServer, collector: RotelCollector
+) -> None:
+    outbox = tmp_path / "o.db"
+    rt = runtime.configure(outbox=outbox)  # no endpoint: a backlog builds up
+    assert rt is not None and rt.shipper is None
+    ids = emit_many(6000, "backlog")
+    runtime.shutdown()
+    backlog = outbox_ids(outbox, STATE_PENDING)
+    assert len(backlog) == 6002  # + stream start and end
+    env = child_env(outbox, OTEL_EXPORTER_OTLP_ENDPOINT=collector.http_endpoint, AUDITEL_SHIP_BATCH_RECORDS="100")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _SHIP_ONLY], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    import json
+
+    reports = [json.loads(p.communicate(timeout=90)[0].strip().splitlines()[-1]) for p in procs]
+    assert all(r["ok"] for r in reports)
+    assert capture.wait_for(len(backlog), 20)
+    counts = capture.id_counts()
+    assert all(counts[i] == 1 for i in backlog), "a record was sent twice"
+    assert sum(r["shipped"] for r in reports) >= len(backlog)
+    assert set(ids) <= set(counts)
