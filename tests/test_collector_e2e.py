@@ -10,14 +10,11 @@ protocols per hop, and the log store is the harness's CaptureServer, which decod
   OpenTelemetry SDK exporter, so a broken harness is told apart from a broken shipper.
 * ``test_auditel_records_cross_both_tiers_exactly_once`` is the product test: auditel ships its outbox
   (``OTEL_EXPORTER_OTLP_ENDPOINT`` set; ``auditel.flush(timeout)`` waits for the drain) and every
-  stored record must arrive exactly once, unchanged. The shipper (module ``auditel.shipping``) is built
-  in its own branch; until it is merged this test runs and fails, which is reported as an expected
-  failure (strict: it turns into an error as soon as it would pass without the shipper).
+  stored record must arrive exactly once, unchanged.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sqlite3
 from collections import Counter
@@ -31,7 +28,6 @@ from otlp_harness import CaptureServer, RotelCollector
 
 N_SDK_RECORDS = 300
 N_AUDITEL_ACTIONS = 150
-SHIPPER_PRESENT = importlib.util.find_spec("auditel.shipping") is not None
 
 
 @pytest.fixture
@@ -82,7 +78,6 @@ def _stored_records(outbox: Path) -> list[dict[str, Any]]:
     return [json.loads(data) for (data,) in rows]
 
 
-@pytest.mark.xfail(not SHIPPER_PRESENT, reason="auditel.shipping (delivery issue) is not merged into this tree yet", strict=True)
 def test_auditel_records_cross_both_tiers_exactly_once(
     two_tier_chain: tuple[RotelCollector, RotelCollector, CaptureServer],
     monkeypatch: pytest.MonkeyPatch,
