@@ -38,7 +38,7 @@ def _live_shippers(outbox: Any) -> int:
 
     try:
         row = outbox.connect().execute(
-            "SELECT count(DISTINCT lease_owner) FROM records WHERE lease_until > ?", (time.time_ns(),)
+            "SELECT count(DISTINCT owner) FROM ship_leases WHERE until > ?", (time.time_ns(),)
         ).fetchone()
         return int(row[0] or 0)
     except Exception:  # noqa: BLE001
