@@ -69,7 +69,7 @@ class ToolRun:
 
     __slots__ = (
         "tool_name", "call_id", "arguments", "tool_type", "attributes", "span", "owns_span",
-        "correlation_id", "intent_record_id", "outcome_record_id", "error_hint", "_t0", "_finished",
+        "correlation_id", "intent_record_id", "outcome_record_id", "error_hint", "denied_by", "_t0", "_finished",
     )
 
     def __init__(
@@ -92,6 +92,7 @@ class ToolRun:
         self.intent_record_id: str | None = None
         self.outcome_record_id: str | None = None
         self.error_hint: str | None = None  # a framework may report the real error type here
+        self.denied_by: str | None = None  # a guardrail/policy that stopped the tool before it ran
         self._t0 = 0.0
         self._finished = False
 
