@@ -32,9 +32,23 @@ from .. import api
 from .. import runtime as _rt
 from .. import schema as S
 from ..ids import new_record_id
-from ._base import count_error, settings, tracer
+from ._base import count_error, settings
+from ._base import tracer as _new_tracer
 
 UNSET: Any = api._UNSET
+
+
+_tracer: trace.Tracer | None = None
+
+
+def tracer() -> trace.Tracer:
+    """auditel's tracer, made once (a proxy until the app sets its provider, then the real one)."""
+    global _tracer
+    if _tracer is None or isinstance(_tracer, trace.ProxyTracer) and not isinstance(
+        trace.get_tracer_provider(), trace.ProxyTracerProvider
+    ):
+        _tracer = _new_tracer()
+    return _tracer
 
 
 def recording_enabled() -> bool:
