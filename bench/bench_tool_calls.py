@@ -14,6 +14,7 @@ an exporter that drops them, i.e. the span-creation cost without network):
   none         no instrumentation (the MCP SDK's own native spans still run, as they do by default)
   auditel      auditel configured (durable SQLite outbox, durability=process) + its instrumentation
   auditel-fsync  same, durability=fsync (fsync on every commit)
+  auditel-tmpfs  durability=process with the outbox on /dev/shm: the CPU cost without the disk
   openllmetry  traceloop's opentelemetry-instrumentation-{langchain,mcp} (where they cover it)
   otel         the official opentelemetry-instrumentation-genai-langchain (langchain only)
 
@@ -34,12 +35,12 @@ import time
 from typing import Any, Callable
 
 SCENARIOS = ("records", "function", "langchain", "mcp")
-CONFIGS = ("none", "auditel", "auditel-fsync", "openllmetry", "otel")
+CONFIGS = ("none", "auditel", "auditel-fsync", "auditel-tmpfs", "openllmetry", "otel")
 COVERS = {  # which configurations instrument which scenario at all
-    "records": {"auditel", "auditel-fsync"},  # the floor: two durable records, no wrapper, no span
-    "function": {"none", "auditel", "auditel-fsync"},
-    "langchain": {"none", "auditel", "auditel-fsync", "openllmetry", "otel"},
-    "mcp": {"none", "auditel", "auditel-fsync", "openllmetry"},
+    "records": {"auditel", "auditel-fsync", "auditel-tmpfs"},  # the floor: two durable records, no wrapper, no span
+    "function": {"none", "auditel", "auditel-fsync", "auditel-tmpfs"},
+    "langchain": {"none", "auditel", "auditel-fsync", "auditel-tmpfs", "openllmetry", "otel"},
+    "mcp": {"none", "auditel", "auditel-fsync", "auditel-tmpfs", "openllmetry"},
 }
 CALLS = {"records": 3000, "function": 3000, "langchain": 1500, "mcp": 600}
 
@@ -64,6 +65,8 @@ def _setup_tracing() -> Any:
 
 
 def _configure(config: str, tmp: str) -> None:
+    if config == "auditel-tmpfs":
+        tmp = tempfile.mkdtemp(prefix="auditel-bench-", dir="/dev/shm")
     if config.startswith("auditel"):
         import auditel
 
@@ -72,7 +75,7 @@ def _configure(config: str, tmp: str) -> None:
 
 
 def _instrument(config: str, scenario: str) -> None:
-    if config.startswith("auditel") and scenario != "function":
+    if config.startswith("auditel") and scenario not in ("records", "function"):
         import auditel
 
         auditel.instrument(scenario)

@@ -82,10 +82,12 @@ class AuditScope:
         self._t0 = 0.0
         self._tool: ToolRun | None = None
         self.correlation_id = new_record_id()
+        if kind == "tool" and call_id is None:
+            self.call_id = call_id = self.correlation_id  # no model-given call id: one id names the call
         self.outcome_record_id: str | None = None
         if kind == "tool":
-            self._tool = ToolRun(name, call_id=call_id, arguments=arguments, attributes=self.attributes)
-            self._tool.correlation_id = self.correlation_id
+            self._tool = ToolRun(name, call_id=call_id, arguments=arguments, attributes=self.attributes,
+                                 correlation_id=self.correlation_id)
 
     @property
     def intent_record_id(self) -> str | None:
@@ -264,7 +266,7 @@ class audited:
             self.kind,
             self.attributes,
             arguments=arguments,
-            call_id=self.call_id or (new_record_id() if self.kind == "tool" else None),
+            call_id=self.call_id,
             policy=self.policy,
             capture_result=self.capture_result,
         )

@@ -18,10 +18,11 @@ import auditel
 from auditel import runtime
 
 SPANS = InMemorySpanExporter()
-if not isinstance(trace.get_tracer_provider(), TracerProvider):
+_provider = trace.get_tracer_provider()
+if not isinstance(_provider, TracerProvider):  # the global provider can be set once per process
     _provider = TracerProvider()
-    _provider.add_span_processor(SimpleSpanProcessor(SPANS))
     trace.set_tracer_provider(_provider)
+_provider.add_span_processor(SimpleSpanProcessor(SPANS))
 
 
 def read_outbox(path: Path) -> list[dict[str, Any]]:

@@ -94,6 +94,7 @@ class ToolRun:
         arguments: Any = UNSET,
         tool_type: str | None = "function",
         attributes: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
     ) -> None:
         self.tool_name = tool_name or "unknown"
         self.call_id = call_id
@@ -102,7 +103,7 @@ class ToolRun:
         self.attributes: dict[str, Any] = dict(attributes or {})
         self.span: Span | None = None
         self.owns_span = False
-        self.correlation_id = new_record_id()
+        self.correlation_id = correlation_id or new_record_id()
         self.intent_record_id: str | None = None
         self.outcome_record_id: str | None = None
         self.error_hint: str | None = None  # a framework may report the real error type here
