@@ -1,32 +1,50 @@
 """``audited``: decorator and context manager that times an action and records its outcome.
 
 * ``kind="action"`` (default): one ``auditel.action`` record when the action ends.
-* ``kind="tool"`` (``auditel.tool(...)``): an *intent* record before the tool runs (so a
-  crash inside the tool still leaves evidence) and an *outcome* record after it.
+* ``kind="tool"`` (``auditel.tool(...)``): an ``execute_tool {name}`` span, an *intent* record
+  before the tool runs (so a crash inside the tool still leaves evidence) and an *outcome* record
+  after it, linked by ``audit.correlation.id``.
 
-Works on sync functions, coroutines, generators and async generators. The wrapped call's
-return value and exception pass through unchanged; auditel's own failures are counted,
-never raised. An optional ``policy`` callable can deny a tool before it runs: the record then
-holds the intent, the policy decision and a ``denied`` outcome, and ``ToolDenied`` is raised
-instead of running the tool.
+Works on sync functions, coroutines, generators and async generators (``send``/``throw``/``close``
+and return values are forwarded; a generator closed early is a ``success`` with
+``audit.result.complete=false``). The decorated function keeps its kind, so
+``inspect.iscoroutinefunction`` and friends still answer correctly. The wrapped call's return value
+and exception pass through unchanged; auditel's own failures are counted, never raised.
+
+An optional ``policy(name, arguments)`` decides before the tool runs. It may return ``True``/
+``False``, a verdict string (allow/deny/modify/warn/escalate), ``(verdict, reason)`` or a mapping
+``{"verdict", "reason", "policy_id", "rule_id"}``. Every verdict is recorded as an
+``auditel.policy_decision`` (verdict kept apart from the action taken). On ``deny`` the tool does
+not run: the record holds the intent, the decision and a ``denied`` outcome, and ``ToolDenied`` is
+raised. A policy that raises is recorded as verdict ``warn`` (reason ``policy_error:<Type>``) and the
+tool runs: a broken policy is reported, never turned into an outage.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import time
-from typing import Any, Callable, Mapping, TypeVar
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from . import api
 from . import runtime as _rt
 from . import schema as S
 from .ids import new_record_id
+from .instrumentation._toolcalls import ToolRun, wrap_async_generator, wrap_generator
 
 F = TypeVar("F", bound=Callable[..., Any])
 _UNSET = api._UNSET
 
 PolicyResult = Any  # "allow" | "deny" | (verdict, reason) | {"verdict":..., "reason":..., "policy_id":..., "rule_id":...}
+
+_VERDICT_ALIASES = {
+    "allowed": "allow", "ok": "allow", "pass": "allow", "permit": "allow",
+    "denied": "deny", "block": "deny", "blocked": "deny", "reject": "deny", "rejected": "deny", "forbid": "deny",
+    "warning": "warn", "modified": "modify", "escalated": "escalate",
+}
 
 
 class ToolDenied(PermissionError):
@@ -61,10 +79,19 @@ class AuditScope:
         self.capture_result = capture_result
         self.result: Any = _UNSET
         self.outcome: str | None = None
-        self.correlation_id = new_record_id()
         self._t0 = 0.0
-        self.intent_record_id: str | None = None
+        self._tool: ToolRun | None = None
+        self.correlation_id = new_record_id()
+        if kind == "tool" and call_id is None:
+            self.call_id = call_id = self.correlation_id  # no model-given call id: one id names the call
         self.outcome_record_id: str | None = None
+        if kind == "tool":
+            self._tool = ToolRun(name, call_id=call_id, arguments=arguments, attributes=self.attributes,
+                                 correlation_id=self.correlation_id)
+
+    @property
+    def intent_record_id(self) -> str | None:
+        return self._tool.intent_record_id if self._tool is not None else None
 
     def set_attribute(self, key: str, value: Any) -> None:
         self.attributes[key] = value
@@ -77,102 +104,115 @@ class AuditScope:
 
     # -- lifecycle --
     def start(self) -> None:
+        """Intent record (tools); then the policy, which may raise ``ToolDenied``."""
         self._t0 = time.perf_counter()
-        if self.kind != "tool":
+        if self._tool is None:
             return
         try:
-            self.intent_record_id = api.tool_call(
-                self.name,
-                phase="intent",
-                call_id=self.call_id,
-                arguments=self.arguments,
-                correlation_id=self.correlation_id,
-                attributes=self.attributes,
-            )
+            self._tool.start_span()
+            self._tool.start()
         except Exception as exc:  # noqa: BLE001
             _count("audited", exc)
         if self.policy is not None:
             self._check_policy()
 
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """The tool's span is current while the body runs."""
+        if self._tool is None:
+            yield
+            return
+        with self._tool.active():
+            yield
+
     def _check_policy(self) -> None:
+        extra: dict[str, Any] = {}
         try:
             decision = self.policy(self.name, None if self.arguments is _UNSET else self.arguments)  # type: ignore[misc]
-        except Exception as exc:  # noqa: BLE001 - a broken policy is an auditel failure, not the host's
+            verdict, reason, extra = _parse_decision(decision)
+        except Exception as exc:  # noqa: BLE001 - a broken policy is reported, not turned into an outage
             _count("policy", exc)
-            return
-        verdict, reason, extra = _parse_decision(decision)
-        api.policy_decision(
-            verdict,
-            reason=reason,
-            action="tool.call",
-            tool_name=self.name,
-            call_id=self.call_id,
-            correlation_id=self.correlation_id,
-            policy_id=extra.get("policy_id"),
-            rule_id=extra.get("rule_id"),
-        )
+            verdict, reason = "warn", f"policy_error:{type(exc).__qualname__}"
+        try:
+            with self.active():
+                api.policy_decision(
+                    verdict,
+                    reason=reason,
+                    action="tool.call",
+                    tool_name=self.name,
+                    call_id=self.call_id,
+                    correlation_id=self.correlation_id,
+                    policy_id=extra.get("policy_id"),
+                    rule_id=extra.get("rule_id"),
+                    action_taken="allowed" if verdict == "escalate" else None,
+                )
+        except Exception as exc:  # noqa: BLE001
+            _count("policy", exc)
         if verdict == "deny":
             self.outcome = "denied"
             self._record_outcome(None, denied_reason=reason)
             raise ToolDenied(self.name, reason)
 
     def finish(self, exc: BaseException | None) -> None:
-        if self.outcome_record_id is not None:
+        if self.outcome_record_id is not None or (self._tool is not None and self._tool.outcome_record_id is not None):
             return
         self._record_outcome(exc)
 
     def _record_outcome(self, exc: BaseException | None, denied_reason: str | None = None) -> None:
-        duration_ms = (time.perf_counter() - self._t0) * 1000.0
         outcome = self.outcome or ("failure" if exc is not None else "success")
         if isinstance(exc, ToolDenied):
             outcome = "denied"
         try:
-            if self.kind == "tool":
-                attrs = dict(self.attributes)
-                if denied_reason:
-                    attrs[S.A_REASON] = denied_reason
-                self.outcome_record_id = api.tool_call(
-                    self.name,
-                    phase="outcome",
-                    call_id=self.call_id,
+            if self._tool is not None:
+                self._tool.attributes = dict(self.attributes)
+                self._tool.finish(
                     result=self.result if (self.capture_result and exc is None) else _UNSET,
-                    outcome=outcome,
                     error=exc,
-                    duration_ms=round(duration_ms, 3),
-                    correlation_id=self.correlation_id,
-                    attributes=attrs,
+                    outcome=outcome,
+                    reason=denied_reason,
                 )
-            else:
-                rt = _rt.current()
-                if rt is None:
-                    return
-                attrs = {
-                    S.A_ACTION: self.name,
-                    S.A_OUTCOME: outcome,
-                    S.A_DURATION_MS: round(duration_ms, 3),
-                }
-                if self.arguments is not _UNSET:
-                    api.content_attributes(rt, attrs, self.arguments, digest_key=S.A_ARGS_DIGEST, size_key=S.A_ARGS_SIZE, content_key=None)
-                if self.result is not _UNSET and self.capture_result and exc is None:
-                    api.content_attributes(rt, attrs, self.result, digest_key=S.A_RESULT_DIGEST, size_key=S.A_RESULT_SIZE, content_key=None)
-                api._error_attrs(rt, attrs, exc)
-                self.outcome_record_id = rt.emit(
-                    S.EV_ACTION, api._merge(attrs, self.attributes), None, "error" if outcome == "failure" else "info"
-                )
+                self.outcome_record_id = self._tool.outcome_record_id
+                return
+            rt = _rt.current()
+            if rt is None:
+                return
+            attrs = {
+                S.A_ACTION: self.name,
+                S.A_OUTCOME: outcome,
+                S.A_DURATION_MS: round((time.perf_counter() - self._t0) * 1000.0, 3),
+            }
+            if self.arguments is not _UNSET:
+                api.content_attributes(rt, attrs, self.arguments, digest_key=S.A_ARGS_DIGEST, size_key=S.A_ARGS_SIZE, content_key=None)
+            if self.result is not _UNSET and self.capture_result and exc is None:
+                api.content_attributes(rt, attrs, self.result, digest_key=S.A_RESULT_DIGEST, size_key=S.A_RESULT_SIZE, content_key=None)
+            api._error_attrs(rt, attrs, exc)
+            self.outcome_record_id = rt.emit(
+                S.EV_ACTION, api._merge(attrs, self.attributes), None, "error" if outcome == "failure" else "info"
+            )
         except Exception as err:  # noqa: BLE001
             _count("audited", err)
 
 
 def _parse_decision(decision: PolicyResult) -> tuple[str, str | None, dict[str, Any]]:
+    extra: dict[str, Any] = {}
+    reason: str | None = None
     if isinstance(decision, bool):
-        return ("allow" if decision else "deny"), None, {}
-    if isinstance(decision, str):
-        return decision.lower(), None, {}
-    if isinstance(decision, tuple) and decision:
-        return str(decision[0]).lower(), (str(decision[1]) if len(decision) > 1 and decision[1] is not None else None), {}
-    if isinstance(decision, Mapping):
-        return str(decision.get("verdict", "allow")).lower(), decision.get("reason"), dict(decision)
-    return "allow", None, {}
+        verdict = "allow" if decision else "deny"
+    elif isinstance(decision, str):
+        verdict = decision
+    elif isinstance(decision, tuple) and decision:
+        verdict = str(decision[0])
+        reason = str(decision[1]) if len(decision) > 1 and decision[1] is not None else None
+    elif isinstance(decision, Mapping):
+        verdict = str(decision.get("verdict", "allow"))
+        reason = None if decision.get("reason") is None else str(decision.get("reason"))
+        extra = dict(decision)
+    elif decision is None:
+        verdict = "allow"
+    else:
+        verdict = str(decision)
+    verdict = verdict.strip().lower()
+    return _VERDICT_ALIASES.get(verdict, verdict), reason, extra
 
 
 def _count(kind: str, exc: BaseException) -> None:
@@ -182,11 +222,22 @@ def _count(kind: str, exc: BaseException) -> None:
 
 
 class audited:
-    """``@audited``, ``@audited("name", kind="tool")`` or ``with audited("name") as scope:``."""
+    """``@audited``, ``@audited("name", kind="tool")`` or ``with audited("name") as scope:``.
+
+    Used bare (``@audited`` / ``@auditel.tool``) it returns the decorated function itself, of the
+    same kind (coroutine function, generator function...) as the original.
+    """
+
+    def __new__(cls, name: Any = None, **kwargs: Any) -> Any:
+        if callable(name) and not isinstance(name, str):
+            self = super().__new__(cls)
+            self.__init__(None, **kwargs)  # type: ignore[misc]
+            return self._decorate(name)
+        return super().__new__(cls)
 
     def __init__(
         self,
-        name: str | Callable[..., Any] | None = None,
+        name: str | None = None,
         *,
         kind: str = "action",
         attributes: Mapping[str, Any] | None = None,
@@ -195,10 +246,6 @@ class audited:
         policy: Callable[[str, Any], PolicyResult] | None = None,
         call_id: str | None = None,
     ) -> None:
-        self._fn: Callable[..., Any] | None = None
-        if callable(name) and not isinstance(name, str):
-            self._fn = name
-            name = None
         self.name = name
         self.kind = kind
         self.attributes = attributes
@@ -206,22 +253,11 @@ class audited:
         self.capture_result = capture_result
         self.policy = policy
         self.call_id = call_id
-        self._scope: AuditScope | None = None
-        if self._fn is not None:
-            self._wrapped = self._decorate(self._fn)
-            functools.update_wrapper(self, self._fn)
+        # scopes opened by ``with``: per context, so one instance can be shared by threads and tasks
+        self._scopes: contextvars.ContextVar[tuple[AuditScope, ...]] = contextvars.ContextVar("auditel_scopes", default=())
 
-    # used as @audited without parentheses: the instance is the wrapper
-    def __get__(self, obj: Any, objtype: Any = None) -> Any:
-        if self._fn is None or obj is None:
-            return self
-        return functools.partial(self._wrapped, obj)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._fn is not None:
-            return self._wrapped(*args, **kwargs)
-        (fn,) = args
-        return self._decorate(fn)
+    def __call__(self, fn: F) -> F:
+        return self._decorate(fn)  # type: ignore[return-value]
 
     # -- context manager --
     def _new_scope(self, name: str, arguments: Any = _UNSET) -> AuditScope:
@@ -230,20 +266,22 @@ class audited:
             self.kind,
             self.attributes,
             arguments=arguments,
-            call_id=self.call_id or (new_record_id() if self.kind == "tool" else None),
+            call_id=self.call_id,
             policy=self.policy,
             capture_result=self.capture_result,
         )
 
     def __enter__(self) -> AuditScope:
-        self._scope = self._new_scope(self.name or "action")
-        self._scope.start()
-        return self._scope
+        scope = self._new_scope(self.name or "action")
+        scope.start()  # may raise ToolDenied: then the body never runs and the outcome is recorded
+        self._scopes.set(self._scopes.get() + (scope,))
+        return scope
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        scope, self._scope = self._scope, None
-        if scope is not None:
-            scope.finish(exc)
+        stack = self._scopes.get()
+        if stack:
+            self._scopes.set(stack[:-1])
+            stack[-1].finish(exc)
 
     async def __aenter__(self) -> AuditScope:
         return self.__enter__()
@@ -270,23 +308,38 @@ class audited:
                 pass
             return {"args": list(args), "kwargs": kwargs}
 
+        def generator_end(scope: AuditScope) -> Callable[[BaseException | None, bool, int], None]:
+            def end(error: BaseException | None, complete: bool, items: int) -> None:
+                scope.set_attribute("audit.result.items", items)
+                if not complete and error is None:
+                    scope.set_attribute("audit.result.complete", False)
+                scope.finish(error)
+
+            return end
+
         if inspect.isasyncgenfunction(fn):
 
             @functools.wraps(fn)
             async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
                 scope = self._new_scope(name, arguments_of(args, kwargs))
                 scope.start()
-                count = 0
+                inner = wrap_async_generator(fn(*args, **kwargs), scope.active, generator_end(scope))
+                step: Any = inner.asend
+                value: Any = None
                 try:
-                    async for item in fn(*args, **kwargs):
-                        count += 1
-                        yield item
-                except BaseException as exc:
-                    scope.set_attribute("audit.result.items", count)
-                    scope.finish(exc)
-                    raise
-                scope.set_attribute("audit.result.items", count)
-                scope.finish(None)
+                    while True:
+                        try:
+                            item = await step(value)
+                        except StopAsyncIteration:
+                            return
+                        try:
+                            value, step = (yield item), inner.asend
+                        except GeneratorExit:
+                            raise
+                        except BaseException as thrown:  # noqa: BLE001 - forwarded into the tool
+                            value, step = thrown, inner.athrow
+                finally:
+                    await inner.aclose()
 
             return agen_wrapper
 
@@ -296,17 +349,7 @@ class audited:
             def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
                 scope = self._new_scope(name, arguments_of(args, kwargs))
                 scope.start()
-                count = 0
-                try:
-                    for item in fn(*args, **kwargs):
-                        count += 1
-                        yield item
-                except BaseException as exc:
-                    scope.set_attribute("audit.result.items", count)
-                    scope.finish(exc)
-                    raise
-                scope.set_attribute("audit.result.items", count)
-                scope.finish(None)
+                return (yield from wrap_generator(fn(*args, **kwargs), scope.active, generator_end(scope)))
 
             return gen_wrapper
 
@@ -317,7 +360,8 @@ class audited:
                 scope = self._new_scope(name, arguments_of(args, kwargs))
                 scope.start()
                 try:
-                    result = await fn(*args, **kwargs)
+                    with scope.active():
+                        result = await fn(*args, **kwargs)
                 except BaseException as exc:
                     scope.finish(exc)
                     raise
@@ -332,7 +376,8 @@ class audited:
             scope = self._new_scope(name, arguments_of(args, kwargs))
             scope.start()
             try:
-                result = fn(*args, **kwargs)
+                with scope.active():
+                    result = fn(*args, **kwargs)
             except BaseException as exc:
                 scope.finish(exc)
                 raise

@@ -1,0 +1,507 @@
+"""Shared machinery of the tool and agent instrumentations (MCP, LangChain, OpenAI Agents, ``@auditel.tool``).
+
+* ``ToolRun``: one tool execution: an ``execute_tool {tool}`` span (or an enriched span the
+  framework already made), an *intent* record before the tool runs and an *outcome* record
+  after it, linked by ``audit.correlation.id``.
+* ``AgentRun``: one agent or graph invocation: an ``invoke_agent {agent}`` span and
+  ``auditel.agent_run`` intent/outcome records.
+* ``record_handoff``: an ``auditel.handoff`` record.
+* ``wrap_generator`` / ``wrap_async_generator``: forward ``send``/``throw``/``close`` faithfully
+  while making a span current only while the wrapped generator runs (never while the consumer does).
+* ``Patcher``: wrapt wrappers applied now or on import (post-import hooks), all revocable:
+  ``unpatch_all()`` unwraps what was applied and turns not-yet-fired hooks into no-ops.
+
+Everything auditel-side is guarded: failures are counted in ``status()``, never raised.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, AsyncGenerator, Callable, Generator, Iterator, Mapping
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from .. import api
+from .. import runtime as _rt
+from .. import schema as S
+from ..ids import new_record_id
+from ._base import count_error, settings
+from ._base import tracer as _new_tracer
+
+UNSET: Any = api._UNSET
+
+
+_tracer: trace.Tracer | None = None
+
+
+def tracer() -> trace.Tracer:
+    """auditel's tracer, made once (a proxy until the app sets its provider, then the real one)."""
+    global _tracer
+    if _tracer is None or isinstance(_tracer, trace.ProxyTracer) and not isinstance(
+        trace.get_tracer_provider(), trace.ProxyTracerProvider
+    ):
+        _tracer = _new_tracer()
+    return _tracer
+
+
+def recording_enabled() -> bool:
+    """True when auditel is configured (records would be stored)."""
+    return _rt.current() is not None
+
+
+def _content_on_spans() -> bool:
+    try:
+        return bool(settings().content_on_spans)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return api._as_json_text(value)
+    except Exception:  # noqa: BLE001
+        return repr(value)
+
+
+def error_type_of(error: BaseException | str | None) -> str | None:
+    if error is None:
+        return None
+    return type(error).__qualname__ if isinstance(error, BaseException) else str(error)
+
+
+class ToolRun:
+    """One tool execution being recorded. Use ``start()``, ``active()`` around the body, ``finish()``."""
+
+    __slots__ = (
+        "tool_name", "call_id", "arguments", "tool_type", "attributes", "span", "owns_span",
+        "correlation_id", "intent_record_id", "outcome_record_id", "error_hint", "denied_by", "_t0", "_finished",
+    )
+
+    def __init__(
+        self,
+        tool_name: str,
+        *,
+        call_id: str | None = None,
+        arguments: Any = UNSET,
+        tool_type: str | None = "function",
+        attributes: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        self.tool_name = tool_name or "unknown"
+        self.call_id = call_id
+        self.arguments = arguments
+        self.tool_type = tool_type
+        self.attributes: dict[str, Any] = dict(attributes or {})
+        self.span: Span | None = None
+        self.owns_span = False
+        self.correlation_id = correlation_id or new_record_id()
+        self.intent_record_id: str | None = None
+        self.outcome_record_id: str | None = None
+        self.error_hint: str | None = None  # a framework may report the real error type here
+        self.denied_by: str | None = None  # a guardrail/policy that stopped the tool before it ran
+        self._t0 = 0.0
+        self._finished = False
+
+    @property
+    def started(self) -> bool:
+        return self._t0 != 0.0
+
+    # --- span -----------------------------------------------------------------------------
+    def start_span(
+        self,
+        name: str | None = None,
+        *,
+        kind: SpanKind = SpanKind.INTERNAL,
+        extra: Mapping[str, Any] | None = None,
+        parent: otel_context.Context | None = None,
+    ) -> None:
+        """Start our own span (``execute_tool {tool}`` by default); not made current."""
+        try:
+            attrs: dict[str, Any] = {
+                S.GEN_AI_OPERATION: "execute_tool",
+                S.GEN_AI_TOOL_NAME: self.tool_name,
+            }
+            if self.call_id:
+                attrs[S.GEN_AI_TOOL_CALL_ID] = self.call_id
+            if self.tool_type:
+                attrs[S.GEN_AI_TOOL_TYPE] = self.tool_type
+            if extra:
+                attrs.update({k: v for k, v in extra.items() if v is not None})
+            self.span = tracer().start_span(name or f"execute_tool {self.tool_name}", context=parent, kind=kind, attributes=attrs)
+            self.owns_span = True
+            self._span_content(S.GEN_AI_TOOL_ARGS, self.arguments)
+        except Exception as exc:  # noqa: BLE001
+            count_error("tool_span", exc)
+
+    def adopt_span(self, span: Span, extra: Mapping[str, Any] | None = None) -> None:
+        """Use a span the framework (e.g. the MCP SDK) already made: enrich it, do not end it."""
+        self.span = span
+        self.owns_span = False
+        try:
+            if span.is_recording():
+                attrs: dict[str, Any] = {S.GEN_AI_OPERATION: "execute_tool", S.GEN_AI_TOOL_NAME: self.tool_name}
+                if extra:
+                    attrs.update({k: v for k, v in extra.items() if v is not None})
+                attrs[S.A_CORRELATION_ID] = self.correlation_id
+                span.set_attributes(attrs)
+                self._span_content(S.GEN_AI_TOOL_ARGS, self.arguments)
+        except Exception as exc:  # noqa: BLE001
+            count_error("tool_span", exc)
+
+    def _span_content(self, key: str, value: Any) -> None:
+        if value is UNSET or self.span is None or not _content_on_spans():
+            return
+        try:
+            self.span.set_attribute(key, _as_text(value))
+        except Exception as exc:  # noqa: BLE001
+            count_error("tool_span", exc)
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Make the span current for the body (no-op without a span)."""
+        if self.span is None:
+            yield
+            return
+        token = otel_context.attach(trace.set_span_in_context(self.span))
+        try:
+            yield
+        finally:
+            try:
+                otel_context.detach(token)
+            except Exception as exc:  # noqa: BLE001
+                count_error("context", exc)
+
+    # --- records --------------------------------------------------------------------------
+    def start(self) -> "ToolRun":
+        """Write the intent record (durable before the tool runs)."""
+        self._t0 = time.perf_counter()
+        if self.span is not None and self.owns_span:
+            self.span.set_attribute(S.A_CORRELATION_ID, self.correlation_id)
+        try:
+            with self.active():
+                self.intent_record_id = api.tool_call(
+                    self.tool_name,
+                    phase="intent",
+                    call_id=self.call_id,
+                    arguments=self.arguments,
+                    tool_type=self.tool_type,
+                    correlation_id=self.correlation_id,
+                    attributes=self.attributes,
+                )
+        except Exception as exc:  # noqa: BLE001
+            count_error("tool_call", exc)
+        return self
+
+    def finish(
+        self,
+        *,
+        result: Any = UNSET,
+        error: BaseException | str | None = None,
+        outcome: str | None = None,
+        reason: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Write the outcome record and end our span (once; later calls are ignored)."""
+        if self._finished:
+            return
+        self._finished = True
+        duration_ms = round((time.perf_counter() - self._t0) * 1000.0, 3)
+        if outcome is None:
+            outcome = "failure" if error is not None else "success"
+        try:
+            attrs = dict(self.attributes)
+            if attributes:
+                attrs.update(attributes)
+            if reason:
+                attrs[S.A_REASON] = reason
+            with self.active():
+                self.outcome_record_id = api.tool_call(
+                    self.tool_name,
+                    phase="outcome",
+                    call_id=self.call_id,
+                    result=result,
+                    outcome=outcome,
+                    error=error,
+                    duration_ms=duration_ms,
+                    tool_type=self.tool_type,
+                    correlation_id=self.correlation_id,
+                    attributes=attrs,
+                )
+        except Exception as exc:  # noqa: BLE001
+            count_error("tool_call", exc)
+        self._end_span(result, error, outcome)
+
+    def _end_span(self, result: Any, error: BaseException | str | None, outcome: str) -> None:
+        span = self.span
+        if span is None:
+            return
+        try:
+            if span.is_recording():
+                self._span_content(S.GEN_AI_TOOL_RESULT, result)
+                if outcome != "success":
+                    span.set_attribute(S.A_OUTCOME, outcome)
+                etype = error_type_of(error) or ({"failure": "tool_error", "denied": "denied"}.get(outcome))
+                if etype:
+                    span.set_attribute(S.A_ERROR_TYPE, etype)
+                    span.set_status(Status(StatusCode.ERROR))
+            if self.owns_span:
+                span.end()
+        except Exception as exc:  # noqa: BLE001
+            count_error("tool_span", exc)
+
+
+class AgentRun:
+    """One agent (or graph) invocation: ``invoke_agent {agent}`` span plus ``auditel.agent_run`` records."""
+
+    __slots__ = ("agent_name", "framework", "attributes", "span", "correlation_id", "_t0", "_finished")
+
+    def __init__(self, agent_name: str | None, *, framework: str, attributes: Mapping[str, Any] | None = None) -> None:
+        self.agent_name = agent_name
+        self.framework = framework
+        self.attributes: dict[str, Any] = dict(attributes or {})
+        self.span: Span | None = None
+        self.correlation_id = new_record_id()
+        self._t0 = 0.0
+        self._finished = False
+
+    def start(self) -> "AgentRun":
+        self._t0 = time.perf_counter()
+        try:
+            name = f"invoke_agent {self.agent_name}" if self.agent_name else "invoke_agent"
+            attrs = {S.GEN_AI_OPERATION: "invoke_agent", S.GEN_AI_AGENT_NAME: self.agent_name,
+                     "audit.framework": self.framework, S.A_CORRELATION_ID: self.correlation_id}
+            self.span = tracer().start_span(name, kind=SpanKind.INTERNAL,
+                                            attributes={k: v for k, v in attrs.items() if v is not None})
+        except Exception as exc:  # noqa: BLE001
+            count_error("agent_span", exc)
+        with self.active():
+            self._emit("intent", None, None, None)
+        return self
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        if self.span is None:
+            yield
+            return
+        token = otel_context.attach(trace.set_span_in_context(self.span))
+        try:
+            yield
+        finally:
+            try:
+                otel_context.detach(token)
+            except Exception as exc:  # noqa: BLE001
+                count_error("context", exc)
+
+    def finish(self, *, error: BaseException | None = None, outcome: str | None = None, reason: str | None = None,
+               attributes: Mapping[str, Any] | None = None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if outcome is None:
+            outcome = "failure" if error is not None else "success"
+        if attributes:
+            self.attributes.update(attributes)
+        with self.active():
+            self._emit("outcome", outcome, error, reason)
+        span = self.span
+        if span is not None:
+            try:
+                if error is not None:
+                    span.set_attribute(S.A_ERROR_TYPE, type(error).__qualname__)
+                    span.set_status(Status(StatusCode.ERROR))
+                span.end()
+            except Exception as exc:  # noqa: BLE001
+                count_error("agent_span", exc)
+
+    def _emit(self, phase: str, outcome: str | None, error: BaseException | None, reason: str | None) -> None:
+        rt = _rt.current()
+        if rt is None:
+            return
+        try:
+            attrs: dict[str, Any] = {
+                S.A_ACTION: "agent.run",
+                S.A_PHASE: phase,
+                S.A_OUTCOME: outcome,
+                S.GEN_AI_OPERATION: "invoke_agent",
+                S.GEN_AI_AGENT_NAME: self.agent_name,
+                S.A_TARGET_TYPE: "agent",
+                S.A_TARGET_ID: self.agent_name,
+                S.A_CORRELATION_ID: self.correlation_id,
+                S.A_REASON: reason,
+                "audit.framework": self.framework,
+            }
+            if phase == "outcome":
+                attrs[S.A_DURATION_MS] = round((time.perf_counter() - self._t0) * 1000.0, 3)
+            api._error_attrs(rt, attrs, error)
+            severity = "error" if outcome == "failure" else "info"
+            rt.emit(S.EV_AGENT_RUN, api._merge(attrs, self.attributes), None, severity)
+        except Exception as exc:  # noqa: BLE001
+            count_error("agent_run", exc)
+
+
+def record_handoff(from_agent: str | None, to_agent: str | None, *, framework: str,
+                   attributes: Mapping[str, Any] | None = None, error: BaseException | None = None) -> str | None:
+    """One agent handed the conversation to another."""
+    rt = _rt.current()
+    if rt is None:
+        return None
+    try:
+        attrs: dict[str, Any] = {
+            S.A_ACTION: "agent.handoff",
+            S.A_OUTCOME: "failure" if error is not None else "success",
+            "audit.handoff.from_agent": from_agent,
+            "audit.handoff.to_agent": to_agent,
+            S.GEN_AI_AGENT_NAME: from_agent,
+            S.A_TARGET_TYPE: "agent",
+            S.A_TARGET_ID: to_agent,
+            "audit.framework": framework,
+        }
+        api._error_attrs(rt, attrs, error)
+        return rt.emit(S.EV_HANDOFF, api._merge(attrs, attributes), None, "info" if error is None else "error")
+    except Exception as exc:  # noqa: BLE001
+        count_error("handoff", exc)
+        return None
+
+
+# --- generators --------------------------------------------------------------------------------
+StepScope = Callable[[], Any]  # returns a context manager active while the wrapped generator runs
+
+
+def wrap_generator(gen: Generator[Any, Any, Any], step_scope: StepScope,
+                   on_end: Callable[[BaseException | None, bool, int], None]) -> Generator[Any, Any, Any]:
+    """Yield from ``gen`` faithfully (send/throw/close/return value); ``on_end(error, complete, items)`` once."""
+    items = 0
+    try:
+        with step_scope():
+            item = next(gen)
+        while True:
+            items += 1
+            try:
+                sent = yield item
+            except GeneratorExit:
+                with step_scope():
+                    gen.close()
+                on_end(None, False, items)
+                raise
+            except BaseException as thrown:  # noqa: BLE001 - forwarded into the wrapped generator
+                with step_scope():
+                    item = gen.throw(thrown)
+            else:
+                with step_scope():
+                    item = gen.send(sent) if sent is not None else next(gen)
+    except StopIteration as stop:
+        on_end(None, True, items)
+        return stop.value
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        on_end(exc, False, items)
+        raise
+
+
+async def wrap_async_generator(agen: AsyncGenerator[Any, Any], step_scope: StepScope,
+                               on_end: Callable[[BaseException | None, bool, int], None]) -> AsyncGenerator[Any, Any]:
+    """Async counterpart of ``wrap_generator`` (asend/athrow/aclose forwarded)."""
+    items = 0
+    try:
+        with step_scope():
+            item = await agen.__anext__()
+        while True:
+            items += 1
+            try:
+                sent = yield item
+            except GeneratorExit:
+                with step_scope():
+                    await agen.aclose()
+                on_end(None, False, items)
+                raise
+            except BaseException as thrown:  # noqa: BLE001
+                with step_scope():
+                    item = await agen.athrow(thrown)
+            else:
+                with step_scope():
+                    item = await (agen.asend(sent) if sent is not None else agen.__anext__())
+    except StopAsyncIteration:
+        on_end(None, True, items)
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        on_end(exc, False, items)
+        raise
+
+
+# --- revocable wrapping --------------------------------------------------------------------------
+def _resolve(module: Any, path: str) -> tuple[Any, str]:
+    parent = module
+    *owners, attr = path.split(".")
+    for owner in owners:
+        parent = getattr(parent, owner)
+    return parent, attr
+
+
+class Patcher:
+    """wrapt wrappers applied now when the module is imported, else on import; all revocable."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._applied: list[tuple[Any, str, Any]] = []  # (owner, attribute, original)
+
+    def patch(self, module_name: str, path: str, wrapper: Callable[..., Any]) -> None:
+        """Wrap ``module_name.path`` with ``wrapper(wrapped, instance, args, kwargs)``."""
+        generation = self._generation
+        if module_name in sys.modules:
+            self._apply(sys.modules[module_name], path, wrapper, generation)
+            return
+
+        def hook(module: Any) -> None:
+            self._apply(module, path, wrapper, generation)
+
+        wrapt.register_post_import_hook(hook, module_name)
+
+    def _apply(self, module: Any, path: str, wrapper: Callable[..., Any], generation: int) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return  # uninstrumented since this hook was registered
+            try:
+                owner, attr = _resolve(module, path)
+                original = owner.__dict__[attr] if isinstance(owner, type) and attr in owner.__dict__ else getattr(owner, attr)
+                if isinstance(original, wrapt.ObjectProxy) and getattr(original, "_self_auditel", False):
+                    return  # already ours
+                wrapped = wrapt.FunctionWrapper(original, wrapper)
+                wrapped._self_auditel = True  # type: ignore[attr-defined]
+                setattr(owner, attr, wrapped)
+                self._applied.append((owner, attr, original))
+            except Exception as exc:  # noqa: BLE001 - never break the host's import
+                count_error(f"{self.kind}_patch", exc)
+
+    def unpatch_all(self) -> None:
+        with self._lock:
+            self._generation += 1
+            applied, self._applied = self._applied, []
+            for owner, attr, original in reversed(applied):
+                try:
+                    setattr(owner, attr, original)
+                except Exception as exc:  # noqa: BLE001
+                    count_error(f"{self.kind}_unpatch", exc)
+
+    @property
+    def applied(self) -> list[str]:
+        return [f"{getattr(o, '__name__', o)}.{a}" for o, a, _ in self._applied]
+
+
+def import_optional(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
