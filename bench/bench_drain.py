@@ -18,6 +18,7 @@ the collector acknowledges. Needs ``pip install -e '.[bench]'``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -104,6 +105,12 @@ def build_backlog(path: Path, n: int) -> None:
             rid = f"BENCH{i:021d}"
             attrs["audit.record.id"] = rid
             attrs["audit.sequence.number"] = i + 1
+            # values that are unique per record in real trails: hashes, digests, durations
+            attrs["audit.sequence.previous_hash"] = hashlib.sha256(rid.encode()).hexdigest()
+            if "audit.arguments.digest" in attrs:
+                attrs["audit.arguments.digest"] = "hmac-sha256:" + hashlib.sha256(b"a" + rid.encode()).hexdigest()
+            if "audit.duration_ms" in attrs:
+                attrs["audit.duration_ms"] = round(3 + (i % 997) * 0.013, 3)
             rec["attributes"] = attrs
             rec["time_unix_nano"] = rec["observed_time_unix_nano"] = str(now + i)
             data = json.dumps(rec, sort_keys=True, separators=(",", ":"))

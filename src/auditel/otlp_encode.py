@@ -157,14 +157,16 @@ def encode_protobuf_messages(rows: Sequence[StoredRow], resources: Mapping[str, 
 _pack_d = struct.Struct("<d").pack
 _pack_q = struct.Struct("<Q").pack
 _pack_i = struct.Struct("<I").pack
-_KV_CACHE: dict[tuple[str, Any], bytes] = {}
-_KV_CACHE_MAX = 50_000
+_KV_CACHE_MAX = 4096  # distinct attribute keys kept in the cache
 _CACHEABLE_MAX = 256  # strings longer than this are rarely repeated: not cached
+
+
+_SMALL_VARINTS = [bytes((i,)) for i in range(128)]
 
 
 def _varint(n: int) -> bytes:
     if n < 0x80:
-        return bytes((n,))
+        return _SMALL_VARINTS[n]
     out = bytearray()
     while True:
         byte = n & 0x7F
@@ -210,17 +212,56 @@ def _key_value(key: str, value: Any) -> bytes:
     return head + (b"" if value is None else _ld(b"\x12", _any_value(value)))
 
 
+# Attributes whose value is new on every record: caching them would only churn the cache.
+_UNIQUE_KEYS = frozenset(
+    {
+        S.A_RECORD_ID,
+        S.A_SEQ,
+        S.A_PREV_HASH,
+        S.A_CORRELATION_ID,
+        S.A_ARGS_DIGEST,
+        S.A_RESULT_DIGEST,
+        S.A_DURATION_MS,
+        S.GEN_AI_TOOL_CALL_ID,
+        S.GEN_AI_RESPONSE_ID,
+    }
+)
+_PER_KEY: dict[str, dict[Any, bytes]] = {}
+_KEY_FIELD: dict[str, bytes] = {}  # key -> its encoded KeyValue.key field
+
+
+def _encode_string_attribute(key: str, value: str) -> bytes:
+    head = _KEY_FIELD.get(key)
+    if head is None:
+        if len(_KEY_FIELD) >= _KV_CACHE_MAX:
+            _KEY_FIELD.clear()
+        head = _KEY_FIELD[key] = _ld(b"\x0a", key.encode("utf-8")) if key else b""
+    raw = value.encode("utf-8")
+    any_value = b"\x0a" + _varint(len(raw)) + raw
+    kv = head + b"\x12" + _varint(len(any_value)) + any_value
+    return b"\x32" + _varint(len(kv)) + kv
+
+
 def _attribute(key: str, value: Any) -> bytes:
     """A complete ``attributes`` field (tag, length, KeyValue), cached for repeating pairs."""
     t = type(value)
-    if t is str and len(value) <= _CACHEABLE_MAX or t is int or t is bool:
-        cache_key = (key, value) if t is not bool else (key, ("bool", value))
-        hit = _KV_CACHE.get(cache_key)
+    if key in _UNIQUE_KEYS:
+        return _encode_string_attribute(key, value) if t is str else _ld(b"\x32", _key_value(key, value))
+    if t is str and len(value) <= _CACHEABLE_MAX or t is int:
+        per_key = _PER_KEY.get(key)
+        if per_key is None:
+            if len(_PER_KEY) >= _KV_CACHE_MAX:
+                _PER_KEY.clear()
+            per_key = _PER_KEY[key] = {}
+        hit = per_key.get(value)
+        # bools are never cached, so True/1 (equal as dict keys) cannot be confused
         if hit is None:
-            if len(_KV_CACHE) >= _KV_CACHE_MAX:
-                _KV_CACHE.clear()
-            hit = _KV_CACHE[cache_key] = _ld(b"\x32", _key_value(key, value))
+            if len(per_key) >= 1024:
+                per_key.clear()
+            hit = per_key[value] = _ld(b"\x32", _key_value(key, value))
         return hit
+    if t is str:
+        return _encode_string_attribute(key, value)
     return _ld(b"\x32", _key_value(key, value))
 
 
@@ -237,7 +278,7 @@ def _log_record(record: dict[str, Any]) -> bytes:
     if body is not None:
         parts.append(_ld(b"\x2a", _any_value(body)))
     attribute = _attribute
-    parts.extend(attribute(k, v) for k, v in record["attributes"].items())
+    parts += [attribute(k, v) for k, v in record["attributes"].items()]
     trace_id = record.get("trace_id")
     if trace_id:
         flags = int(record.get("trace_flags") or 0)
