@@ -29,12 +29,22 @@ B64 = ALNUM + "+/"
 PASSWORD_CHARS = ALNUM + "!#%^*_+.-"
 
 
+CONTEXT_KINDS = frozenset({"aws_secret_access_key", "hex_private_key", "bearer_token", "basic_auth", "sensitive_key"})
+
+
 @dataclass
 class Sample:
     kind: str  # the kind a scrub is expected to count (the first one, when several apply)
     text: str  # the secret in its usual context
     needles: list[str] = field(default_factory=list)  # substrings that must be gone
     url_safe: bool = True  # can be placed as-is inside a URL path or query
+    delimited: bool = False  # recognised only with a non-base64 character on each side
+
+    @property
+    def standalone(self) -> bool:
+        """Recognisable on its own, without a context word (``password=``, ``Bearer``...) that
+        other text around it could take away."""
+        return self.kind not in CONTEXT_KINDS and not self.delimited and not self.text.startswith("HEROKU_API_KEY=")
 
     @property
     def label(self) -> str:
@@ -132,6 +142,7 @@ def secret_corpus(seed: int = 1234) -> list[Sample]:
         url_safe=False,
     )
     add("azure_storage_key", key, key.rstrip("="), url_safe=False)
+    out[-1].delimited = True
     core = c(ALNUM + "_~.", 3) + g.digits(1) + "Q~" + c(ALNUM + "_~.-", 34)
     add("azure_ad_client_secret", core, core[6:])
     sig = base64.b64encode(g.rng.randbytes(32)).decode()

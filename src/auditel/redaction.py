@@ -82,6 +82,9 @@ class Rule:
     gate: str = ""
     words: tuple[str, ...] = ()
     trigger_re: str | None = None
+    # Applied in a pass of its own before the others, so that no other rule can take the
+    # start of this secret and leave its rest unrecognised (a PEM block after "password=").
+    first: bool = False
     note: str = ""
 
     @property
@@ -160,7 +163,7 @@ def assigned_value_ok(text: str) -> bool:
     """A value after ``password=`` etc.: skip null-ish words and template placeholders."""
     if text.lower() in _PLACEHOLDER_VALUES:
         return False
-    if text.startswith(("${", "{{", "$(", "<", "%(", "***")) or (text.startswith("$") and text[1:].isidentifier()):
+    if text == "$" or text.startswith(("${", "{{", "$(", "<", "%(", "***")) or (text[:1] == "$" and text[1:].isidentifier()):
         return False
     return True
 
@@ -218,10 +221,11 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[^-]|-(?!----))*"
         r"(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?",
         anchors=("-(?=----BEGIN)",),
+        first=True,
         note="PEM, PKCS#8, OpenSSH, PGP private key blocks (to the END line, or to the end of the text)",
     ),
     Rule("sentry_token", _L + r"sntry[su]_[A-Za-z0-9+/=_-]{40,600}", anchors=("_(?<=sntry[su]_)",)),
-    Rule("jwt", _LT + r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*", anchors=(r"\.(?=eyJ)",)),
+    Rule("jwt", r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*", anchors=(r"\.(?=eyJ)",)),
     Rule(
         "anthropic_api_key",
         _L + r"sk-ant-(?:api|admin|oat|ort|sid)\d{2}-[A-Za-z0-9_-]{20,400}",
@@ -274,7 +278,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         _L + r"(?:(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{10,247}|whsec_[A-Za-z0-9+/=]{24,100})",
         anchors=("_(?<=[sr]k_)", "_(?<=whsec_)"),
     ),
-    Rule("google_api_key", _LT + r"AIza[0-9A-Za-z_-]{35}" + _RT, anchors=("A(?=Iza)",)),
+    Rule("google_api_key", _L + r"AIza[0-9A-Za-z_-]{35}" + _RT, anchors=("A(?=Iza)",)),
     Rule(
         "google_oauth_token",
         _L + r"(?:ya29\.[0-9A-Za-z_-]{20,2048}|1//0[0-9A-Za-z_-]{40,512}|GOCSPX-[0-9A-Za-z_-]{28})",
@@ -295,7 +299,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "azure_ad_client_secret",
-        r"(?<![A-Za-z0-9_~.-])[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}(?![A-Za-z0-9_~.-])",
+        r"(?<![A-Za-z0-9_~.])[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}(?![A-Za-z0-9_~.-])",
         anchors=("~(?<=Q~)",),
     ),
     Rule("npm_token", _L + r"npm_[A-Za-z0-9]{36}" + _R, anchors=("_(?<=npm_)",)),
@@ -307,7 +311,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule("huggingface_token", _L + r"(?:hf_|api_org_)[A-Za-z0-9]{34,40}" + _R, anchors=("_(?<=hf_)", "_(?<=api_)")),
     Rule("twilio_api_key", _L + r"SK[0-9a-fA-F]{32}" + _R, anchors=("S(?=K[0-9a-fA-F])",)),
     Rule("sendgrid_api_key", _L + r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}", anchors=(r"\.(?<=SG\.)",)),
-    Rule("mailgun_api_key", r"(?<![A-Za-z0-9-])key-[0-9a-f]{32}(?![A-Za-z0-9-])", anchors=("-(?<=key-)",)),
+    Rule("mailgun_api_key", _L + r"key-[0-9a-f]{32}(?![A-Za-z0-9-])", anchors=("-(?<=key-)",)),
     Rule(
         "mailgun_api_key",
         r"[0-9a-f]{32}-[0-9a-f]{8}-[0-9a-f]{8}(?![A-Za-z0-9-])",
@@ -320,7 +324,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule("digitalocean_token", _L + r"do[opr]_v1_[a-f0-9]{64}" + _R, anchors=("_(?<=_v1_)",)),
     Rule(
         "discord_bot_token",
-        _LT + r"[MNO][A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}" + _RT,
+        r"(?<![A-Za-z0-9_])[MNO][A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}" + _RT,
         anchors=(r"\.(?=[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27})",),
     ),
     Rule(
@@ -361,7 +365,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     # Credentials in context: HTTP auth schemes, URLs, query strings and key=value text.
     Rule(
         "bearer_token",
-        r"[A-Za-z0-9._~+/-]{8,4096}=*",
+        r"[A-Za-z0-9._~+/-][A-Za-z0-9._~+/=-]{7,4095}",
         keep=r"(?i:\bbearer)[ \t]+",
         validate=bearer_ok,
         words=("bearer",),
@@ -443,7 +447,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "card_number",
-        r"(?<![\w.+-])[2-6]\d{3}(?:[ -]?\d){8,15}(?![\w]|[.-]\d)",
+        r"(?<![\w.+])(?<!\d-)[2-6]\d{3}(?:[ -]?\d){8,15}(?![\w]|[.-]\d)",
         validate=card_ok,
         gate="23456",
         trigger_re=r"[2-6][0-9][0-9][0-9]",
@@ -538,6 +542,7 @@ KEY_QUALIFIERS = frozenset(
 DEFAULT_SENSITIVE_KEYS = tuple(sorted(SENSITIVE_LAST_WORDS))
 
 _WORD_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_MARKER_RE = re.compile(r"\[REDACTED:[a-z0-9_]+\](?:#\d+)?")
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
@@ -722,6 +727,7 @@ class Redactor:
         self.policy_version = POLICY_VERSION
         self.rules_hash = _rules_hash(self.rules, self._extra_keys, self._keys_on)
         self._prefilter = _Prefilter(self.rules)
+        self._first_mask = sum(1 << i for i, r in enumerate(self.rules) if r.first)
         self._subsets: dict[int, tuple[re.Pattern[str], tuple[tuple[Rule, re.Pattern[str]], ...]]] = {}
         self._clean: dict[str, None] = {}
         self._key_cache: dict[str, bool] = {}
@@ -764,6 +770,9 @@ class Redactor:
         return result
 
     def _classify_key(self, key: str) -> bool:
+        # Keys are classified after scrubbing; a marker is not part of the name.
+        if _REDACTED_PREFIX in key:
+            key = _MARKER_RE.sub(" ", key)
         if self._extra_keys and _normalise_key(key) in self._extra_keys:
             return True
         words = key_words(key)
@@ -791,6 +800,14 @@ class Redactor:
             mask = self._prefilter.candidates(out)
             if not mask:
                 break
+            if mask & self._first_mask:
+                out, replaced = self._sub(mask & self._first_mask, out, counts)
+                total += replaced
+                if replaced:
+                    mask = self._prefilter.candidates(out)
+                mask &= ~self._first_mask
+                if not mask:
+                    break
             out, replaced = self._sub(mask, out, counts)
             if not replaced:
                 break
@@ -852,7 +869,8 @@ class Redactor:
             out = {}
             for k, v in value.items():
                 if type(k) is str:
-                    out[_unique_key(out, self.scrub(k, counts))] = self.redact(v, counts, key=k)
+                    new_key = self.scrub(k, counts)
+                    out[_unique_key(out, new_key)] = self.redact(v, counts, key=new_key)
                 else:
                     out[k] = self.redact(v, counts)
             return out
@@ -868,7 +886,8 @@ class Redactor:
             if k in skip:
                 out[k] = v
             else:
-                out[_unique_key(out, self.scrub(k, counts))] = self.redact(v, counts, key=k)
+                new_key = self.scrub(k, counts)
+                out[_unique_key(out, new_key)] = self.redact(v, counts, key=new_key)
         return out
 
     def describe(self) -> dict[str, Any]:
