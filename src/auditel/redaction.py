@@ -53,7 +53,7 @@ _CLEAN_CACHE_MAX_LEN = 256
 _CLEAN_CACHE_MAX_ENTRIES = 8192
 # A string is rescanned after a replacement (a replacement can join text into a new match)
 # at most this many times, so that redaction is idempotent.
-_MAX_PASSES = 3
+_MAX_PASSES = 8
 # Distinct rule subsets whose combined regex is kept compiled.
 _SUBSET_CACHE_MAX = 512
 
@@ -358,7 +358,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(
         "hex_private_key",
         r"(?:0x)?[0-9a-fA-F]{64}(?![0-9a-fA-F])",
-        keep=r"(?i:\b(?:private|priv|secret|signing|wallet|seed)[ _-]?key)[^0-9a-fA-F\r\n]{0,16}",
+        keep=r"(?i:(?:private|priv|secret|signing|wallet|seed)[ _-]?key)[^0-9a-fA-F\r\n]{0,16}",
         words=("key",),
         note="64 hex digits after 'private key', 'signing key', 'secret key'...",
     ),
@@ -731,6 +731,7 @@ class Redactor:
         self._subsets: dict[int, tuple[re.Pattern[str], tuple[tuple[Rule, re.Pattern[str]], ...]]] = {}
         self._clean: dict[str, None] = {}
         self._key_cache: dict[str, bool] = {}
+        self._clean_keys: dict[str, bool] = {}  # mapping keys with nothing to scrub -> sensitive?
 
     # --- construction from the environment -------------------------------------------------
     @classmethod
@@ -869,14 +870,33 @@ class Redactor:
             out = {}
             for k, v in value.items():
                 if type(k) is str:
-                    new_key = self.scrub(k, counts)
-                    out[_unique_key(out, new_key)] = self.redact(v, counts, key=new_key)
+                    new_key, sensitive = self._key(k, counts)
+                    out[_unique_key(out, new_key)] = self._value(v, counts, sensitive)
                 else:
                     out[k] = self.redact(v, counts)
             return out
         if t is list or t is tuple:
             return [self.redact(v, counts) for v in value]
         return value
+
+    def _key(self, key: str, counts: dict[str, int]) -> tuple[str, bool]:
+        """(scrubbed key, is its value sensitive); remembered for keys with nothing to scrub."""
+        known = self._clean_keys.get(key)
+        if known is not None:
+            return key, known
+        new_key = self.scrub(key, counts)
+        sensitive = self.is_sensitive_key(new_key)
+        if new_key == key and len(key) <= _CLEAN_CACHE_MAX_LEN:
+            if len(self._clean_keys) >= _CLEAN_CACHE_MAX_ENTRIES:
+                self._clean_keys.clear()
+            self._clean_keys[key] = sensitive
+        return new_key, sensitive
+
+    def _value(self, value: Any, counts: dict[str, int], sensitive: bool) -> Any:
+        if sensitive and _has_content(value):
+            counts["sensitive_key"] = counts.get("sensitive_key", 0) + 1
+            return REPLACEMENT.format(kind="sensitive_key")
+        return self.redact(value, counts)
 
     def redact_attributes(
         self, attributes: Mapping[str, Any], counts: dict[str, int], *, skip: frozenset[str] = frozenset()
@@ -886,8 +906,8 @@ class Redactor:
             if k in skip:
                 out[k] = v
             else:
-                new_key = self.scrub(k, counts)
-                out[_unique_key(out, new_key)] = self.redact(v, counts, key=new_key)
+                new_key, sensitive = self._key(k, counts)
+                out[_unique_key(out, new_key)] = self._value(v, counts, sensitive)
         return out
 
     def describe(self) -> dict[str, Any]:
