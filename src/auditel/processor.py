@@ -190,6 +190,7 @@ class AuditProcessor(LogRecordProcessor):
                 canonical(safe_value(self.settings.public_dict())).encode("utf-8")
             ).hexdigest(),
             "redaction.policy_version": self.redactor.policy_version,
+            "redaction.rules_hash": self.redactor.rules_hash,
             "resource": safe_value(resource),
             "host.name": socket.gethostname(),
             "process.pid": self._pid,

@@ -54,6 +54,7 @@ class Runtime:
 
     def __init__(self, settings: Settings, *, sinks: Iterable[Callable[[dict[str, Any]], None]] = ()) -> None:
         self.settings = settings
+        self.redactor = Redactor.from_env()  # AUDITEL_REDACT_*; raises ConfigError before any file is made
         self.counters = Counters()
         self.session_id = settings.session_id or new_session_id()
         try:
@@ -69,7 +70,6 @@ class Runtime:
         if settings.environment:
             attrs[S.A_ENVIRONMENT] = settings.environment
         self.resource = Resource.create(attrs)
-        self.redactor = Redactor()
         self.processor = AuditProcessor(
             self.outbox,
             settings,
