@@ -351,12 +351,12 @@ def test_processor_attached_to_app_provider(outbox_path: Path) -> None:
     app_provider = LoggerProvider()
     app_provider.add_log_record_processor(rt.processor)
     logger = app_provider.get_logger("app")
-    logger.emit(event_name="auditel.file_access", attributes={"file.path": "/tmp/x", "token": "Bearer abcdefghijklmnop"})
+    logger.emit(event_name="auditel.file_access", attributes={"file.path": "/tmp/x", "note": "sent Bearer 7f3k9QzP2mXa8LwR4tY6uV1n"})
     logger.emit(event_name="app.unrelated", attributes={"x": 1})  # not an audit event: ignored
     (rec,) = user_records(outbox_path)
     assert rec["event_name"] == "auditel.file_access"
     assert rec["scope"] == {"name": "app", "version": ""}
-    assert rec["attributes"]["token"] == "[REDACTED:bearer]"
+    assert rec["attributes"]["note"] == "sent [REDACTED:bearer_token]"
 
 
 def test_status_keys(rt: Any) -> None:
