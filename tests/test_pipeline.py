@@ -356,7 +356,7 @@ def test_processor_attached_to_app_provider(outbox_path: Path) -> None:
     (rec,) = user_records(outbox_path)
     assert rec["event_name"] == "auditel.file_access"
     assert rec["scope"] == {"name": "app", "version": ""}
-    assert rec["attributes"]["note"] == "sent [REDACTED:bearer_token]"
+    assert rec["attributes"]["note"] == "sent Bearer [REDACTED:bearer_token]"
 
 
 def test_status_keys(rt: Any) -> None:
