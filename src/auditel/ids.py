@@ -29,14 +29,15 @@ class _Entropy:
 _entropy = _Entropy()
 
 
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> two base32 characters
+_SHIFTS = tuple(range(120, -1, -10))
+
+
 def new_record_id() -> str:
     """A 26-character ULID: 48 bits of milliseconds then 80 random bits, Crockford base32."""
     value = (time.time_ns() // 1_000_000) << 80 | _entropy.rng.getrandbits(80)
-    out = []
-    for _ in range(26):
-        out.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    pairs = _PAIRS
+    return "".join([pairs[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def new_stream_id() -> str:

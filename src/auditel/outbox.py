@@ -163,9 +163,14 @@ def _secure_create(path: Path) -> None:
 class Outbox:
     """A handle on one outbox file. Safe to share between threads; re-opens after fork."""
 
-    def __init__(self, path: str | os.PathLike[str], *, durability: str = "process") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, durability: str = "process", wal_autocheckpoint: bool = True
+    ) -> None:
+        """``wal_autocheckpoint=False``: commits never run a WAL checkpoint themselves (the runtime's
+        worker does, see ``checkpoint_wal``), which keeps checkpoint I/O off the emit path."""
         self.path = Path(path).expanduser()
         self.durability = durability
+        self.wal_autocheckpoint = wal_autocheckpoint
         self._local = threading.local()
         self._pid = os.getpid()
         self._abandoned: list[Any] = []  # connections inherited across fork: never closed by the child
@@ -196,6 +201,8 @@ class Outbox:
         conn.execute("PRAGMA journal_size_limit=67108864")
         conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("PRAGMA trusted_schema=OFF")
+        if not self.wal_autocheckpoint:
+            conn.execute("PRAGMA wal_autocheckpoint=0")
         return conn
 
     def close(self) -> None:
@@ -359,6 +366,17 @@ class Outbox:
         except BaseException:
             _rollback(conn)
             raise
+
+    def checkpoint_wal(self, *, above_bytes: int = 4 << 20) -> bool:
+        """Copy the WAL back into the database (PASSIVE: never blocks writers) once it is large."""
+        try:
+            size = os.stat(str(self.path) + "-wal").st_size
+        except OSError:
+            return False
+        if size < above_bytes:
+            return False
+        self.connect().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        return True
 
     def maintenance(self, *, pages: int = 2000) -> None:
         """Give free pages back to the filesystem and keep the WAL short."""

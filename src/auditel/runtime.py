@@ -58,7 +58,7 @@ class Runtime:
         self.counters = Counters()
         self.session_id = settings.session_id or new_session_id()
         try:
-            self.outbox = Outbox(settings.outbox, durability=settings.durability)
+            self.outbox = Outbox(settings.outbox, durability=settings.durability, wal_autocheckpoint=False)
         except (OSError, OutboxError, Exception) as exc:  # sqlite3.Error and friends
             raise ConfigError(
                 f"AUDITEL_OUTBOX={str(settings.outbox)!r} cannot be used: {type(exc).__name__}: {exc}"
@@ -95,6 +95,8 @@ class Runtime:
         for sink in sinks:
             self.add_sink(sink)
         self.worker.add_task("space", self._space_task, 300.0)
+        # commits do not checkpoint the WAL (kept off the emit path); the worker does, every second
+        self.worker.add_task("wal", lambda: (self.outbox.checkpoint_wal(), None)[1], 1.0)
         for name in EXTENSIONS:
             try:
                 module = importlib.import_module(name)
