@@ -34,20 +34,26 @@ def canonical_json(obj: Any, *, simple: bool = False) -> str:
 
 
 def needs_general_path(obj: Any) -> bool:
-    """True when ``obj`` has a float, an integer beyond 2^53 or a non-ASCII key."""
+    """True unless ``obj`` is built only from exact ``str``/``bool``/``None``/safe ``int``,
+    ``dict`` with ASCII ``str`` keys, ``list`` and ``tuple``.
+
+    Anything else (floats, big integers, non-ASCII or non-string keys, subclasses such as
+    ``IntEnum`` or a ``float`` subclass) goes to the general serializer, which either
+    writes it exactly or raises ``TypeError``: the fast path never guesses.
+    """
     t = type(obj)
+    if t is str or t is bool or obj is None:
+        return False
     if t is dict:
         for k, v in obj.items():
-            if not k.isascii() or needs_general_path(v):
+            if type(k) is not str or not k.isascii() or needs_general_path(v):
                 return True
         return False
     if t is list or t is tuple:
         return any(needs_general_path(v) for v in obj)
-    if t is float:
-        return True
     if t is int:
         return not (-MAX_SAFE_INT <= obj <= MAX_SAFE_INT)
-    return False
+    return True
 
 
 def canonical(obj: Any) -> str:
@@ -87,6 +93,9 @@ def _write(obj: Any, out: list[str]) -> None:
     elif isinstance(obj, dict):
         out.append("{")
         first = True
+        for key in obj:
+            if not isinstance(key, str):
+                raise TypeError(f"not a safe-form key: {type(key).__name__}")
         for key in sorted(obj, key=_utf16_key):
             if not first:
                 out.append(",")
