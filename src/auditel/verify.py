@@ -796,12 +796,17 @@ def _verify_stream(
 
     # anchoring and end
     if seqs and not partial:
-        tail = [s for s in seqs if s > anchored]
+        # Records after the last verified checkpoint, except the records that carry valid checkpoints
+        # themselves (each is a signed statement, not an event).
         carriers_ok = {c.hash for c in ordered if c.valid_sig and c.tree_size >= anchored}
-        if tail and not all(chosen[s].event == S.EV_CHECKPOINT and _carried(chosen[s]) in carriers_ok for s in tail):
+        tail = [
+            s for s in seqs
+            if s > anchored and not (chosen[s].event == S.EV_CHECKPOINT and _carried(chosen[s]) in carriers_ok)
+        ]
+        if tail:
             rep.note(
                 "unanchored_tail",
-                f"unanchored tail: seq {max(anchored + 1, seqs[0])}..{seqs[-1]} (no signed checkpoint covers it yet; "
+                f"unanchored tail: seq {tail[0]}..{seqs[-1]} (no signed checkpoint covers it yet; "
                 "a cut here is detectable only with checkpoints held elsewhere)",
             )
     rep.ended_cleanly = ended_at is not None and not any(f.code == "after_end" for f in rep.problems)
