@@ -7,7 +7,11 @@ Unicode, integers fit in signed 64 bits, floats are finite. The remaining JCS ru
 * numbers in the ECMAScript form (``1.0`` -> ``1``, ``1e-07`` -> ``1e-7``);
 * integers whose magnitude exceeds 2^53 - 1 are written as decimal *strings* (I-JSON safe:
   a verifier in any language reads them back exactly); nanosecond timestamps are stored
-  as decimal strings for the same reason;
+  as decimal strings for the same reason. A float of such magnitude whose ECMAScript form
+  has no exponent (2.0**53 -> ``9007199254740992``, up to 1e21) is quoted the same way, so
+  that parsing stored text and canonicalising it again always gives the same bytes. This is
+  the only departure from RFC 8785, and only for numbers beyond 2^53 (which JCS itself says
+  cannot be exchanged exactly);
 * strings escaped minimally (``"``, ``\\``, and control characters only).
 
 The fast path is ``json.dumps(sort_keys=True, ensure_ascii=False)``, exact for records
@@ -89,7 +93,12 @@ def _write(obj: Any, out: list[str]) -> None:
         else:
             out.append('"' + str(int(obj)) + '"')
     elif isinstance(obj, float):
-        out.append(es6_number(obj))
+        text = es6_number(obj)
+        if abs(obj) > MAX_SAFE_INT and "e" not in text:
+            # e.g. 2.0**53 prints as 9007199254740992, which reads back as an integer beyond 2^53:
+            # the same decimal-string rule applies, so parse + canonicalise gives the same bytes.
+            text = '"' + text + '"'
+        out.append(text)
     elif isinstance(obj, dict):
         out.append("{")
         first = True

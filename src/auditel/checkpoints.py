@@ -224,11 +224,11 @@ class Checkpointer:
         stream_id, seq, _ = self.runtime.processor.head()
         if seq == 0:
             return self.interval_s
-        if stream_id != self._stream_id:
-            with self._lock:
+        with self._lock:  # compare and reset under the lock: checkpoint() may be running on another thread
+            if stream_id != self._stream_id:
                 self._reset(stream_id)
-        waited = time.monotonic() - self._last_time
-        new_records = seq - self._last_carrier_seq  # the last checkpoint's own record does not count
+            waited = time.monotonic() - self._last_time
+            new_records = seq - self._last_carrier_seq  # the last checkpoint's own record does not count
         if new_records >= self.every or waited >= self.interval_s:
             self.checkpoint()
             return self.interval_s
