@@ -83,6 +83,11 @@ def sql(path: Path, *statements: tuple[str, tuple[Any, ...]] | str) -> None:
         conn.close()
 
 
+def set_record(path: Path, seq: int, data: str) -> None:
+    """Replace a record's stored text and recompute its hash column (the attacker's cheap fix-up)."""
+    sql(path, ("UPDATE records SET data=?, record_hash=? WHERE seq=?", (data, sha(data), seq)))
+
+
 def copy_outbox(src: Path, dst: Path) -> Path:
     """A consistent copy of a (possibly live, WAL) outbox, as a backup tool would make."""
     s = sqlite3.connect(str(src))

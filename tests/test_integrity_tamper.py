@@ -24,6 +24,7 @@ from integrity_helpers import (
     copy_outbox,
     records,
     rewrite_without_key,
+    set_record,
     sql,
     write_key,
 )
@@ -104,12 +105,30 @@ def test_human_output_and_exit_code(corpus: dict[str, Any], capsys: pytest.Captu
     assert "OK: everything present verifies" in capsys.readouterr().out
 
 
-def test_edit_one_field(corpus: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+SQL_ATTACKS = {
+    "edit one field": (["UPDATE records SET data = replace(data, '\"i\":5,', '\"i\":6,') WHERE seq=7"], ["record 7: hash mismatch"]),
+    "delete a middle record": (["DELETE FROM records WHERE seq=10"], ["gap after seq 9"]),
+    # without the start record, which names the key, an unpinned verifier cannot check the signatures either
+    "delete the genesis": (
+        ["DELETE FROM records WHERE seq<=2"],
+        ["start missing: seq 1..2 absent"] + [f"checkpoint {k}: signed by unknown key" for k in (21, 32, 38, 40)],
+    ),
+    "swap two records": (
+        ["UPDATE records SET seq = -1 WHERE seq = 5", "UPDATE records SET seq = 5 WHERE seq = 6", "UPDATE records SET seq = 6 WHERE seq = -1"],
+        ["record 5: out of order (row 5 says seq 6, data says seq 5)", "record 6: out of order (row 6 says seq 5, data says seq 6)"],
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", list(SQL_ATTACKS))
+def test_sql_attacks(attack: str, corpus: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    statements, expected = SQL_ATTACKS[attack]
     path = victim(corpus, tmp_path)
-    sql(path, "UPDATE records SET data = replace(data, '\"i\":5,', '\"i\":6,') WHERE seq=7")
+    sql(path, *statements)
     code, rep = run_verify(capsys, path)
     assert code == 1
-    assert messages(rep) == ["record 7: hash mismatch"]
+    got = messages(rep)
+    assert len(got) == len(expected) and all(m.startswith(e) for m, e in zip(got, expected)), got
 
 
 def test_edit_and_recompute_its_hash(corpus: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -117,41 +136,10 @@ def test_edit_and_recompute_its_hash(corpus: dict[str, Any], capsys: pytest.Capt
     conn_rows = {r[2]: r for r in records(path)}
     data = conn_rows[7][3].replace('"tool2"', '"tool0"')
     assert data != conn_rows[7][3]
-    import hashlib
-
-    sql(path, ("UPDATE records SET data=?, record_hash=? WHERE seq=7", (data, hashlib.sha256(data.encode()).hexdigest())))
+    set_record(path, 7, data)
     code, rep = run_verify(capsys, path)
     assert code == 1
     assert messages(rep) == ["record 7: hash mismatch (record 8 links to a different hash)"]
-
-
-def test_delete_middle_record(corpus: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    path = victim(corpus, tmp_path)
-    sql(path, "DELETE FROM records WHERE seq=10")
-    code, rep = run_verify(capsys, path)
-    assert code == 1
-    assert messages(rep) == ["gap after seq 9"]
-
-
-def test_delete_genesis(corpus: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    path = victim(corpus, tmp_path)
-    sql(path, "DELETE FROM records WHERE seq<=2")
-    code, rep = run_verify(capsys, path)
-    assert code == 1
-    assert has(rep, "start missing: seq 1..2 absent")
-
-
-def test_swap_two_records(corpus: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    path = victim(corpus, tmp_path)
-    sql(
-        path,
-        "UPDATE records SET seq = -1 WHERE seq = 5",
-        "UPDATE records SET seq = 5 WHERE seq = 6",
-        "UPDATE records SET seq = 6 WHERE seq = -1",
-    )
-    code, rep = run_verify(capsys, path)
-    assert code == 1
-    assert {m.split(" (")[0] for m in messages(rep)} == {"record 5: out of order", "record 6: out of order"}
 
 
 def test_swap_contents_recomputing_numbers(corpus: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -165,8 +153,7 @@ def test_swap_contents_recomputing_numbers(corpus: dict[str, Any], capsys: pytes
     from auditel.canonical import canonical
 
     for seq, d in ((5, d5), (6, d6)):
-        text = canonical(d)
-        sql(path, ("UPDATE records SET data=?, record_hash=? WHERE seq=?", (text, hashlib.sha256(text.encode()).hexdigest(), seq)))
+        set_record(path, seq, canonical(d))
     code, rep = run_verify(capsys, path)
     assert code == 1
     assert messages(rep) == [
