@@ -6,8 +6,12 @@ Unicode, integers fit in signed 64 bits, floats are finite. The remaining JCS ru
 * object keys sorted by their UTF-16 code units;
 * numbers in the ECMAScript form (``1.0`` -> ``1``, ``1e-07`` -> ``1e-7``);
 * integers whose magnitude exceeds 2^53 - 1 are written as decimal *strings* (I-JSON safe:
-  a verifier in any language reads them back exactly), and so are integral floats in that
-  range, whose ES6 form is bare digits; nanosecond timestamps are stored as decimal strings;
+  a verifier in any language reads them back exactly); nanosecond timestamps are stored
+  as decimal strings for the same reason. A float of such magnitude whose ECMAScript form
+  has no exponent (2.0**53 -> ``9007199254740992``, up to 1e21) is quoted the same way, so
+  that parsing stored text and canonicalising it again always gives the same bytes. This is
+  the only departure from RFC 8785, and only for numbers beyond 2^53 (which JCS itself says
+  cannot be exchanged exactly);
 * strings escaped minimally (``"``, ``\\``, and control characters only).
 
 The fast path is ``json.dumps(sort_keys=True, ensure_ascii=False)``, exact for records
@@ -34,20 +38,26 @@ def canonical_json(obj: Any, *, simple: bool = False) -> str:
 
 
 def needs_general_path(obj: Any) -> bool:
-    """True when ``obj`` has a float, an integer beyond 2^53 or a non-ASCII key."""
+    """True unless ``obj`` is built only from exact ``str``/``bool``/``None``/safe ``int``,
+    ``dict`` with ASCII ``str`` keys, ``list`` and ``tuple``.
+
+    Anything else (floats, big integers, non-ASCII or non-string keys, subclasses such as
+    ``IntEnum`` or a ``float`` subclass) goes to the general serializer, which either
+    writes it exactly or raises ``TypeError``: the fast path never guesses.
+    """
     t = type(obj)
+    if t is str or t is bool or obj is None:
+        return False
     if t is dict:
         for k, v in obj.items():
-            if not k.isascii() or needs_general_path(v):
+            if type(k) is not str or not k.isascii() or needs_general_path(v):
                 return True
         return False
     if t is list or t is tuple:
         return any(needs_general_path(v) for v in obj)
-    if t is float:
-        return True
     if t is int:
         return not (-MAX_SAFE_INT <= obj <= MAX_SAFE_INT)
-    return False
+    return True
 
 
 def canonical(obj: Any) -> str:
@@ -84,14 +94,17 @@ def _write(obj: Any, out: list[str]) -> None:
             out.append('"' + str(int(obj)) + '"')
     elif isinstance(obj, float):
         text = es6_number(obj)
-        # An integral float beyond 2^53 prints as bare digits, which parse back as a big integer:
-        # write it as a string like big integers, so canonical form survives a parse round-trip.
-        if obj.is_integer() and abs(obj) > MAX_SAFE_INT and "e" not in text:
+        if abs(obj) > MAX_SAFE_INT and "e" not in text:
+            # e.g. 2.0**53 prints as 9007199254740992, which reads back as an integer beyond 2^53:
+            # the same decimal-string rule applies, so parse + canonicalise gives the same bytes.
             text = '"' + text + '"'
         out.append(text)
     elif isinstance(obj, dict):
         out.append("{")
         first = True
+        for key in obj:
+            if not isinstance(key, str):
+                raise TypeError(f"not a safe-form key: {type(key).__name__}")
         for key in sorted(obj, key=_utf16_key):
             if not first:
                 out.append(",")

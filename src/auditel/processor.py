@@ -137,6 +137,13 @@ class AuditProcessor(LogRecordProcessor):
     def head_hash(self) -> str | None:
         return self._head
 
+    def head(self) -> tuple[str, int, str | None]:
+        """A consistent ``(stream_id, last seq, its hash)`` snapshot (seq 0: nothing written yet)."""
+        with self._lock:
+            if os.getpid() != self._pid:  # forked child before its first record: nothing written yet
+                return self._stream_id, 0, None
+            return self._stream_id, self._seq, self._head
+
     def _stamp_attributes(self) -> dict[str, Any]:
         st = self.settings
         out: dict[str, Any] = {}
@@ -174,6 +181,7 @@ class AuditProcessor(LogRecordProcessor):
         self._head: str | None = None
         self._since_cap_check = _CAP_CHECK_EVERY
         self._stream_registered = False
+        self._ended = False  # the end marker is written: only checkpoints may follow it
         self._pending_notify: list[dict[str, Any]] = []
 
     def _ensure_stream(self) -> None:
@@ -328,6 +336,8 @@ class AuditProcessor(LogRecordProcessor):
         with self._lock:
             if os.getpid() != self._pid:  # forked without the at-fork hook (e.g. os.fork from C)
                 self._new_stream()
+            if self._ended:  # another thread wrote the end marker while we waited for the lock
+                raise Rejected("after_shutdown")
             self._ensure_stream()
             return self._chain_and_append(record, name, time_ns, simple=simple)
 
@@ -466,10 +476,11 @@ class AuditProcessor(LogRecordProcessor):
 
     # --- lifecycle --------------------------------------------------------------------------
     def end_stream(self) -> None:
-        """Write the stream-end marker (clean shutdown)."""
+        """Write the stream-end marker (clean shutdown). Idempotent; later records are rejected."""
         with self._lock:
-            if self._closed or not self._stream_registered or os.getpid() != self._pid:
+            if self._closed or self._ended or not self._stream_registered or os.getpid() != self._pid:
                 return
+            self._ended = True
             try:
                 attrs = {S.A_SEQ_END: True}
                 stored = self._commit_locked(S.EV_STREAM_END, attrs, None, severity=9, sev_text="INFO", time_ns=time.time_ns())
@@ -480,12 +491,18 @@ class AuditProcessor(LogRecordProcessor):
         self._notify(stored)
 
     def append_internal(self, name: str, attrs: dict[str, Any], body: Any) -> dict[str, Any] | None:
-        """Commit a record produced by auditel itself (checkpoints, heartbeats) into the stream."""
+        """Commit a record produced by auditel itself (checkpoints, heartbeats) into the stream.
+
+        After the end marker only ``auditel.checkpoint`` records are accepted: the final
+        checkpoint must cover the end marker, so it is written after it.
+        """
         with self._lock:
             if self._closed:
                 return None
             if os.getpid() != self._pid:
                 self._new_stream()
+            if self._ended and name != S.EV_CHECKPOINT:
+                return None
             self._ensure_stream()
             stored = self._commit_locked(name, attrs, body, severity=9, sev_text="INFO", time_ns=time.time_ns())
         if self._pending_notify:

@@ -1,0 +1,174 @@
+"""``auditel export``: records (stored canonical text + hash) and checkpoints as JSON lines.
+
+The file lets a third party verify offline with only the public key:
+``auditel verify --from-export FILE --public-key KEY``. ``--checkpoints-only`` writes the
+small file to keep off the host (or to compare with later: ``auditel verify --checkpoints FILE``).
+The outbox is opened read-only and rows are copied as stored, not re-validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import re
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from .. import __version__
+from ..checkpoints import KEY_FILE_NAME, load_signer
+from ..config import ConfigError
+from ..signing import Ed25519Signer, public_key_pem
+from ..verify import open_readonly
+from ._common import settings_from
+
+EXPORT_FORMAT = 1
+_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="write records and checkpoints as JSON lines for offline verification",
+        description="Write the stored records (canonical text and hash) and the signed checkpoints as JSON lines.",
+    )
+    p.add_argument("--out", metavar="FILE", help="output file (default: standard output)")
+    p.add_argument("--checkpoints-only", action="store_true", help="only the checkpoints (small; keep it off the host)")
+    p.add_argument("--since", metavar="TIME", help="records at or after TIME (ISO 8601, or 30m / 2h / 7d ago)")
+    p.add_argument("--until", metavar="TIME", help="records before TIME")
+    p.add_argument("--event", metavar="NAME", action="append", help="only these event names (repeatable)")
+    p.add_argument("--stream", metavar="ID", help="only this stream")
+    p.add_argument(
+        "--public-key-out", metavar="FILE", help="also write the public key of this host's signing key (PEM) to FILE"
+    )
+    p.set_defaults(func=run)
+
+
+def parse_time(text: str, now_ns: int | None = None) -> int:
+    """ISO 8601 (naive = UTC), a relative age (``30m``, ``2h``, ``7d``), or nanoseconds since the epoch."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    raw = text.strip()
+    m = _RELATIVE.fullmatch(raw)
+    if m:
+        return now_ns - int(float(m.group(1)) * _UNITS[m.group(2)] * 1e9)
+    if raw.isdigit():
+        return int(raw)
+    try:
+        dt = _dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a time: expected ISO 8601, 30m / 2h / 7d, or nanoseconds") from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=_dt.timezone.utc)
+    return int(dt.timestamp() * 1_000_000) * 1000
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def export_lines(
+    conn: sqlite3.Connection,
+    *,
+    checkpoints_only: bool = False,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    events: list[str] | None = None,
+    stream: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    filters = {"since_ns": since_ns, "until_ns": until_ns, "events": events}
+    yield {
+        "type": "auditel.export",
+        "format": EXPORT_FORMAT,
+        "auditel_version": __version__,
+        "exported_at": str(time.time_ns()),
+        "filters": {k: v for k, v in filters.items() if v is not None},
+        "stream": stream,
+        "checkpoints_only": checkpoints_only,
+    }
+    stream_where, stream_params = ("WHERE stream_id=?", [stream]) if stream else ("", [])
+    if not checkpoints_only:
+        for sid, through, head in conn.execute(
+            f"SELECT stream_id, max(through_seq), head_hash FROM pruned {stream_where} GROUP BY stream_id", stream_params
+        ):
+            yield {"type": "pruned", "stream_id": _text(sid), "through_seq": through, "head_hash": _text(head)}
+        where, params = ["1=1"], []
+        if stream:
+            where.append("stream_id=?")
+            params.append(stream)
+        if since_ns is not None:
+            where.append("time_ns>=?")
+            params.append(since_ns)
+        if until_ns is not None:
+            where.append("time_ns<?")
+            params.append(until_ns)
+        if events:
+            where.append(f"event_name IN ({','.join('?' * len(events))})")
+            params.extend(events)
+        sql = f"SELECT stream_id, seq, data, record_hash FROM records WHERE {' AND '.join(where)} ORDER BY rid"
+        for sid, seq, data, rhash in conn.execute(sql, params):
+            yield {"type": "record", "stream_id": _text(sid), "seq": seq, "hash": _text(rhash), "data": _text(data)}
+    for sid, data, signature in conn.execute(
+        f"SELECT stream_id, data, signature FROM checkpoints {stream_where} ORDER BY cid", stream_params
+    ):
+        try:
+            statement: Any = json.loads(_text(data))
+        except (ValueError, TypeError, RecursionError):
+            statement = _text(data)  # exported as stored; the verifier reports it
+        yield {"type": "checkpoint", "stream_id": _text(sid), "checkpoint": statement, "signature": _text(signature)}
+
+
+def _write_public_key(path: str, outbox: Path) -> None:
+    env = dict(os.environ)
+    if env.get("AUDITEL_HMAC_KEY", "").strip():
+        raise ConfigError("AUDITEL_HMAC_KEY is set: HMAC checkpoints have no public key (share the key out of band)")
+    configured = env.get("AUDITEL_SIGNING_KEY", "").strip() or env.get("AUDITEL_SIGNING_KEY_FILE", "").strip()
+    if not configured and not (outbox.parent / KEY_FILE_NAME).exists():
+        raise ConfigError(f"no signing key configured and none generated yet at {outbox.parent / KEY_FILE_NAME}")
+    signer = load_signer(env, outbox)
+    assert isinstance(signer, Ed25519Signer)
+    Path(path).write_text(public_key_pem(signer.public))
+    print(f"auditel: public key {signer.key_id} written to {path}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    outbox = Path(settings_from(args).outbox)
+    try:
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until) if args.until else None
+    except ValueError as exc:
+        print(f"auditel export: {exc}", file=sys.stderr)
+        return 2
+    if args.public_key_out:
+        try:
+            _write_public_key(args.public_key_out, outbox)
+        except (ConfigError, OSError) as exc:
+            print(f"auditel export: {exc}", file=sys.stderr)
+            return 2
+    if not outbox.is_file():
+        print(f"auditel export: no outbox at {outbox} (set AUDITEL_OUTBOX or --outbox)", file=sys.stderr)
+        return 2
+    out: IO[str] = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    try:
+        conn = open_readonly(outbox)
+        count = 0
+        for line in export_lines(
+            conn, checkpoints_only=args.checkpoints_only, since_ns=since, until_ns=until, events=args.event,
+            stream=args.stream,
+        ):
+            out.write(json.dumps(line, ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n")
+            count += 1
+        conn.close()
+    except sqlite3.Error as exc:
+        print(f"auditel export: cannot read {outbox}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if args.out:
+            out.close()
+    if args.out:
+        print(f"auditel: {count - 1} lines written to {args.out}", file=sys.stderr)
+    return 0
