@@ -104,6 +104,10 @@ class CaptureServer:
         self.request_headers: list[dict[str, str]] = []
         self._faults: list[Fault] = []
         self.fault_fn: Callable[[int], Fault | None] | None = None
+        # reject (400, nothing kept) any request holding a record this returns True for
+        self.reject_record: Callable[[ReceivedRecord], bool] | None = None
+        self.reject_status = 400
+        self.reject_body = b"record refused by test"
         self._lock = threading.Lock()
         self._server: socketserver.ThreadingTCPServer | None = None
         self._thread: threading.Thread | None = None
@@ -192,6 +196,9 @@ class CaptureServer:
                     return
                 if fault.accept and 200 <= fault.status < 300:
                     records = capture._decode(data) if self.path.endswith("/v1/logs") else []
+                    if capture.reject_record is not None and any(capture.reject_record(r) for r in records):
+                        fault = Fault(status=capture.reject_status, body=capture.reject_body, accept=False)
+                        records = []
                     with capture._lock:
                         capture.records.extend(records)
                 resp = ExportLogsServiceResponse()

@@ -59,13 +59,14 @@ def test_bad_configuration_is_reported_by_the_cli(outbox_path: Path) -> None:
 
 def test_tail_prints_recent_records(outbox_path: Path) -> None:
     _populate(outbox_path)
-    proc = run_cli("tail", "-n", "2", outbox=outbox_path)
+    proc = run_cli("tail", "-n", "3", outbox=outbox_path)
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()
-    assert len(lines) == 2 and "policy_decision" in lines[0] and "stream.end" in lines[1]
-    as_json = run_cli("tail", "-n", "3", "--json", outbox=outbox_path)
+    # the stream ends with its end marker and the final checkpoint that covers it
+    assert len(lines) == 3 and "policy_decision" in lines[0] and "stream.end" in lines[1] and "checkpoint" in lines[2]
+    as_json = run_cli("tail", "-n", "4", "--json", outbox=outbox_path)
     records = [json.loads(line) for line in as_json.stdout.splitlines()]
-    assert [r["event_name"] for r in records] == [S.EV_MODEL_CALL, S.EV_POLICY_DECISION, S.EV_STREAM_END]
+    assert [r["event_name"] for r in records] == [S.EV_MODEL_CALL, S.EV_POLICY_DECISION, S.EV_STREAM_END, S.EV_CHECKPOINT]
     assert all(len(r["hash"]) == 64 for r in records)
 
 

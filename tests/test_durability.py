@@ -121,7 +121,8 @@ def test_forked_child_keeps_recording(tmp_path: Path) -> None:
     child_stream = child[0]["attributes"][S.A_STREAM_ID]
     assert child_stream != parent_stream
     child_all = [r for r in recs if r["attributes"][S.A_STREAM_ID] == child_stream]
-    assert child_all[0]["event_name"] == S.EV_STREAM_START and child_all[-1]["event_name"] == S.EV_STREAM_END
+    assert child_all[0]["event_name"] == S.EV_STREAM_START
+    assert [r["event_name"] for r in child_all[-2:]] == [S.EV_STREAM_END, S.EV_CHECKPOINT]
     assert [r["attributes"][S.A_SEQ] for r in child_all] == list(range(1, len(child_all) + 1))
     parent = [r for r in recs if r["attributes"][S.A_STREAM_ID] == parent_stream]
     assert [r["attributes"][S.A_SEQ] for r in parent] == list(range(1, len(parent) + 1))

@@ -189,7 +189,10 @@ def test_signing_never_runs_on_the_callers_thread(tmp_path: Path, monkeypatch: p
         return real_sign(data)
 
     monkeypatch.setattr(rt.signer, "sign", spy)
-    emit_actions(40)
+    # wake-ups are coalesced, so one burst may end in one checkpoint covering it all: use two bursts
+    emit_actions(20)
+    wait_for(lambda: len(threads) >= 1)
+    emit_actions(20)
     wait_for(lambda: len(threads) >= 2)
     assert set(threads) == {"auditel-worker"}
 

@@ -85,37 +85,47 @@ def test_503_with_http_date_retry_after_and_an_excessive_one_is_capped(tmp_path:
     assert_nothing_lost(path, capture)
 
 
-def test_400_moves_the_batch_to_dead_letters_reported_once_and_requeue_delivers(
+def _poison(capture: CaptureServer, indexes: set[int], status: int = 400, body: bytes = b"bad record shape") -> None:
+    """The server refuses every request holding one of these records (a test double for a strict backend)."""
+    capture.reject_record = lambda r: r.attributes.get("test.index") in indexes
+    capture.reject_status = status
+    capture.reject_body = body
+
+
+def test_400_dead_letters_only_the_refused_records_reported_once_and_requeue_delivers(
     tmp_path: Path, capture: CaptureServer, capfd: pytest.CaptureFixture[str]
 ) -> None:
     path, ids = make_backlog(tmp_path)
     shipper = make_shipper(path, capture.endpoint)
-    capture.push_faults(Fault(status=400, body=b"bad record shape"), Fault(status=400, body=b"bad again"))
+    _poison(capture, {7, 150})
     shipper.drain(15)
     dead = outbox_ids(path, STATE_DEAD)
-    assert len(dead) == 200
-    assert shipper.status()["dead_lettered_total"] == 200
+    # the batch is bisected until the refused records stand alone: only they become dead letters
+    assert len(dead) == 2
+    assert shipper.status()["dead_lettered_total"] == 2
     assert set(capture.record_ids()) == set(ids) - set(dead)
+    assert all(count == 1 for count in capture.id_counts().values())
     err = capfd.readouterr().err
     assert err.count("dead letters") == 1  # reported once on stderr
     assert_nothing_lost(path, capture)
 
     assert cli_main(["--outbox", str(path), "dead-letters", "--json"]) == 0
     listed = json.loads(capfd.readouterr().out)
-    assert len(listed) == 200
+    assert len(listed) == 2
     assert {d["status"] for d in listed} == {"HTTP 400"}
-    assert {d["reason"] for d in listed} == {"bad record shape", "bad again"}
+    assert {d["reason"] for d in listed} == {"bad record shape"}
     assert {d["record_id"] for d in listed} == set(dead)
 
+    capture.reject_record = None  # the backend was fixed
     assert cli_main(["--outbox", str(path), "dead-letters", "--requeue"]) == 0
-    assert "requeued 200" in capfd.readouterr().out
+    assert "requeued 2" in capfd.readouterr().out
     assert outbox_ids(path, STATE_DEAD) == []
     shipper.drain(15)
     assert set(capture.record_ids()) == set(ids)
     assert cli_main(["--outbox", str(path), "dead-letters", "--json"]) == 0
     assert json.loads(capfd.readouterr().out) == []
     assert cli_main(["--outbox", str(path), "dead-letters", "--all", "--json"]) == 0
-    assert len(json.loads(capfd.readouterr().out)) == 200  # history is kept
+    assert len(json.loads(capfd.readouterr().out)) == 2  # history is kept
 
 
 def test_401_pauses_and_retries_slowly_and_never_leaks_the_credentials(
@@ -232,12 +242,22 @@ def test_413_splits_the_batch(tmp_path: Path, capture: CaptureServer) -> None:
 
 
 def test_500_is_permanent_and_kept(tmp_path: Path, capture: CaptureServer) -> None:
-    path, _ids = make_backlog(tmp_path)
+    path, ids = make_backlog(tmp_path)
     shipper = make_shipper(path, capture.endpoint)
-    capture.push_faults(Fault(status=500, body=b"boom"))
+    _poison(capture, {42}, status=500, body=b"boom")
     shipper.drain(15)
-    assert len(outbox_ids(path, STATE_DEAD)) == 100
+    dead = outbox_ids(path, STATE_DEAD)
+    assert len(dead) == 1 and set(capture.record_ids()) == set(ids) - set(dead)
     assert_nothing_lost(path, capture)
+
+
+def test_a_refusal_that_goes_away_on_a_smaller_batch_dead_letters_nothing(tmp_path: Path, capture: CaptureServer) -> None:
+    path, ids = make_backlog(tmp_path)
+    shipper = make_shipper(path, capture.endpoint)
+    capture.push_faults(Fault(status=400, body=b"once"))  # refused once, then accepted when resent in halves
+    shipper.drain(15)
+    assert outbox_ids(path, STATE_DEAD) == []
+    assert set(capture.record_ids()) == set(ids)
 
 
 # --- gRPC ------------------------------------------------------------------------------------------------
@@ -318,10 +338,11 @@ def test_grpc_codes_are_classified(tmp_path: Path, grpc_faults: GrpcFaultServer)
     assert shipper.state == "paused_auth"
     assert shipper.ship_batch() == "failed"
     assert shipper.last_error_kind == "retry" and shipper.backoff_s >= 1.0  # RESOURCE_EXHAUSTED + RetryInfo
-    assert shipper.ship_batch() == "done"  # RESOURCE_EXHAUSTED without RetryInfo: permanent
-    assert shipper.ship_batch() == "done"  # INVALID_ARGUMENT: permanent
-    assert len(outbox_ids(path, STATE_DEAD)) == 200
-    assert {d.status for d in shipper.queue.dead_letters()} == {"gRPC RESOURCE_EXHAUSTED", "gRPC INVALID_ARGUMENT"}
+    # RESOURCE_EXHAUSTED without RetryInfo, then INVALID_ARGUMENT: permanent. A permanent refusal
+    # bisects the batch, so these two faults are spent on halves that the server then accepts.
+    assert shipper.ship_batch() == "done"
+    assert grpc_faults.faults == []
     shipper.drain(15)
+    assert outbox_ids(path, STATE_DEAD) == []
     assert set(grpc_faults.received) | set(outbox_ids(path, STATE_DEAD)) == set(ids)
     assert outbox_ids(path, STATE_PENDING) == []

@@ -337,7 +337,8 @@ def json_any_value(value: Any) -> dict[str, Any]:
 
 
 def _json_kvs(mapping: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": k, "value": json_any_value(v)} for k, v in mapping.items()]
+    # a null value is a key without "value": some receivers refuse an empty AnyValue object
+    return [{"key": k} if v is None else {"key": k, "value": json_any_value(v)} for k, v in mapping.items()]
 
 
 def encode_json(rows: Sequence[StoredRow], resources: Mapping[str, Mapping[str, Any]]) -> bytes:

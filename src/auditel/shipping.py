@@ -149,7 +149,8 @@ class Shipper:
             if outcome.warning:
                 self.last_warning = outcome.warning
             return True
-        if outcome.kind == "too_large" and len(rows) > 1:
+        if outcome.kind in ("too_large", "permanent") and len(rows) > 1:
+            # bisect: one record the backend refuses must not take its whole batch to the dead letters
             return self._deliver_halves(rows)
         if outcome.kind in ("partial", "permanent", "too_large"):
             self._dead_letter(rids, outcome)
