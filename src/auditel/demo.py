@@ -102,5 +102,21 @@ def run_demo(out: TextIO) -> int:
         out.write(format_record(rec) + "\n")
     status = auditel.status()
     out.write("\nstatus: " + json.dumps({k: status[k] for k in ("records_total", "pending", "shipped", "redactions", "errors")}, sort_keys=True) + "\n")
-    out.write("\nNext: `auditel tail`, `auditel query --kind tool_call`, `auditel verify`\n")
-    return 0
+    outbox_path = rt.outbox.path
+    auditel.shutdown()  # writes the stream-end marker and a final signed checkpoint
+    from .verify import verify_path
+
+    report = verify_path(outbox_path)
+    this_stream = [s for s in report.as_dict().get("streams", []) if s.get("stream_id") == rt.processor.stream_id]
+    verdict = "OK" if report.ok else "PROBLEMS FOUND"
+    streams = report.as_dict().get("streams", [])
+    out.write(f"\nauditel verify: {verdict} ({len(streams)} stream(s) in the outbox")
+    if this_stream:
+        mine = this_stream[0]
+        out.write(
+            f"; this session: {mine.get('records')} records, hash chain intact, "
+            f"{mine.get('checkpoints')} signed checkpoint(s), ended {mine.get('end')}"
+        )
+    out.write(")\n")
+    out.write("\nNext: `auditel tail`, `auditel query --kind tool_call`, `auditel verify`, `auditel export`\n")
+    return 0 if report.ok else 1
