@@ -114,7 +114,7 @@ def run_demo(out: TextIO) -> int:
     if this_stream:
         mine = this_stream[0]
         out.write(
-            f"; this session: {mine.get('records')} records, hash chain intact, "
+            f"; this session: {mine.get('records')} records, chain {'intact' if mine.get('ok') else 'BROKEN'}, "
             f"{mine.get('checkpoints')} signed checkpoint(s), ended {mine.get('end')}"
         )
     out.write(")\n")
