@@ -417,27 +417,10 @@ class Outbox:
     ) -> Iterable[dict[str, Any]]:
         """Stored records, oldest first, as dicts (the stored record plus ``rid``, ``state``, ``hash``)."""
         conn = self.connect()
-        where = ["1=1"]
-        params: list[Any] = []
-        if event_names:
-            where.append(f"event_name IN ({','.join('?' * len(event_names))})")
-            params.extend(event_names)
-        if stream_id:
-            where.append("stream_id=?")
-            params.append(stream_id)
-        if since_ns is not None:
-            where.append("time_ns>=?")
-            params.append(since_ns)
-        if until_ns is not None:
-            where.append("time_ns<?")
-            params.append(until_ns)
-        if state is not None:
-            where.append("state=?")
-            params.append(state)
-        if after_rid is not None:
-            where.append("rid>?")
-            params.append(after_rid)
-        sql = f"SELECT rid, state, record_hash, data FROM records WHERE {' AND '.join(where)}"
+        where, params = record_filter(
+            event_names=event_names, stream_id=stream_id, since_ns=since_ns, until_ns=until_ns, state=state, after_rid=after_rid
+        )
+        sql = f"SELECT rid, state, record_hash, data FROM records WHERE {where}"
         if last:
             sql = f"SELECT * FROM ({sql} ORDER BY rid DESC LIMIT {int(last)}) ORDER BY rid"
         else:
@@ -452,6 +435,34 @@ class Outbox:
     def stream_resource(self, stream_id: str) -> dict[str, Any]:
         row = self.connect().execute("SELECT resource FROM streams WHERE stream_id=?", (stream_id,)).fetchone()
         return json.loads(row[0]) if row else {}
+
+
+def record_filter(
+    *,
+    event_names: Sequence[str] | None = None,
+    stream_id: str | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    state: int | None = None,
+    after_rid: int | None = None,
+) -> tuple[str, list[Any]]:
+    """A WHERE clause (and its parameters) over ``records`` for the usual filters."""
+    where = ["1=1"]
+    params: list[Any] = []
+    for clause, value in (
+        ("stream_id=?", stream_id or None),
+        ("time_ns>=?", since_ns),
+        ("time_ns<?", until_ns),
+        ("state=?", state),
+        ("rid>?", after_rid),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    if event_names:
+        where.append(f"event_name IN ({','.join('?' * len(event_names))})")
+        params.extend(event_names)
+    return " AND ".join(where), params
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from ..outbox import record_filter
 from .. import __version__
 from ..checkpoints import KEY_FILE_NAME, load_signer
 from ..config import ConfigError
@@ -96,20 +97,8 @@ def export_lines(
             f"SELECT stream_id, max(through_seq), head_hash FROM pruned {stream_where} GROUP BY stream_id", stream_params
         ):
             yield {"type": "pruned", "stream_id": _text(sid), "through_seq": through, "head_hash": _text(head)}
-        where, params = ["1=1"], []
-        if stream:
-            where.append("stream_id=?")
-            params.append(stream)
-        if since_ns is not None:
-            where.append("time_ns>=?")
-            params.append(since_ns)
-        if until_ns is not None:
-            where.append("time_ns<?")
-            params.append(until_ns)
-        if events:
-            where.append(f"event_name IN ({','.join('?' * len(events))})")
-            params.extend(events)
-        sql = f"SELECT stream_id, seq, data, record_hash FROM records WHERE {' AND '.join(where)} ORDER BY rid"
+        where, params = record_filter(event_names=events, stream_id=stream, since_ns=since_ns, until_ns=until_ns)
+        sql = f"SELECT stream_id, seq, data, record_hash FROM records WHERE {where} ORDER BY rid"
         for sid, seq, data, rhash in conn.execute(sql, params):
             yield {"type": "record", "stream_id": _text(sid), "seq": seq, "hash": _text(rhash), "data": _text(data)}
     for sid, data, signature in conn.execute(
