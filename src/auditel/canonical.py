@@ -38,8 +38,8 @@ def canonical_json(obj: Any, *, simple: bool = False) -> str:
 
 
 def needs_general_path(obj: Any) -> bool:
-    """True unless ``obj`` is built only from exact ``str``/``bool``/``None``/safe ``int``,
-    ``dict`` with ASCII ``str`` keys, ``list`` and ``tuple``.
+    """True unless ``obj`` is built only from exact ``str``/``bool``/``None``/safe ``int``, finite
+    non-integral ``float`` in [1e-4, 1e16), ``dict`` with ASCII ``str`` keys, ``list`` and ``tuple``.
 
     Anything else (floats, big integers, non-ASCII or non-string keys, subclasses such as
     ``IntEnum`` or a ``float`` subclass) goes to the general serializer, which either
@@ -57,6 +57,10 @@ def needs_general_path(obj: Any) -> bool:
         return any(needs_general_path(v) for v in obj)
     if t is int:
         return not (-MAX_SAFE_INT <= obj <= MAX_SAFE_INT)
+    if t is float:
+        # Python's repr equals the ECMAScript form for finite non-integral values in [1e-4, 1e16)
+        # (both are the shortest round-trip digits, both without exponent there)
+        return obj.is_integer() or not (1e-4 <= abs(obj) < 1e16)
     return True
 
 

@@ -149,7 +149,10 @@ def _safe(value: Any, limit: int, reasons: Reasons, depth: int, path: set[int]) 
         return str(value)
     if t is float:
         if math.isfinite(value):
-            reasons.general = True
+            # Python's repr is the ECMAScript form for non-integral values in [1e-4, 1e16):
+            # those keep the fast canonical path; anything else (1.0, 1e-05, 1e16) takes the general one
+            if value.is_integer() or not (1e-4 <= abs(value) < 1e16):
+                reasons.general = True
             return value
         reasons.add("non_finite_float")
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")

@@ -21,10 +21,21 @@ T = TypeVar("T")
 TRACER_NAME = "auditel"
 
 
+_tracer: tuple[object, trace.Tracer] | None = None
+
+
 def tracer() -> trace.Tracer:
+    """auditel's tracer from the global TracerProvider (cached while that provider stays the same)."""
+    global _tracer
+    provider = trace.get_tracer_provider()
+    cached = _tracer
+    if cached is not None and cached[0] is provider:
+        return cached[1]
     from .. import __version__
 
-    return trace.get_tracer(TRACER_NAME, __version__)
+    result = trace.get_tracer(TRACER_NAME, __version__, tracer_provider=provider)
+    _tracer = (provider, result)
+    return result
 
 
 def settings() -> Settings:
