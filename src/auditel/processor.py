@@ -61,6 +61,23 @@ _STAMPED_KEYS = frozenset(
     }
 )
 
+# What a span event repeats of its audit record (see AuditProcessor._bridge).
+_BRIDGE_KEYS = (
+    S.A_RECORD_ID,
+    S.A_STREAM_ID,
+    S.A_SEQ,
+    S.A_ACTION,
+    S.A_PHASE,
+    S.A_OUTCOME,
+    S.A_CORRELATION_ID,
+    S.GEN_AI_TOOL_NAME,
+    S.GEN_AI_TOOL_CALL_ID,
+    S.GEN_AI_REQUEST_MODEL,
+    S.A_POLICY_VERDICT,
+    S.A_POLICY_ID,
+    S.A_ERROR_TYPE,
+)
+
 Listener = Callable[[dict[str, Any]], None]
 
 _CAP_CHECK_EVERY = 64
@@ -439,20 +456,19 @@ class AuditProcessor(LogRecordProcessor):
 
     # --- after commit ----------------------------------------------------------------
     def _bridge(self, name: str, stored: dict[str, Any], time_ns: int) -> None:
+        """Add the record to the active recording span as an event that points at it.
+
+        The event carries the keys that identify the record and say what happened (id, stream,
+        sequence, action, phase, outcome, tool, verdict, error type), not every attribute: the full
+        record is the log record, and copying ~30 attributes again costs the SDK as much as the
+        commit. Content never rides along.
+        """
         try:
             span = trace.get_current_span()
             if not span.is_recording():
                 return
-            flat = {}
-            hide_content = not self.settings.content_on_spans
-            for key, val in stored["attributes"].items():
-                if hide_content and key in S.CONTENT_KEYS:
-                    continue  # content allowed in records (EVENT_ONLY) must not reach spans
-                t = type(val)
-                if t is str or t is int or t is float or t is bool:
-                    flat[key] = val
-                elif t is list and val and all(type(x) is str for x in val):
-                    flat[key] = val
+            attrs = stored["attributes"]
+            flat = {key: attrs[key] for key in _BRIDGE_KEYS if key in attrs}
             span.add_event(name, attributes=flat, timestamp=time_ns)
         except Exception as exc:  # noqa: BLE001
             self.counters.error("span_event", exc)
