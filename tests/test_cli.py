@@ -138,4 +138,4 @@ def test_demo_records_a_realistic_session(tmp_path: Path) -> None:
     assert len(denials) == 1
     phases = [r["attributes"].get(S.A_PHASE) for r in recs if r["event_name"] == S.EV_TOOL_CALL]
     assert phases.count("intent") == phases.count("outcome") == 3
-    assert "policy_decision" in proc.stdout and "recorded" in proc.stdout
+    assert "policy_decision" in proc.stdout and "audit records" in proc.stdout and "auditel verify: OK" in proc.stdout

@@ -97,7 +97,7 @@ def run_demo(out: TextIO) -> int:
     auditel.session_end(outcome="success")
     auditel.flush(2.0)
     auditel.unsubscribe(seen.append)
-    out.write(f"auditel demo: recorded {len(seen)} records in {rt.outbox.path}\n\n")
+    out.write(f"auditel demo: the agent session left {len(seen)} audit records in {rt.outbox.path}\n\n")
     for rec in seen:
         out.write(format_record(rec) + "\n")
     status = auditel.status()
@@ -114,7 +114,8 @@ def run_demo(out: TextIO) -> int:
     if this_stream:
         mine = this_stream[0]
         out.write(
-            f"; this session: {mine.get('records')} records, chain {'intact' if mine.get('ok') else 'BROKEN'}, "
+            f"; this session's stream: {mine.get('records')} records incl. stream start, end and checkpoints, "
+            f"chain {'intact' if mine.get('ok') else 'BROKEN'}, "
             f"{mine.get('checkpoints')} signed checkpoint(s), ended {mine.get('end')}"
         )
     out.write(")\n")
