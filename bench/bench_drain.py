@@ -125,14 +125,14 @@ def build_backlog(path: Path, n: int) -> None:
     conn.close()
 
 
-def drain_auditel(path: Path, endpoint: str, protocol: str) -> tuple[float, int]:
+def drain_auditel(path: Path, endpoint: str, protocol: str, inflight: int = 1) -> tuple[float, int]:
     from auditel.otlp_config import exporter_from_env, tuning_from_env
     from auditel.outbox import Outbox
     from auditel.shipping import Shipper
 
     config = exporter_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
     assert config is not None
-    shipper = Shipper(Outbox(path), config, tuning_from_env({}))
+    shipper = Shipper(Outbox(path), config, tuning_from_env({"AUDITEL_SHIP_INFLIGHT": str(inflight)}))
     start = time.perf_counter()
     shipper.drain(600)
     elapsed = time.perf_counter() - start
@@ -197,7 +197,7 @@ def rss_child(path: str, endpoint: str) -> None:
 
     config = exporter_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
     assert config is not None
-    shipper = Shipper(Outbox(path), config, tuning_from_env({}))
+    shipper = Shipper(Outbox(path), config, tuning_from_env({"AUDITEL_SHIP_INFLIGHT": str(inflight)}))
     pending = shipper.queue.pending()
     baseline = rss_kb()
     peak = [baseline]
@@ -243,6 +243,11 @@ def main() -> None:
                 shutil.copy(master, copy)
                 elapsed, shipped = drain_auditel(copy, collector.endpoint(protocol), protocol)
                 rows.append((f"auditel drain ({protocol})", protocol, elapsed, shipped))
+                if protocol == "grpc":  # opt-in: several batches in flight (AUDITEL_SHIP_INFLIGHT)
+                    copy8 = workdir / "drain-grpc-inflight8.db"
+                    shutil.copy(master, copy8)
+                    elapsed, shipped = drain_auditel(copy8, collector.endpoint(protocol), protocol, inflight=8)
+                    rows.append(("auditel drain (grpc, 8 batches in flight)", protocol, elapsed, shipped))
                 elapsed, moved = stock_pipeline(collector.endpoint(protocol), protocol, args.records)
                 rows.append((f"stock BLRP + OTLP exporter ({protocol})", protocol, elapsed, moved))
         print()

@@ -177,3 +177,21 @@ def test_two_processes_share_one_outbox_and_never_send_a_record_twice(
     assert all(counts[i] == 1 for i in backlog), "a record was sent twice"
     assert sum(r["shipped"] for r in reports) >= len(backlog)
     assert set(ids) <= set(counts)
+
+
+def test_grpc_with_several_batches_in_flight_delivers_each_record_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capture: CaptureServer, collector: RotelCollector
+) -> None:
+    monkeypatch.setenv("AUDITEL_SHIP_INFLIGHT", "4")
+    monkeypatch.setenv("AUDITEL_SHIP_BATCH_RECORDS", "100")
+    point_at(monkeypatch, collector.grpc_endpoint, "grpc")
+    rt = runtime.configure(outbox=tmp_path / "o.db")
+    assert rt is not None and rt.shipper is not None and rt.shipper.tuning.inflight == 4
+    ids = emit_many(1500, "inflight")
+    assert auditel.flush(60)
+    stored = outbox_ids(tmp_path / "o.db")
+    assert capture.wait_for(len(stored), 20)
+    counts = capture.id_counts()
+    assert all(counts[i] == 1 for i in stored)
+    assert set(ids) <= set(counts)
+    assert outbox_ids(tmp_path / "o.db", STATE_PENDING) == []

@@ -88,6 +88,9 @@ class ShipTuning:
     lease_s: float = 60.0
     interval_s: float = 5.0
     linger_s: float = 0.2  # after a partial batch, wait this long for more records before the next one
+    # batches sent at once over gRPC (HTTP/2 streams on one channel); 1 keeps "a crash re-sends at most
+    # the one batch in flight", N trades that for throughput against receivers with per-request latency
+    inflight: int = 1
 
 
 def display_url(url: str) -> str:
@@ -200,6 +203,7 @@ def tuning_from_env(env: Mapping[str, str] | None = None) -> ShipTuning:
     take("lease_s", "AUDITEL_SHIP_LEASE_S", _positive_float, "a number of seconds > 0")
     take("interval_s", "AUDITEL_SHIP_INTERVAL_S", _positive_float, "a number of seconds > 0")
     take("linger_s", "AUDITEL_SHIP_LINGER_S", _non_negative_float, "a number of seconds >= 0")
+    take("inflight", "AUDITEL_SHIP_INFLIGHT", _int_range(1, 16), "a whole number 1..16 (batches in flight over gRPC)")
     lo, hi = values.get("backoff_min_s", 1.0), values.get("backoff_max_s", 60.0)
     if lo > hi and not errors:
         errors.append(f"AUDITEL_SHIP_BACKOFF_MIN_S={lo} is larger than AUDITEL_SHIP_BACKOFF_MAX_S={hi}: expected min <= max")

@@ -65,6 +65,7 @@ class Shipper:
     def _reset_process_state(self) -> None:
         """Fresh per-process state (also in a forked child: never reuse the parent's socket or channel)."""
         self._lock = threading.RLock()
+        self._pool: Any = None  # threads for concurrent gRPC sends (AUDITEL_SHIP_INFLIGHT > 1)
         self._transport: Transport | None = None
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_stream_id()[:12]}"
         self.shipped_total = 0
@@ -107,37 +108,70 @@ class Shipper:
                 return 0.0
 
     def ship_batch(self) -> str:
-        """Claim and deliver one batch: ``"empty"``, ``"done"`` (shipped or dead-lettered) or ``"failed"``."""
+        """Claim and deliver one batch (or, over gRPC with ``AUDITEL_SHIP_INFLIGHT`` > 1, up to that many
+        sent at once): ``"empty"``, ``"done"`` (shipped or dead-lettered) or ``"failed"``."""
         with self._lock:
             tuning = self.tuning
-            lease = self.queue.claim(
-                self.owner, lease_s=tuning.lease_s, max_records=tuning.batch_records, max_bytes=tuning.batch_bytes
-            )
-            if lease is None:
+            leases = []
+            for _ in range(self._inflight()):
+                lease = self.queue.claim(
+                    self.owner, lease_s=tuning.lease_s, max_records=tuning.batch_records, max_bytes=tuning.batch_bytes
+                )
+                if lease is None:
+                    break
+                leases.append(lease)
+            if not leases:
                 if self.state == "shipping":
                     self.state = "idle"
                 return "empty"
-            rows = lease.rows
             self.state = "shipping"
-            self.last_batch_size = len(rows)
-            self.last_batch_bytes = sum(len(row[2]) for row in rows)
+            self.last_batch_size = sum(len(lease.rows) for lease in leases)
+            self.last_batch_bytes = sum(len(row[2]) for lease in leases for row in lease.rows)
+            ok = True
             try:
-                ok = self._deliver(rows)
+                sent = self._send_concurrently([lease.rows for lease in leases]) if len(leases) > 1 else [None]
+                for lease, already in zip(leases, sent):
+                    # settle every batch, in order, even after a failure: a batch already accepted is shipped
+                    ok = self._deliver(lease.rows, sent=already) and ok
             except Exception as exc:  # noqa: BLE001 - a bug or a database error: count, back off
                 self.counters.error("ship", exc)
                 self._schedule(Outcome("transport", type(exc).__name__, str(exc)[:300]))
                 ok = False
             finally:
-                self._end_lease(lease)
+                for lease in leases:
+                    self._end_lease(lease)
             return "done" if ok else "failed"
 
+    def _inflight(self) -> int:
+        return self.tuning.inflight if self.config.protocol == "grpc" else 1
+
+    def _send_concurrently(self, batches: Sequence[Sequence[StoredRow]]) -> list[tuple[bytes, Outcome] | None]:
+        """Encode each batch and send them at once (HTTP/2 streams on one gRPC channel).
+
+        A batch too large for one request gets ``None`` and is sent (split) by ``_deliver`` itself.
+        """
+        payloads = [self._encode(rows, self._resources_for(rows)) for rows in batches]
+        fits = [len(p) <= self.tuning.batch_bytes or len(rows) == 1 for p, rows in zip(payloads, batches)]
+        if self._transport is None:
+            self._transport = self._transport_factory(self.config)
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=self.tuning.inflight, thread_name_prefix="auditel-ship")
+        futures = [self._pool.submit(self._send, p) if ok else None for p, ok in zip(payloads, fits)]
+        return [(p, f.result()) if f is not None else None for p, f in zip(payloads, futures)]
+
     # --- one batch ---------------------------------------------------------------------------
-    def _deliver(self, rows: Sequence[StoredRow]) -> bool:
-        """Send ``rows``; True when they are settled (shipped or dead-lettered), False to back off."""
-        payload = self._encode(rows, self._resources_for(rows))
-        if len(payload) > self.tuning.batch_bytes and len(rows) > 1:
-            return self._deliver_halves(rows)
-        outcome = self._send(payload)
+    def _deliver(self, rows: Sequence[StoredRow], *, sent: tuple[bytes, Outcome] | None = None) -> bool:
+        """Send ``rows`` (or settle an answer already received for them, ``sent``); True when they are
+        settled (shipped or dead-lettered), False to back off."""
+        if sent is None:
+            payload = self._encode(rows, self._resources_for(rows))
+            if len(payload) > self.tuning.batch_bytes and len(rows) > 1:
+                return self._deliver_halves(rows)
+            outcome = self._send(payload)
+        else:
+            payload, outcome = sent
         rids = [row[0] for row in rows]
         if outcome.kind == "success":
             self.queue.mark_shipped(rids)
@@ -278,6 +312,9 @@ class Shipper:
                 time.sleep(max(0.0, min(self.next_attempt, deadline) - time.monotonic()))
 
     def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()
