@@ -443,7 +443,7 @@ def test_the_demo_agent_container_commands_work(tmp_path: Path) -> None:
     auditel_cli = [str(Path(sys.executable).with_name("auditel"))]  # the console script the image runs
     demo = subprocess.run([*auditel_cli, "demo"], env=env, capture_output=True, text=True, timeout=120)
     assert demo.returncode == 0, demo.stderr
-    assert "recorded" in demo.stdout
+    assert "audit records" in demo.stdout and "auditel verify: OK" in demo.stdout
     status = subprocess.run([*auditel_cli, "status", "--json"], env=env, capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr
     assert '"records_total"' in status.stdout
