@@ -78,6 +78,22 @@ def error_type_of(error: BaseException | str | None) -> str | None:
     return type(error).__qualname__ if isinstance(error, BaseException) else str(error)
 
 
+
+@contextmanager
+def span_active(span: Any) -> Iterator[None]:
+    """Make ``span`` current for the body (no-op for ``None``); a detach failure is counted, not raised."""
+    if span is None:
+        yield
+        return
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        yield
+    finally:
+        try:
+            otel_context.detach(token)
+        except Exception as exc:  # noqa: BLE001
+            count_error("context", exc)
+
 class ToolRun:
     """One tool execution being recorded. Use ``start()``, ``active()`` around the body, ``finish()``."""
 
@@ -168,17 +184,8 @@ class ToolRun:
     @contextmanager
     def active(self) -> Iterator[None]:
         """Make the span current for the body (no-op without a span)."""
-        if self.span is None:
+        with span_active(self.span):
             yield
-            return
-        token = otel_context.attach(trace.set_span_in_context(self.span))
-        try:
-            yield
-        finally:
-            try:
-                otel_context.detach(token)
-            except Exception as exc:  # noqa: BLE001
-                count_error("context", exc)
 
     # --- records --------------------------------------------------------------------------
     def start(self) -> "ToolRun":
@@ -289,17 +296,8 @@ class AgentRun:
 
     @contextmanager
     def active(self) -> Iterator[None]:
-        if self.span is None:
+        with span_active(self.span):
             yield
-            return
-        token = otel_context.attach(trace.set_span_in_context(self.span))
-        try:
-            yield
-        finally:
-            try:
-                otel_context.detach(token)
-            except Exception as exc:  # noqa: BLE001
-                count_error("context", exc)
 
     def finish(self, *, error: BaseException | None = None, outcome: str | None = None, reason: str | None = None,
                attributes: Mapping[str, Any] | None = None) -> None:
