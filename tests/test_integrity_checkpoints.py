@@ -243,3 +243,35 @@ def test_fork_starts_a_new_stream_with_its_own_checkpoints(tmp_path: Path, monke
     assert report.ok, report.all_messages()
     assert len(report.streams) == 2 and all(s.ended_cleanly for s in report.streams)
     assert all(s.anchored_through == s.last_seq - 1 for s in report.streams)
+
+
+def test_records_emitted_while_a_checkpoint_is_signed_are_covered_by_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The carrier record lands after records emitted during signing: those still count as uncovered."""
+    monkeypatch.setenv("AUDITEL_CHECKPOINT_EVERY", "5")
+    monkeypatch.setenv("AUDITEL_CHECKPOINT_INTERVAL_S", "3600")
+    rt = auditel.configure(outbox=str(tmp_path / "o.db"))
+    assert rt is not None
+    rt.worker.stop(2)  # drive the checkpointer by hand
+    (task,) = [t for t in rt.worker._tasks if t.name == "checkpoints"]
+    checkpointer = task.fn.__self__
+    emit_actions(10)
+    real_sign = rt.signer.sign
+
+    def sign_while_the_app_keeps_emitting(data: bytes) -> str:
+        emit_actions(8, start=100)  # the app emits between signing and the carrier record
+        return real_sign(data)
+
+    monkeypatch.setattr(rt.signer, "sign", sign_while_the_app_keeps_emitting)
+    first = checkpointer.checkpoint()
+    monkeypatch.setattr(rt.signer, "sign", real_sign)
+    assert first is not None
+    covered = first["checkpoint"]["tree_size"]
+    _, head_seq, _ = rt.processor.head()
+    assert head_seq == covered + 8 + 1  # 8 records signed over by nobody, then the carrier
+    before = checkpointer.written
+    checkpointer.tick()
+    assert checkpointer.written == before + 1  # 8 uncovered records >= AUDITEL_CHECKPOINT_EVERY
+    latest = rt.outbox.connect().execute("SELECT max(tree_size) FROM checkpoints").fetchone()[0]
+    assert latest >= covered + 8

@@ -212,7 +212,8 @@ class Checkpointer:
     def _reset(self, stream_id: str | None) -> None:
         self._stream_id = stream_id
         self._previous: str | None = None
-        self._last_carrier_seq = 0
+        self._last_tree_size = 0  # the sequence number the last signed checkpoint covers
+        self._last_carrier_seq = 0  # the sequence number of that checkpoint's own record
         self._last_time = time.monotonic()
 
     def _after_fork_child(self) -> None:
@@ -228,7 +229,11 @@ class Checkpointer:
             if stream_id != self._stream_id:
                 self._reset(stream_id)
             waited = time.monotonic() - self._last_time
-            new_records = seq - self._last_carrier_seq  # the last checkpoint's own record does not count
+            # Records not covered by a signature: everything after the last tree_size, except the
+            # checkpoint's own record. The app may emit between signing and that record, so its
+            # seq is not the coverage boundary (counting from it would skip those records).
+            carrier = 1 if self._last_carrier_seq > self._last_tree_size else 0
+            new_records = seq - self._last_tree_size - carrier
         if new_records >= self.every or waited >= self.interval_s:
             self.checkpoint()
             return self.interval_s
@@ -267,6 +272,7 @@ class Checkpointer:
             stored = processor.append_internal(
                 S.EV_CHECKPOINT, attrs, {"checkpoint": statement, "signature": signature}
             )
+            self._last_tree_size = seq
             if stored is not None:
                 self._last_carrier_seq = stored["attributes"][S.A_SEQ]
             self.written += 1
