@@ -102,9 +102,12 @@ class Worker:
     def _run(self) -> None:
         while not self._stop.is_set():
             woke = self._wake.is_set()
-            if woke and self.linger_s:
-                self._stop.wait(self.linger_s)
-            self._wake.clear()
+            if woke:
+                if self.linger_s:
+                    self._stop.wait(self.linger_s)
+                # Clear only a wake we saw: one that arrives now is covered by the tasks run next.
+                # Clearing unconditionally would drop a wake set just after the is_set() above.
+                self._wake.clear()
             now = time.monotonic()
             with self._lock:
                 tasks = list(self._tasks)
