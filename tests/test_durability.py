@@ -203,3 +203,36 @@ def test_retention_of_unshipped_needs_explicit_choice(tmp_path: Path) -> None:
     rt._space_task()
     assert conn.execute("SELECT count(*) FROM records").fetchone()[0] == 0
     assert conn.execute("SELECT sum(count) FROM pruned WHERE reason='retention'").fetchone()[0] == 11
+
+
+def test_schema_2_outbox_migrates_keeping_every_record(tmp_path: Path) -> None:
+    """An outbox written by schema 2 (UNIQUE record_id) is rebuilt by migration 3 without losing
+    a record or its shipping state, and the per-commit unique index is gone."""
+    from auditel import outbox as outbox_mod
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for version, ddl in outbox_mod._MIGRATIONS:
+        if version <= 2:
+            conn.executescript(ddl)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    rows = [(f"01OLD{i:021d}", "s-old", i, 1000 + i, "auditel.tool_call", json.dumps({"i": i}), f"h{i}", i % 2) for i in range(1, 51)]
+    conn.executemany(
+        "INSERT INTO records(record_id, stream_id, seq, time_ns, event_name, data, record_hash, state) VALUES (?,?,?,?,?,?,?,?)", rows
+    )
+    conn.close()
+
+    box = outbox_mod.Outbox(path)
+    c = box.connect()
+    assert c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(outbox_mod.SCHEMA_VERSION)
+    got = c.execute(
+        "SELECT record_id, stream_id, seq, time_ns, event_name, data, record_hash, state FROM records ORDER BY rid"
+    ).fetchall()
+    assert got == rows
+    indexes = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='records'")}
+    assert indexes == {"records_state_rid"}
+    box.append(rows[0][0], "s-new", 1, 5000, "auditel.tool_call", "{}", None)  # ids are not a constraint any more
+    assert c.execute("SELECT count(*) FROM records WHERE record_id=?", (rows[0][0],)).fetchone()[0] == 2
+    box.close()

@@ -172,3 +172,40 @@ def test_fast_path_never_guesses_on_subclasses_and_keys() -> None:
         canonical({1: 2})
     with pytest.raises(ValueError):
         canonical(math.nan)
+
+
+# --- the orjson fast path writes exactly what the stdlib encoder writes -------------------------------------
+fast_floats = finite_floats.filter(lambda f: not needs_general_path(f))
+fast_domain = st.recursive(
+    st.none() | st.booleans() | safe_ints | fast_floats | valid_text,
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(st.text(st.characters(max_codepoint=127)), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(fast_domain)
+def test_fast_path_is_byte_equal_to_the_stdlib_encoder(value: Any) -> None:
+    from auditel.canonical import _fast_dumps, _stdlib_dumps
+
+    assert not needs_general_path(value)
+    assert _fast_dumps(value) == _stdlib_dumps(value)
+
+
+def test_fast_path_escapes_every_character_as_the_stdlib_encoder_does() -> None:
+    from auditel.canonical import _fast_dumps, _stdlib_dumps
+
+    chars = [chr(c) for c in range(0x3000) if not 0xD800 <= c <= 0xDFFF] + ["\ufeff", "\ufffe", "\uffff", "\U0001f600", "\U0010ffff"]
+    for ch in chars:
+        text = {"k": f"a{ch}b", "l": [ch]}
+        assert _fast_dumps(text) == _stdlib_dumps(text), hex(ord(ch))
+
+
+def test_fast_path_falls_back_when_nesting_is_deeper_than_orjson_allows() -> None:
+    from auditel.canonical import _fast_dumps, _stdlib_dumps
+
+    deep: Any = "x"
+    for _ in range(300):
+        deep = [deep]
+    assert _fast_dumps(deep) == _stdlib_dumps(deep)
