@@ -209,3 +209,43 @@ def test_fast_path_falls_back_when_nesting_is_deeper_than_orjson_allows() -> Non
     for _ in range(300):
         deep = [deep]
     assert _fast_dumps(deep) == _stdlib_dumps(deep)
+
+
+# --- content digests: the no-copy fast path gives the bytes the safe_value path gives ----------------------
+any_text = st.text()  # lone surrogates included: the fast path must hand those to safe_value
+content_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**60), max_value=2**60) | finite_floats | any_text,
+    lambda children: st.lists(children, max_size=5) | st.tuples(children, children)
+    | st.dictionaries(any_text, children, max_size=5),
+    max_leaves=30,
+)
+
+
+def _slow_content_bytes(value: Any) -> bytes:
+    from auditel.safe_value import Reasons
+
+    return canonical(safe_value(value, max_value_bytes=1 << 30, reasons=Reasons())).encode("utf-8")
+
+
+@settings(max_examples=500, deadline=None)
+@given(content_values)
+def test_content_bytes_fast_path_equals_the_safe_value_path(value: Any) -> None:
+    from auditel.content import content_bytes
+
+    if isinstance(value, str):  # text is digested as itself, not as JSON
+        value = [value]
+    assert content_bytes(value) == _slow_content_bytes(value)
+
+
+def test_content_bytes_limits_match_the_safe_value_path() -> None:
+    from auditel.content import content_bytes
+    from auditel.safe_value import MAX_DEPTH, MAX_ITEMS
+
+    deep: Any = "leaf"
+    for _ in range(MAX_DEPTH + 3):
+        deep = {"d": deep}
+    cyclic: list[Any] = ["x"]
+    cyclic.append(cyclic)
+    for value in (deep, cyclic, list(range(MAX_ITEMS + 5)), {"k": "\ud800"}, [1.0, 1e-7, 2**60]):
+        assert content_bytes(value) == _slow_content_bytes(value)
+    assert b"[max depth]" in content_bytes(deep) and b"[cycle]" in content_bytes(cyclic)

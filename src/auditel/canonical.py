@@ -51,6 +51,17 @@ def _fast_dumps(obj: Any) -> str:
     return _stdlib_dumps(obj)
 
 
+def fast_canonical_bytes(obj: Any) -> bytes | None:
+    """UTF-8 JCS bytes of a value in the fast-path domain (the caller has checked it, e.g. with
+    ``safe_value.already_safe``), or None when orjson is missing or refuses it (lone surrogates)."""
+    if _orjson_dumps is None:
+        return None
+    try:
+        return _orjson_dumps(obj, option=_SORT_KEYS)
+    except TypeError:
+        return None
+
+
 def canonical_json(obj: Any, *, simple: bool = False) -> str:
     """JCS text of ``obj``. ``simple=True`` promises no floats, no big ints and ASCII keys."""
     if simple:

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .canonical import canonical
-from .safe_value import Reasons, safe_value
+from .canonical import canonical, fast_canonical_bytes
+from .safe_value import Reasons, already_safe, safe_value
 
 DIGEST_PREFIX = "hmac-sha256:"
 
@@ -44,6 +44,10 @@ def content_bytes(value: Any, max_value_bytes: int = 1 << 30) -> bytes:
         return value.encode("utf-8", "surrogatepass")
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
+    if already_safe(value, max_value_bytes):  # the usual message lists: no copy, one orjson call
+        data = fast_canonical_bytes(value)
+        if data is not None:
+            return data
     return canonical(safe_value(value, max_value_bytes=max_value_bytes, reasons=Reasons())).encode("utf-8")
 
 

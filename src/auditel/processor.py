@@ -87,6 +87,21 @@ class Rejected(Exception):
     """A record that cannot be stored; the reason is counted."""
 
 
+def _plain_attributes(attributes: Any) -> dict[str, Any]:
+    """A plain dict copy of a log record's attributes.
+
+    The SDK's ``BoundedAttributes`` takes a lock per item read, which costs more than the rest of
+    the copy (1.6 us for 7 attributes, 3.7 us for 27); its backing dict is read directly when it
+    is there, and any other mapping is copied the ordinary way.
+    """
+    if not attributes:
+        return {}
+    inner = getattr(attributes, "_dict", None)
+    if type(inner) is dict:
+        return inner.copy()
+    return dict(attributes)
+
+
 def presanitized(reasons: Reasons | None) -> None:
     """Called by the auditel API just before ``Logger.emit``: the payload is already safe."""
     _tls.presanitized = reasons
@@ -292,7 +307,7 @@ class AuditProcessor(LogRecordProcessor):
             attrs = safe_attributes(lr.attributes, max_value_bytes=st.max_value_bytes, reasons=reasons)
             body = safe_value(lr.body, max_value_bytes=st.max_value_bytes, reasons=reasons) if lr.body is not None else None
         else:
-            attrs = dict(lr.attributes) if lr.attributes else {}
+            attrs = _plain_attributes(lr.attributes)
             body = lr.body
             for key, val in attrs.items():  # the SDK turns sequences into tuples
                 if type(val) is tuple:

@@ -902,12 +902,21 @@ class Redactor:
         self, attributes: Mapping[str, Any], counts: dict[str, int], *, skip: frozenset[str] = frozenset()
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        clean_keys = self._clean_keys
+        clean = self._clean
         for k, v in attributes.items():
             if k in skip:
                 out[k] = v
-            else:
-                new_key, sensitive = self._key(k, counts)
-                out[_unique_key(out, new_key)] = self._value(v, counts, sensitive)
+                continue
+            # fast path (the common case): a key already known clean and not sensitive, with a
+            # value that is a number, or a string already known clean
+            if clean_keys.get(k) is False and k not in out:
+                tv = type(v)
+                if tv is int or tv is float or tv is bool or v is None or (tv is str and v in clean):
+                    out[k] = v
+                    continue
+            new_key, sensitive = self._key(k, counts)
+            out[_unique_key(out, new_key)] = self._value(v, counts, sensitive)
         return out
 
     def describe(self) -> dict[str, Any]:

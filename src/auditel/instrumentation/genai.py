@@ -68,15 +68,32 @@ def given(value: Any) -> bool:
     return value is not None and type(value).__name__ not in NOT_GIVEN_NAMES
 
 
+_IS_MAPPING: dict[type, bool] = {dict: True}
+
+
+def _is_mapping(cls: type) -> bool:
+    known = _IS_MAPPING.get(cls)
+    if known is None:
+        known = issubclass(cls, Mapping)
+        if len(_IS_MAPPING) < 512:
+            _IS_MAPPING[cls] = known
+    return known
+
+
 def field_of(obj: Any, name: str, default: Any = None) -> Any:
-    """``obj.name`` or ``obj[name]``: SDK models and plain dicts alike."""
+    """``obj.name`` or ``obj[name]``: SDK models and plain dicts alike.
+
+    Called dozens of times per streamed response, so the Mapping check is remembered per type
+    (an ABC ``isinstance`` is the slowest part otherwise)."""
     if obj is None:
         return default
-    if isinstance(obj, Mapping):
+    if _is_mapping(type(obj)):
         value = obj.get(name, default)
     else:
         value = getattr(obj, name, default)
-    return value if given(value) else default
+    if value is None:
+        return default
+    return value if type(value).__name__ not in NOT_GIVEN_NAMES else default
 
 
 def listed(value: Any) -> list[Any] | None:
