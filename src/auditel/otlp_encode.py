@@ -226,43 +226,60 @@ _UNIQUE_KEYS = frozenset(
         S.GEN_AI_RESPONSE_ID,
     }
 )
-_PER_KEY: dict[str, dict[Any, bytes]] = {}
-_KEY_FIELD: dict[str, bytes] = {}  # key -> its encoded KeyValue.key field
+# Encoded ``attributes`` fields of pairs that repeat, by key then value: strings (looked up first,
+# in ``_log_record``'s loop) and integers apart, so that True and 1 (equal as dict keys) never meet.
+_STR_CACHE: dict[str, dict[str, bytes]] = {}
+_INT_CACHE: dict[str, dict[int, bytes]] = {}
+# For values that do not repeat: the field's bytes before the value's own bytes (tag, lengths, key),
+# by (key, value type, length of the value's bytes). The value's bytes always come last.
+_PREFIX: dict[tuple[str, type, int], bytes] = {}
+_INT64_MASK = 0xFFFFFFFFFFFFFFFF
 
 
-def _encode_string_attribute(key: str, value: str) -> bytes:
-    head = _KEY_FIELD.get(key)
-    if head is None:
-        if len(_KEY_FIELD) >= _KV_CACHE_MAX:
-            _KEY_FIELD.clear()
-        head = _KEY_FIELD[key] = _ld(b"\x0a", key.encode("utf-8")) if key else b""
-    raw = value.encode("utf-8")
-    any_value = b"\x0a" + _varint(len(raw)) + raw
-    kv = head + b"\x12" + _varint(len(any_value)) + any_value
-    return b"\x32" + _varint(len(kv)) + kv
+def _cached(cache: dict[str, dict[Any, bytes]], key: str, value: Any) -> bytes:
+    per_key = cache.get(key)
+    if per_key is None:
+        if len(cache) >= _KV_CACHE_MAX:
+            cache.clear()
+        per_key = cache[key] = {}
+    hit = per_key.get(value)
+    if hit is None:
+        if len(per_key) >= 1024:
+            per_key.clear()
+        hit = per_key[value] = _fresh_attribute(key, value)
+    return hit
+
+
+def _fresh_attribute(key: str, value: Any) -> bytes:
+    """A complete ``attributes`` field, built around the value's bytes with a cached prefix."""
+    t = type(value)
+    if t is str:
+        raw = value.encode("utf-8")
+    elif t is int:
+        raw = _varint(value & _INT64_MASK)
+    elif t is float:
+        raw = _pack_d(value)
+    else:  # bool, list, map, bytes, None: rare enough to build in full
+        return _ld(b"\x32", _key_value(key, value))
+    shape = (key, t, len(raw))
+    prefix = _PREFIX.get(shape)
+    if prefix is None:
+        full = _ld(b"\x32", _key_value(key, value))
+        if len(_PREFIX) >= _KV_CACHE_MAX:
+            _PREFIX.clear()
+        prefix = _PREFIX[shape] = full[: len(full) - len(raw)]
+    return prefix + raw
 
 
 def _attribute(key: str, value: Any) -> bytes:
     """A complete ``attributes`` field (tag, length, KeyValue), cached for repeating pairs."""
-    t = type(value)
-    if key in _UNIQUE_KEYS:
-        return _encode_string_attribute(key, value) if t is str else _ld(b"\x32", _key_value(key, value))
-    if t is str and len(value) <= _CACHEABLE_MAX or t is int:
-        per_key = _PER_KEY.get(key)
-        if per_key is None:
-            if len(_PER_KEY) >= _KV_CACHE_MAX:
-                _PER_KEY.clear()
-            per_key = _PER_KEY[key] = {}
-        hit = per_key.get(value)
-        # bools are never cached, so True/1 (equal as dict keys) cannot be confused
-        if hit is None:
-            if len(per_key) >= 1024:
-                per_key.clear()
-            hit = per_key[value] = _ld(b"\x32", _key_value(key, value))
-        return hit
-    if t is str:
-        return _encode_string_attribute(key, value)
-    return _ld(b"\x32", _key_value(key, value))
+    if key not in _UNIQUE_KEYS:
+        t = type(value)
+        if t is str and len(value) <= _CACHEABLE_MAX:
+            return _cached(_STR_CACHE, key, value)
+        if t is int:
+            return _cached(_INT_CACHE, key, value)
+    return _fresh_attribute(key, value)
 
 
 def _log_record(record: dict[str, Any]) -> bytes:
@@ -277,8 +294,17 @@ def _log_record(record: dict[str, Any]) -> bytes:
     body = record.get("body")
     if body is not None:
         parts.append(_ld(b"\x2a", _any_value(body)))
-    attribute = _attribute
-    parts += [attribute(k, v) for k, v in record["attributes"].items()]
+    append = parts.append
+    str_cache = _STR_CACHE.get
+    for key, value in record["attributes"].items():
+        if type(value) is str:
+            cache = str_cache(key)
+            if cache is not None:
+                hit = cache.get(value)
+                if hit is not None:
+                    append(hit)
+                    continue
+        append(_attribute(key, value))
     trace_id = record.get("trace_id")
     if trace_id:
         flags = int(record.get("trace_flags") or 0)
