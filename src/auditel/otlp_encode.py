@@ -282,15 +282,41 @@ def _attribute(key: str, value: Any) -> bytes:
     return _fresh_attribute(key, value)
 
 
+# Fields that take few values (severity number and text, event name): (tag, value) → encoded field.
+_FIELD_CACHE: dict[tuple[bytes, Any], bytes] = {}
+# b"\x12" + varint(n): the head of a LogRecord field of n bytes, by n.
+_RECORD_HEAD: dict[int, bytes] = {}
+
+
+def _small_field(tag: bytes, value: Any) -> bytes:
+    """A severity number (varint) or a short text field, cached: these repeat on every record."""
+    key = (tag, value)
+    hit = _FIELD_CACHE.get(key)
+    if hit is None:
+        if len(_FIELD_CACHE) >= _KV_CACHE_MAX:
+            _FIELD_CACHE.clear()
+        hit = _FIELD_CACHE[key] = tag + _varint(value) if type(value) is int else _ld(tag, value.encode("utf-8"))
+    return hit
+
+
+def _record_head(size: int) -> bytes:
+    head = _RECORD_HEAD.get(size)
+    if head is None:
+        if len(_RECORD_HEAD) >= _KV_CACHE_MAX:
+            _RECORD_HEAD.clear()
+        head = _RECORD_HEAD[size] = b"\x12" + _varint(size)
+    return head
+
+
 def _log_record(record: dict[str, Any]) -> bytes:
     time_ns = int(record["time_unix_nano"])
     parts = [b"\x09" + _pack_q(time_ns)] if time_ns else []
     sev = record.get("severity_number") or 0
     if sev:
-        parts.append(b"\x10" + _varint(sev))
+        parts.append(_small_field(b"\x10", sev) if type(sev) is int else b"\x10" + _varint(sev))
     text = record.get("severity_text")
     if text:
-        parts.append(_ld(b"\x1a", text.encode("utf-8")))
+        parts.append(_small_field(b"\x1a", text))
     body = record.get("body")
     if body is not None:
         parts.append(_ld(b"\x2a", _any_value(body)))
@@ -319,7 +345,7 @@ def _log_record(record: dict[str, Any]) -> bytes:
         parts.append(b"\x59" + _pack_q(int(observed)))
     name = record.get("event_name")
     if name:
-        parts.append(_ld(b"\x62", name.encode("utf-8")))
+        parts.append(_small_field(b"\x62", name))
     return b"".join(parts)
 
 
@@ -334,7 +360,11 @@ def encode_protobuf(rows: Sequence[StoredRow], resources: Mapping[str, Mapping[s
             if scope_version:
                 scope += _ld(b"\x12", scope_version.encode("utf-8"))
             body = [_ld(b"\x0a", scope)] if scope else []
-            body.extend(_ld(b"\x12", _log_record(record)) for record in records)
+            append = body.append
+            for record in records:
+                encoded = _log_record(record)
+                append(_record_head(len(encoded)))
+                append(encoded)
             parts.append(_ld(b"\x12", b"".join(body)))
         out.append(_ld(b"\x0a", b"".join(parts)))
     return b"".join(out)
