@@ -322,6 +322,7 @@ def _log_record(record: dict[str, Any]) -> bytes:
         parts.append(_ld(b"\x2a", _any_value(body)))
     append = parts.append
     str_cache = _STR_CACHE.get
+    prefix_of = _PREFIX.get
     for key, value in record["attributes"].items():
         if type(value) is str:
             cache = str_cache(key)
@@ -329,6 +330,12 @@ def _log_record(record: dict[str, Any]) -> bytes:
                 hit = cache.get(value)
                 if hit is not None:
                     append(hit)
+                    continue
+            elif key in _UNIQUE_KEYS:  # ids, hashes, digests: the cached prefix + the value's bytes
+                raw = value.encode("utf-8")
+                prefix = prefix_of((key, str, len(raw)))
+                if prefix is not None:
+                    append(prefix + raw)
                     continue
         append(_attribute(key, value))
     trace_id = record.get("trace_id")
@@ -350,22 +357,38 @@ def _log_record(record: dict[str, Any]) -> bytes:
 
 
 def encode_protobuf(rows: Sequence[StoredRow], resources: Mapping[str, Mapping[str, Any]]) -> bytes:
-    """The serialized ``ExportLogsServiceRequest`` for these stored rows (direct wire encoding)."""
+    """The serialized ``ExportLogsServiceRequest`` for these stored rows (direct wire encoding).
+
+    Each record is encoded as it is parsed, into its (stream, scope) group: resource and scope
+    groups appear in order of first appearance, records in claim order within their group.
+    """
+    groups: dict[str, dict[ScopeKey, list[bytes]]] = {}
+    own: ScopeKey = (S.SCOPE_NAME, _scope_version())
+    last: tuple[str, Any] | None = None  # (stream id, stored scope) of the previous record
+    bucket: list[bytes] = []
+    for _rid, stream_id, data in rows:
+        record = _loads(data)
+        scope = record.get("scope")
+        if last is None or last[0] != stream_id or last[1] != scope:
+            key = own if scope is None else (str(scope.get("name", "")), str(scope.get("version", "")))
+            by_scope = groups.get(stream_id)
+            if by_scope is None:
+                by_scope = groups[stream_id] = {}
+            bucket = by_scope.get(key) or by_scope.setdefault(key, [])
+            last = (stream_id, scope)
+        encoded = _log_record(record)
+        bucket.append(_record_head(len(encoded)))
+        bucket.append(encoded)
     out = []
-    for stream_id, by_scope in _group(rows).items():
+    for stream_id, by_scope in groups.items():
         resource = b"".join(_ld(b"\x0a", _key_value(k, v)) for k, v in (resources.get(stream_id) or {}).items())
         parts = [_ld(b"\x0a", resource)] if resource else []
-        for (scope_name, scope_version), records in by_scope.items():
-            scope = _ld(b"\x0a", scope_name.encode("utf-8")) if scope_name else b""
+        for (scope_name, scope_version), encoded_records in by_scope.items():
+            scope_field = _ld(b"\x0a", scope_name.encode("utf-8")) if scope_name else b""
             if scope_version:
-                scope += _ld(b"\x12", scope_version.encode("utf-8"))
-            body = [_ld(b"\x0a", scope)] if scope else []
-            append = body.append
-            for record in records:
-                encoded = _log_record(record)
-                append(_record_head(len(encoded)))
-                append(encoded)
-            parts.append(_ld(b"\x12", b"".join(body)))
+                scope_field += _ld(b"\x12", scope_version.encode("utf-8"))
+            head = _ld(b"\x0a", scope_field) if scope_field else b""
+            parts.append(_ld(b"\x12", head + b"".join(encoded_records)))
         out.append(_ld(b"\x0a", b"".join(parts)))
     return b"".join(out)
 
