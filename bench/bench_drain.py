@@ -8,7 +8,7 @@
 * auditel: a backlog of N committed records (realistic tool-call records, built by emitting a
   template through auditel and cloning it with SQL, new ids and sequence numbers) drained by the
   ``Shipper`` with its default settings (claim → encode → send → mark, pipelined: 1 batch in
-  flight over HTTP, 8 over gRPC) until every record is acknowledged by the collector; plus, for
+  flight over HTTP, 4 over gRPC) until every record is acknowledged by the collector; plus, for
   reference, gRPC with one batch in flight (``AUDITEL_SHIP_INFLIGHT=1``).
 * stock: ``LoggerProvider`` + ``BatchLogRecordProcessor`` (queue large enough to drop nothing,
   batch 512) + the official OTLP/HTTP or OTLP/gRPC log exporter, N ``logger.emit`` calls with the

@@ -1,6 +1,6 @@
 """The pipelined shipper: several batches in flight, the next one prepared meanwhile.
 
-Defaults (1 batch in flight over HTTP, 8 over gRPC), delivery through the real rotel collector,
+Defaults (1 batch in flight over HTTP, 4 over gRPC), delivery through the real rotel collector,
 what happens to the other batches of the pipeline when one fails, kill -9 with several batches
 on the network, and a forked child that ships with its own sender threads. The fault cases use
 the harness ``CaptureServer`` directly (a test double: a collector cannot answer 503 or stall on
@@ -83,7 +83,7 @@ def test_batches_in_flight_default_per_protocol_and_the_variable_overrides_it() 
     assert defaults.inflight is None
     assert defaults.inflight_for("http/protobuf") == 1
     assert defaults.inflight_for("http/json") == 1
-    assert defaults.inflight_for("grpc") == 8
+    assert defaults.inflight_for("grpc") == 4
     three = tuning_from_env({"AUDITEL_SHIP_INFLIGHT": "3"})
     assert three.inflight_for("http/protobuf") == three.inflight_for("grpc") == 3
     for bad in ("0", "17", "many"):
@@ -99,7 +99,7 @@ def test_default_pipeline_delivers_a_backlog_once_through_the_collector(
     path, stored = make_backlog(tmp_path, 2500)
     endpoint = collector.grpc_endpoint if protocol == "grpc" else collector.http_endpoint
     shipper = make_shipper(path, endpoint, protocol)
-    assert shipper.inflight == (8 if protocol == "grpc" else 1)
+    assert shipper.inflight == (4 if protocol == "grpc" else 1)
     settled: list[int] = []
     shipper.drain(60, lambda: settled.append(shipper.shipped_total))
     shipper.close()
