@@ -49,7 +49,7 @@ class _Sent:
     """What a sender thread reports for one batch."""
 
     outcome: Outcome
-    marked: bool = False  # accepted, and already marked shipped with its lease ended
+    marked: bool = False  # accepted, and already marked shipped
     error: Exception | None = None  # accepted, but marking it shipped failed (it stays pending)
 
 
@@ -132,6 +132,9 @@ class Shipper:
     def _reset_process_state(self) -> None:
         """Fresh per-process state (also in a forked child: never reuse the parent's socket, channel or threads)."""
         self._lock = threading.RLock()
+        # This process's outbox writes (claim, mark, release, ...) take turns here: a thread waiting on
+        # this lock wakes as soon as it is free, where SQLite's busy handler would sleep 1, 2, 5... ms.
+        self._writes = threading.Lock()
         self._senders: _Senders | None = None
         self._transport: Transport | None = None
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_stream_id()[:12]}"
@@ -264,32 +267,29 @@ class Shipper:
         return (stop if ok else "failed"), None, not ok
 
     def _send_and_mark(self, lease: Lease, payload: bytes) -> _Sent:
-        """On a sender thread: send one batch and, when it is accepted, mark it shipped and end its
-        lease (in that order: the rows are never free to claim while still pending)."""
+        """On a sender thread: send one batch and, when it is accepted, mark it shipped at once (the
+        settling thread ends the lease afterwards: the rows are never free to claim while pending)."""
         outcome = self._send(payload)
         if outcome.kind != "success":
             return _Sent(outcome)
         try:
-            self.queue.mark_shipped([row[0] for row in lease.rows])
+            with self._writes:
+                self.queue.mark_shipped([row[0] for row in lease.rows])
         except Exception as exc:  # noqa: BLE001 - reported by the settling thread
             return _Sent(outcome, error=exc)
-        self._end_lease(lease)
         return _Sent(outcome, marked=True)
 
     def _settle_flight(self, flight: _Flight, *, clean: bool) -> bool:
         """Wait for a batch's answer and act on it (on the pumping thread); True when settled."""
-        marked = False
         try:
             sent = flight.answer.result()
-            marked = sent.marked
             if sent.error is not None:
                 raise sent.error
-            return self._settle(flight.lease.rows, sent.outcome, marked=marked, clean=clean)
+            return self._settle(flight.lease.rows, sent.outcome, marked=sent.marked, clean=clean)
         except Exception as exc:  # noqa: BLE001 - a bug or a database error: count, back off
             return self._failed_with(exc, escalate=clean)
         finally:
-            if not marked:
-                self._end_lease(flight.lease)
+            self._end_lease(flight.lease)
 
     def _sender(self) -> _Senders:
         if self._senders is None:
@@ -298,9 +298,10 @@ class Shipper:
 
     def _claim(self) -> Lease | None:
         tuning = self.tuning
-        return self.queue.claim(
-            self.owner, lease_s=tuning.lease_s, max_records=tuning.batch_records, max_bytes=tuning.batch_bytes
-        )
+        with self._writes:
+            return self.queue.claim(
+                self.owner, lease_s=tuning.lease_s, max_records=tuning.batch_records, max_bytes=tuning.batch_bytes
+            )
 
     def _failed_with(self, exc: Exception, *, escalate: bool = True) -> bool:
         self.counters.error("ship", exc)
@@ -326,7 +327,8 @@ class Shipper:
         rids = [row[0] for row in rows]
         if outcome.kind == "success":
             if not marked:
-                self.queue.mark_shipped(rids)
+                with self._writes:
+                    self.queue.mark_shipped(rids)
             self.shipped_total += len(rows)
             self.batches_sent += 1
             if clean:
@@ -366,13 +368,15 @@ class Shipper:
 
     def _count_attempt(self, rows: Sequence[StoredRow]) -> None:
         try:
-            self.queue.count_attempt([row[0] for row in rows])
+            with self._writes:
+                self.queue.count_attempt([row[0] for row in rows])
         except Exception as exc:  # noqa: BLE001 - bookkeeping only
             self.counters.error("ship_attempts", exc)
 
     def _end_lease(self, lease: Lease) -> None:
         try:
-            self.queue.end_lease(lease)
+            with self._writes:
+                self.queue.end_lease(lease)
         except Exception as exc:  # noqa: BLE001 - the lease expires by itself
             self.counters.error("ship_lease", exc)
 
@@ -389,7 +393,8 @@ class Shipper:
 
     def _dead_letter(self, rids: Sequence[int], outcome: Outcome) -> None:
         reason = outcome.message or outcome.kind
-        moved = self.queue.dead_letter(rids, reason=reason, status=outcome.status)
+        with self._writes:
+            moved = self.queue.dead_letter(rids, reason=reason, status=outcome.status)
         self.dead_lettered_total += moved
         self.last_error = f"dead-lettered {moved} records: {outcome.describe()}"
         self.last_error_kind = outcome.kind
