@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import time
 from typing import Any, Mapping, Sequence
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -162,6 +163,11 @@ _CACHEABLE_MAX = 256  # strings longer than this are rarely repeated: not cached
 
 
 _SMALL_VARINTS = [bytes((i,)) for i in range(128)]
+# Encoding a batch is pure Python: it would keep the GIL for its whole switch interval (5 ms) each
+# time another thread asks for it, stalling the sender threads' socket and SQLite work and the app's
+# own threads. It gives the GIL away every 32 records instead (about 0.3 ms of work).
+_YIELD_MASK = 31
+_sleep = time.sleep
 
 
 def _varint(n: int) -> bytes:
@@ -366,7 +372,9 @@ def encode_protobuf(rows: Sequence[StoredRow], resources: Mapping[str, Mapping[s
     own: ScopeKey = (S.SCOPE_NAME, _scope_version())
     last: tuple[str, Any] | None = None  # (stream id, stored scope) of the previous record
     bucket: list[bytes] = []
-    for _rid, stream_id, data in rows:
+    for index, (_rid, stream_id, data) in enumerate(rows):
+        if not index & _YIELD_MASK:
+            _sleep(0)  # let the app's and the sender's threads have the GIL (see _YIELD_MASK)
         record = _loads(data)
         scope = record.get("scope")
         if last is None or last[0] != stream_id or last[1] != scope:
