@@ -4,6 +4,7 @@
     python bench/bench_drain.py --records 20000
     python bench/bench_drain.py --repeat 3      # three rounds; the table shows medians
     python bench/bench_drain.py --rss           # also: peak RSS while draining 1,000,000 records
+    python bench/bench_drain.py --emit          # also: the app's emit cost while the shipper drains
 
 * auditel: a backlog of N committed records (realistic tool-call records, built by emitting a
   template through auditel and cloning it with SQL, new ids and sequence numbers) drained by the
@@ -16,6 +17,10 @@
 
 The collector (``rotel-agent``) exports to its ``blackhole`` exporter, so both sides measure what
 the collector acknowledges. Needs ``pip install -e '.[bench]'``.
+
+``--emit``: the app's ``auditel.emit`` cost (µs per event, on the calling thread; mean, median and
+99th percentile) with no shipping, and while the runtime's worker drains the backlog over HTTP and
+gRPC, next to the stock pipeline's end-to-end cost per record measured above (no record dropped).
 """
 
 from __future__ import annotations
@@ -287,12 +292,72 @@ def measure_rss(workdir: Path, n: int) -> None:
                   flush=True)
 
 
+def emit_cost(master: Path, workdir: Path, endpoint: str | None, protocol: str, n: int) -> tuple[list[float], int]:
+    """Seconds per ``auditel.emit`` on this thread while the runtime's worker ships the backlog to
+    ``endpoint`` (None: no shipping), and the records shipped during the emit loop."""
+    import auditel
+    from auditel import runtime
+    from bench_emit import ATTRS as EMIT_ATTRS
+
+    copy = workdir / "emit.db"
+    shutil.copy(master, copy)
+    saved = dict(os.environ)
+    try:
+        for key in [k for k in os.environ if k.startswith(("OTEL_", "AUDITEL_"))]:
+            del os.environ[key]
+        if endpoint is not None:
+            os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+            os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
+        rt = runtime.configure(outbox=copy, service_name="bench-emit", max_outbox_mb=0)
+        assert rt is not None
+        for _ in range(200):
+            auditel.emit("auditel.tool_call", attributes=EMIT_ATTRS, body="warm")
+        shipper = rt.shipper
+        deadline = time.monotonic() + 10
+        while shipper is not None and shipper.shipped_total == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)  # the drain is under way
+        before = shipper.shipped_total if shipper is not None else 0
+        clock = time.perf_counter
+        each = []
+        for _ in range(n):
+            t0 = clock()
+            auditel.emit("auditel.tool_call", attributes=EMIT_ATTRS, body="payload")
+            each.append(clock() - t0)
+        return each, (shipper.shipped_total - before) if shipper is not None else 0
+    finally:
+        runtime.shutdown(0.5)
+        os.environ.clear()
+        os.environ.update(saved)
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(copy) + suffix).unlink(missing_ok=True)
+
+
+def measure_emit(master: Path, workdir: Path, collector: BlackholeCollector, n: int, target_us: float) -> None:
+    cases = [("no shipping", None, "http/protobuf"), ("while draining over OTLP/HTTP", "http/protobuf", "http/protobuf"),
+             ("while draining over OTLP/gRPC", "grpc", "grpc")]
+    print()
+    print(f"The app's emit cost while the shipper drains the backlog ({n:,} emits on the app's thread)")
+    print()
+    print("| auditel.emit | mean µs | vs stock e2e | median µs | p99 µs | max ms | shipped during the loop |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| stock BLRP + OTLP/HTTP, end to end per record (above) | {target_us:.1f} | 1.00x | | | | |")
+    for label, which, protocol in cases:
+        endpoint = collector.endpoint(which) if which is not None else None
+        each, shipped = emit_cost(master, workdir, endpoint, protocol, n)
+        ordered = sorted(each)
+        mean = sum(each) / len(each) * 1e6
+        print(f"| {label} | {mean:.1f} | {mean / target_us:.2f}x | {ordered[len(each) // 2] * 1e6:.1f} |"
+              f" {ordered[len(each) * 99 // 100] * 1e6:.0f} | {ordered[-1] * 1e3:.1f} | {shipped:,} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=1, help="rounds to run; the table shows medians")
     parser.add_argument("--rss", action="store_true", help="also drain a 1,000,000-record backlog and report peak RSS")
     parser.add_argument("--rss-records", type=int, default=1_000_000)
+    parser.add_argument("--emit", action="store_true", help="also: emit cost on the app's thread while draining")
+    parser.add_argument("--emit-events", type=int, default=20_000)
     parser.add_argument("--rss-child", nargs=3, metavar=("OUTBOX", "ENDPOINT", "PROTOCOL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
@@ -309,8 +374,12 @@ def main() -> None:
         with BlackholeCollector() as collector:
             for _ in range(max(1, args.repeat)):
                 rounds.append(run_round(master, workdir, collector, args.records))
-        print()
-        print_table(rounds, args.records)
+            print()
+            print_table(rounds, args.records)
+            if args.emit:
+                stock_http = statistics.median(c / s for rows in rounds for label, p, s, c in rows
+                                               if label.startswith("stock") and p == "http/protobuf")
+                measure_emit(master, workdir, collector, args.emit_events, 1e6 / stock_http)
         if args.rss:
             master.unlink()
             measure_rss(workdir, args.rss_records)

@@ -111,6 +111,40 @@ def test_default_pipeline_delivers_a_backlog_once_through_the_collector(
     assert outbox_ids(path, STATE_PENDING) == []
     assert live_leases(path) == 0
     assert settled == sorted(settled) and len(set(settled)) >= len(stored) // BATCH  # progress per settled batch
+    assert shipper.paused_for_app == 0  # nobody else wrote to the outbox: no pause
+
+
+def test_the_drain_pauses_between_batches_while_the_app_commits_records(
+    tmp_path: Path, capture: CaptureServer, collector: RotelCollector
+) -> None:
+    path, backlog = make_backlog(tmp_path, 3000)
+    shipper = make_shipper(path, collector.http_endpoint)
+    runtime.configure(outbox=path)  # the app: committing records into the same outbox, no shipper of its own
+    app_ids: list[str] = []
+    stop = threading.Event()
+
+    def app() -> None:
+        while not stop.is_set() and len(app_ids) < 2000:
+            app_ids.extend(emit_many(20, "app"))
+
+    thread = threading.Thread(target=app)
+    thread.start()
+    try:
+        shipper.drain(60)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert shipper.paused_for_app > 0
+    assert shipper.status()["ship_pauses_for_app"] == shipper.paused_for_app
+    runtime.shutdown()
+    shipper.drain(30)  # what the app committed after the drain's last claim
+    shipper.close()
+    stored = outbox_ids(path)
+    assert capture.wait_for(len(stored), 20)
+    counts = capture.id_counts()
+    assert set(backlog) | set(app_ids) <= set(counts)
+    assert all(c == 1 for c in counts.values())
+    assert outbox_ids(path, STATE_PENDING) == []
 
 
 def test_one_failed_batch_stops_the_pipeline_others_in_flight_are_settled_and_the_prepared_one_is_released(

@@ -40,6 +40,10 @@ from .shipping_queue import Lease, ShippingQueue
 _TASK_SLICE_S = 0.5
 _RESOURCE_CACHE_MAX = 1024
 
+# While the app is committing records, the shipper pauses after each batch as long as it just worked
+# (at most this long): the app's emits share the GIL and the outbox's write lock with the shipper.
+_PACE_MAX_S = 0.05
+
 # Outcome kind → shipper state while waiting for the next attempt
 _WAIT_STATE = {"retry": "backoff", "transport": "backoff", "auth": "paused_auth", "config": "misconfigured"}
 
@@ -102,6 +106,31 @@ class _Senders:
         self._threads = []
 
 
+class _Pacer:
+    """Gives the app room while it emits: the shipper then works at most half of the time.
+
+    A backlog drain is CPU work (encoding, under the GIL) and outbox writes (marking shipped, under
+    SQLite's write lock); an app committing records at the same moment waits for both. New rows in
+    the outbox since the last batch mean the app (or another process) is committing: the shipper
+    then sleeps as long as its last batch took, with nothing of its own running.
+    """
+
+    def __init__(self, queue: ShippingQueue) -> None:
+        self.queue = queue
+        self.seen = queue.max_rid()
+        self.since = time.monotonic()
+
+    def between_batches(self) -> bool:
+        """Pause if the outbox grew since the last batch; True when it did."""
+        top = self.queue.max_rid()
+        paused = top != self.seen
+        if paused:
+            self.seen = top
+            time.sleep(min(time.monotonic() - self.since, _PACE_MAX_S))
+        self.since = time.monotonic()
+        return paused
+
+
 class Shipper:
     """Ships one outbox. Safe to call from the worker thread and from ``flush``/CLI threads."""
 
@@ -150,6 +179,7 @@ class Shipper:
         self.backoff_s = 0.0
         self.next_attempt = 0.0  # monotonic
         self.state = "idle"
+        self.paused_for_app = 0  # pauses between batches while the app was committing records
         self._not_before = 0.0
         self._reported: set[str] = set()
 
@@ -205,6 +235,7 @@ class Shipper:
             ready: tuple[Lease, bytes] | None = None
             stop: str | None = None  # why no more batches are claimed
             failed = False
+            pacer = _Pacer(self.queue)
             try:
                 while True:
                     if stop is None and ready is None:
@@ -226,6 +257,8 @@ class Shipper:
                             ready = None
                     if progress is not None:
                         progress()
+                    if not failed and pacer.between_batches():
+                        self.paused_for_app += 1
             finally:
                 if ready is not None:
                     self._end_lease(ready[0])
@@ -498,6 +531,7 @@ class Shipper:
             "possibly_delivered": self.possibly_delivered,
             "dead_lettered_total": self.dead_lettered_total,
             "consecutive_failures": self.failures,
+            "ship_pauses_for_app": self.paused_for_app,
             "backoff_s": round(self.backoff_s, 3),
             "next_attempt_in_s": round(wait, 3),
             "last_ship_error": self.last_error,
