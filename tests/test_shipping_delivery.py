@@ -58,7 +58,8 @@ def test_every_record_arrives_once_through_the_collector(
     assert sample.scope == "auditel"
     status = auditel.status()
     assert status["pending"] == 0
-    assert status["shipped_total"] == len(stored)
+    # every record stored above was shipped; the worker may have committed (and shipped) a checkpoint since
+    assert len(stored) <= status["shipped_total"] <= len(outbox_ids(tmp_path / "o.db"))
     assert status["exporter"]["protocol"] == protocol
     assert status["shipper_state"] in ("idle", "shipping")
 

@@ -257,7 +257,7 @@ class Shipper:
                             ready = None
                     if progress is not None:
                         progress()
-                    if not failed and pacer.between_batches():
+                    if stop is None and pacer.between_batches():  # only while more batches follow
                         self.paused_for_app += 1
             finally:
                 if ready is not None:
