@@ -2,17 +2,25 @@
 
     python bench/bench_drain.py                 # 100,000 records, HTTP and gRPC
     python bench/bench_drain.py --records 20000
+    python bench/bench_drain.py --repeat 3      # three rounds; the table shows medians
     python bench/bench_drain.py --rss           # also: peak RSS while draining 1,000,000 records
+    python bench/bench_drain.py --emit          # also: the app's emit cost while the shipper drains
 
 * auditel: a backlog of N committed records (realistic tool-call records, built by emitting a
   template through auditel and cloning it with SQL, new ids and sequence numbers) drained by the
-  ``Shipper`` (claim → encode → send → mark) until every record is acknowledged by the collector.
+  ``Shipper`` with its default settings (claim → encode → send → mark, pipelined: 1 batch in
+  flight over HTTP, 4 over gRPC) until every record is acknowledged by the collector; plus, for
+  reference, gRPC with one batch in flight (``AUDITEL_SHIP_INFLIGHT=1``).
 * stock: ``LoggerProvider`` + ``BatchLogRecordProcessor`` (queue large enough to drop nothing,
   batch 512) + the official OTLP/HTTP or OTLP/gRPC log exporter, N ``logger.emit`` calls with the
   same attributes, then ``force_flush``: the time to move N records end to end.
 
 The collector (``rotel-agent``) exports to its ``blackhole`` exporter, so both sides measure what
 the collector acknowledges. Needs ``pip install -e '.[bench]'``.
+
+``--emit``: the app's ``auditel.emit`` cost (µs per event, on the calling thread; mean, median and
+99th percentile) with no shipping, and while the runtime's worker drains the backlog over HTTP and
+gRPC, next to the stock pipeline's end-to-end cost per record measured above (no record dropped).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import json
 import os
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,14 +134,20 @@ def build_backlog(path: Path, n: int) -> None:
     conn.close()
 
 
-def drain_auditel(path: Path, endpoint: str, protocol: str, inflight: int = 1) -> tuple[float, int]:
+def make_shipper(path: Path, endpoint: str, protocol: str, inflight: int | None = None) -> Any:
+    """A shipper with the default settings (or ``inflight`` batches in flight)."""
     from auditel.otlp_config import exporter_from_env, tuning_from_env
     from auditel.outbox import Outbox
     from auditel.shipping import Shipper
 
     config = exporter_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
     assert config is not None
-    shipper = Shipper(Outbox(path), config, tuning_from_env({"AUDITEL_SHIP_INFLIGHT": str(inflight)}))
+    tuning = tuning_from_env({} if inflight is None else {"AUDITEL_SHIP_INFLIGHT": str(inflight)})
+    return Shipper(Outbox(path), config, tuning)
+
+
+def drain_auditel(path: Path, endpoint: str, protocol: str, inflight: int | None = None) -> tuple[float, int]:
+    shipper = make_shipper(path, endpoint, protocol, inflight)
     start = time.perf_counter()
     shipper.drain(600)
     elapsed = time.perf_counter() - start
@@ -189,15 +204,9 @@ def rss_kb() -> int:
     return 0
 
 
-def rss_child(path: str, endpoint: str) -> None:
-    """Runs in a fresh process: drain ``path`` and report baseline and peak RSS."""
-    from auditel.otlp_config import exporter_from_env, tuning_from_env
-    from auditel.outbox import Outbox
-    from auditel.shipping import Shipper
-
-    config = exporter_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
-    assert config is not None
-    shipper = Shipper(Outbox(path), config, tuning_from_env({"AUDITEL_SHIP_INFLIGHT": str(inflight)}))
+def rss_child(path: str, endpoint: str, protocol: str) -> None:
+    """Runs in a fresh process: drain ``path`` with the default settings and report baseline and peak RSS."""
+    shipper = make_shipper(Path(path), endpoint, protocol)
     pending = shipper.queue.pending()
     baseline = rss_kb()
     peak = [baseline]
@@ -219,12 +228,137 @@ def rss_child(path: str, endpoint: str) -> None:
                       "baseline_kb": baseline, "peak_kb": peak[0], "pending_after": shipper.queue.pending()}))
 
 
+def run_round(master: Path, workdir: Path, collector: BlackholeCollector, n: int) -> list[tuple[str, str, float, int]]:
+    """One round: each auditel configuration on a fresh copy of the backlog, then the stock pipeline."""
+    rows: list[tuple[str, str, float, int]] = []
+    for protocol, variants in (("http/protobuf", (None,)), ("grpc", (None, 1))):
+        for inflight in variants:
+            copy = workdir / f"drain-{protocol.replace('/', '-')}-{inflight}.db"
+            shutil.copy(master, copy)
+            elapsed, shipped = drain_auditel(copy, collector.endpoint(protocol), protocol, inflight)
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(copy) + suffix).unlink(missing_ok=True)
+            label = "defaults" if inflight is None else f"AUDITEL_SHIP_INFLIGHT={inflight}"
+            rows.append((f"auditel drain ({protocol}, {label})", protocol, elapsed, shipped))
+        elapsed, moved = stock_pipeline(collector.endpoint(protocol), protocol, n)
+        rows.append((f"stock BLRP + OTLP exporter ({protocol})", protocol, elapsed, moved))
+    return rows
+
+
+def print_table(rounds: list[list[tuple[str, str, float, int]]], n: int) -> None:
+    """Median records/s per pipeline over the rounds; "vs stock" is the median of each round's ratio."""
+    print(f"Drain of {n:,} records to a local rotel collector (blackhole exporter), {os.cpu_count()} CPUs,"
+          f" {len(rounds)} round(s), medians")
+    print()
+    print(f"| {'pipeline':<50} | {'records/s':>10} | {'vs stock':>8} | {'per round (records/s)':<30} |")
+    print(f"|{'-' * 52}|{'-' * 12}|{'-' * 10}|{'-' * 32}|")
+    for index, (name, protocol, _s, _n) in enumerate(rounds[0]):
+        rates, ratios = [], []
+        for rows in rounds:
+            stock = next(c / s for label, p, s, c in rows if p == protocol and label.startswith("stock"))
+            rate = rows[index][3] / rows[index][2]
+            rates.append(rate)
+            ratios.append(rate / stock)
+        each = ", ".join(f"{r:,.0f}" for r in rates)
+        print(f"| {name:<50} | {statistics.median(rates):>10,.0f} | {statistics.median(ratios):>7.1f}x | {each:<30} |")
+
+
+def measure_rss(workdir: Path, n: int) -> None:
+    big = workdir / "big.db"
+    t0 = time.perf_counter()
+    build_backlog(big, n)
+    size_mb = sum(os.path.getsize(str(big) + s) for s in ("", "-wal") if os.path.exists(str(big) + s)) / 1e6
+    print(f"\nbuilt a backlog of {n:,} records ({size_mb:.0f} MB on disk) in {time.perf_counter() - t0:.1f} s",
+          file=sys.stderr)
+    print()
+    print(f"Peak RSS draining {n:,} records with the default settings ({size_mb:.0f} MB outbox on disk)")
+    print()
+    print("| protocol | baseline RSS (MB) | peak RSS (MB) | growth (MB) | seconds | records/s | pending after |")
+    print("|---|---|---|---|---|---|---|")
+    with BlackholeCollector() as collector:
+        for protocol in ("http/protobuf", "grpc"):
+            copy = workdir / "big-copy.db"
+            shutil.copy(big, copy)
+            out = subprocess.run(
+                [sys.executable, __file__, "--rss-child", str(copy), collector.endpoint(protocol), protocol],
+                capture_output=True, text=True, check=True,
+            )
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(copy) + suffix).unlink(missing_ok=True)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            growth = (result["peak_kb"] - result["baseline_kb"]) / 1024
+            print(f"| {protocol} | {result['baseline_kb'] / 1024:.1f} | {result['peak_kb'] / 1024:.1f} | {growth:.1f} |"
+                  f" {result['seconds']:.1f} | {result['shipped'] / result['seconds']:,.0f} | {result['pending_after']} |",
+                  flush=True)
+
+
+def emit_cost(master: Path, workdir: Path, endpoint: str | None, protocol: str, n: int) -> tuple[list[float], int]:
+    """Seconds per ``auditel.emit`` on this thread while the runtime's worker ships the backlog to
+    ``endpoint`` (None: no shipping), and the records shipped during the emit loop."""
+    import auditel
+    from auditel import runtime
+    from bench_emit import ATTRS as EMIT_ATTRS
+
+    copy = workdir / "emit.db"
+    shutil.copy(master, copy)
+    saved = dict(os.environ)
+    try:
+        for key in [k for k in os.environ if k.startswith(("OTEL_", "AUDITEL_"))]:
+            del os.environ[key]
+        if endpoint is not None:
+            os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+            os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
+        rt = runtime.configure(outbox=copy, service_name="bench-emit", max_outbox_mb=0)
+        assert rt is not None
+        for _ in range(200):
+            auditel.emit("auditel.tool_call", attributes=EMIT_ATTRS, body="warm")
+        shipper = rt.shipper
+        deadline = time.monotonic() + 10
+        while shipper is not None and shipper.shipped_total == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)  # the drain is under way
+        before = shipper.shipped_total if shipper is not None else 0
+        clock = time.perf_counter
+        each = []
+        for _ in range(n):
+            t0 = clock()
+            auditel.emit("auditel.tool_call", attributes=EMIT_ATTRS, body="payload")
+            each.append(clock() - t0)
+        return each, (shipper.shipped_total - before) if shipper is not None else 0
+    finally:
+        runtime.shutdown(0.5)
+        os.environ.clear()
+        os.environ.update(saved)
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(copy) + suffix).unlink(missing_ok=True)
+
+
+def measure_emit(master: Path, workdir: Path, collector: BlackholeCollector, n: int, target_us: float) -> None:
+    cases = [("no shipping", None, "http/protobuf"), ("while draining over OTLP/HTTP", "http/protobuf", "http/protobuf"),
+             ("while draining over OTLP/gRPC", "grpc", "grpc")]
+    print()
+    print(f"The app's emit cost while the shipper drains the backlog ({n:,} emits on the app's thread)")
+    print()
+    print("| auditel.emit | mean µs | vs stock e2e | median µs | p99 µs | max ms | shipped during the loop |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| stock BLRP + OTLP/HTTP, end to end per record (above) | {target_us:.1f} | 1.00x | | | | |")
+    for label, which, protocol in cases:
+        endpoint = collector.endpoint(which) if which is not None else None
+        each, shipped = emit_cost(master, workdir, endpoint, protocol, n)
+        ordered = sorted(each)
+        mean = sum(each) / len(each) * 1e6
+        print(f"| {label} | {mean:.1f} | {mean / target_us:.2f}x | {ordered[len(each) // 2] * 1e6:.1f} |"
+              f" {ordered[len(each) * 99 // 100] * 1e6:.0f} | {ordered[-1] * 1e3:.1f} | {shipped:,} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=1, help="rounds to run; the table shows medians")
     parser.add_argument("--rss", action="store_true", help="also drain a 1,000,000-record backlog and report peak RSS")
     parser.add_argument("--rss-records", type=int, default=1_000_000)
-    parser.add_argument("--rss-child", nargs=2, metavar=("OUTBOX", "ENDPOINT"), help=argparse.SUPPRESS)
+    parser.add_argument("--emit", action="store_true", help="also: emit cost on the app's thread while draining")
+    parser.add_argument("--emit-events", type=int, default=20_000)
+    parser.add_argument("--rss-child", nargs=3, metavar=("OUTBOX", "ENDPOINT", "PROTOCOL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         rss_child(*args.rss_child)
@@ -236,53 +370,19 @@ def main() -> None:
         t0 = time.perf_counter()
         build_backlog(master, args.records)
         print(f"built a backlog of {args.records:,} records in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        rows: list[tuple[str, str, float, int]] = []
+        rounds = []
         with BlackholeCollector() as collector:
-            for protocol in ("http/protobuf", "grpc"):
-                copy = workdir / f"drain-{protocol.replace('/', '-')}.db"
-                shutil.copy(master, copy)
-                elapsed, shipped = drain_auditel(copy, collector.endpoint(protocol), protocol)
-                rows.append((f"auditel drain ({protocol})", protocol, elapsed, shipped))
-                if protocol == "grpc":  # opt-in: several batches in flight (AUDITEL_SHIP_INFLIGHT)
-                    copy8 = workdir / "drain-grpc-inflight8.db"
-                    shutil.copy(master, copy8)
-                    elapsed, shipped = drain_auditel(copy8, collector.endpoint(protocol), protocol, inflight=8)
-                    rows.append(("auditel drain (grpc, 8 batches in flight)", protocol, elapsed, shipped))
-                elapsed, moved = stock_pipeline(collector.endpoint(protocol), protocol, args.records)
-                rows.append((f"stock BLRP + OTLP exporter ({protocol})", protocol, elapsed, moved))
-        print()
-        print(f"Drain of {args.records:,} records to a local rotel collector (blackhole exporter), {os.cpu_count()} CPUs")
-        print()
-        print(f"| {'pipeline':<42} | {'records':>9} | {'seconds':>8} | {'records/s':>10} | {'vs stock':>8} |")
-        print(f"|{'-' * 44}|{'-' * 11}|{'-' * 10}|{'-' * 12}|{'-' * 10}|")
-        stock_rate = {p: n / s for name, p, s, n in rows if name.startswith("stock")}
-        for name, protocol, seconds, count in rows:
-            rate = count / seconds
-            ratio = f"{rate / stock_rate[protocol]:.1f}x"
-            print(f"| {name:<42} | {count:>9,} | {seconds:>8.2f} | {rate:>10,.0f} | {ratio:>8} |")
-
+            for _ in range(max(1, args.repeat)):
+                rounds.append(run_round(master, workdir, collector, args.records))
+            print()
+            print_table(rounds, args.records)
+            if args.emit:
+                stock_http = statistics.median(c / s for rows in rounds for label, p, s, c in rows
+                                               if label.startswith("stock") and p == "http/protobuf")
+                measure_emit(master, workdir, collector, args.emit_events, 1e6 / stock_http)
         if args.rss:
-            big = workdir / "big.db"
             master.unlink()
-            t0 = time.perf_counter()
-            build_backlog(big, args.rss_records)
-            size_mb = sum(os.path.getsize(str(big) + s) for s in ("", "-wal") if os.path.exists(str(big) + s)) / 1e6
-            print(f"\nbuilt a backlog of {args.rss_records:,} records ({size_mb:.0f} MB on disk) in"
-                  f" {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-            with BlackholeCollector() as collector:
-                out = subprocess.run(
-                    [sys.executable, __file__, "--rss-child", str(big), collector.endpoint("http/protobuf")],
-                    capture_output=True, text=True, check=True,
-                )
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            growth = (result["peak_kb"] - result["baseline_kb"]) / 1024
-            print()
-            print(f"Peak RSS draining {result['records']:,} records over OTLP/HTTP ({size_mb:.0f} MB outbox on disk)")
-            print()
-            print("| baseline RSS (MB) | peak RSS (MB) | growth (MB) | seconds | records/s | pending after |")
-            print("|---|---|---|---|---|---|")
-            print(f"| {result['baseline_kb'] / 1024:.1f} | {result['peak_kb'] / 1024:.1f} | {growth:.1f} |"
-                  f" {result['seconds']:.1f} | {result['shipped'] / result['seconds']:,.0f} | {result['pending_after']} |")
+            measure_rss(workdir, args.rss_records)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

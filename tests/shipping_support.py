@@ -102,8 +102,20 @@ def child_env(outbox: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def run_sync(outbox: Path, endpoint: str) -> subprocess.CompletedProcess[str]:
+    """``auditel sync`` in a new process on ``outbox`` (as after a crash of the process that shipped it)."""
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from auditel.cli import main; sys.exit(main())", "sync", "--timeout", "30", "--quiet"],
+        env=child_env(outbox, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 __all__ = [
     "FAST_SHIP_ENV",
+    "run_sync",
     "capture",
     "collector",
     "isolated",

@@ -29,6 +29,7 @@ from shipping_support import (  # noqa: F401 - fixtures
     outbox_ids,
     point_at,
     run_python,
+    run_sync,
 )
 
 BATCH = 512
@@ -57,7 +58,8 @@ def test_every_record_arrives_once_through_the_collector(
     assert sample.scope == "auditel"
     status = auditel.status()
     assert status["pending"] == 0
-    assert status["shipped_total"] == len(stored)
+    # every record stored above was shipped; the worker may have committed (and shipped) a checkpoint since
+    assert len(stored) <= status["shipped_total"] <= len(outbox_ids(tmp_path / "o.db"))
     assert status["exporter"]["protocol"] == protocol
     assert status["shipper_state"] in ("idle", "shipping")
 
@@ -126,14 +128,7 @@ def test_kill_9_mid_batch_then_new_process_delivers_everything(
     before = Counter(capture.record_ids())
 
     # A new process on the same outbox, through the real collector, with the CLI.
-    env = child_env(outbox, OTEL_EXPORTER_OTLP_ENDPOINT=collector.http_endpoint)
-    result = subprocess.run(
-        [sys.executable, "-c", "import sys; from auditel.cli import main; sys.exit(main())", "sync", "--timeout", "30", "--quiet"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_sync(outbox, collector.http_endpoint)
     assert result.returncode == 0, result.stderr
     assert capture.wait_for(len(stored), 20)
     counts = capture.id_counts()

@@ -1,7 +1,7 @@
 """Send one encoded OTLP logs request and classify the answer (delivery-anchors §10).
 
-``HttpTransport`` uses the standard library's ``http.client`` with one kept-alive connection
-(measured: as fast as ``urllib3`` here, and no dependency). ``GrpcTransport`` uses ``grpcio``,
+``HttpTransport`` uses the standard library's ``http.client`` with one kept-alive connection per
+sending thread (measured: as fast as ``urllib3`` here, and no dependency). ``GrpcTransport`` uses ``grpcio``,
 imported only when ``grpc`` is the configured protocol (``pip install 'auditel[grpc]'``).
 
 Every answer becomes an :class:`Outcome` whose ``kind`` the shipper acts on:
@@ -33,6 +33,7 @@ import gzip
 import http.client
 import json
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
@@ -198,7 +199,12 @@ class HttpTransport:
         for key, value in config.headers.items():
             self._headers[key] = value
         self._ssl = self._ssl_context() if self._https else None
-        self._conn: http.client.HTTPConnection | None = None
+        # One connection per sending thread (the shipper may have several batches in flight).
+        # ``close`` bumps the generation, so a thread never reuses a connection closed under it.
+        self._local = threading.local()
+        self._conns: set[http.client.HTTPConnection] = set()
+        self._conns_lock = threading.Lock()
+        self._generation = 0
 
     def _ssl_context(self) -> ssl.SSLContext:
         cfg = self.config
@@ -208,8 +214,10 @@ class HttpTransport:
         return ctx
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
-        if self._conn is not None:
-            return self._conn, True
+        """This thread's kept-alive connection and whether it was used before."""
+        held = getattr(self._local, "held", None)
+        if held is not None and held[0] == self._generation:
+            return held[1], True
         timeout = self.config.timeout_s
         if self._https:
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
@@ -217,8 +225,19 @@ class HttpTransport:
             )
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-        self._conn = conn
+        with self._conns_lock:
+            self._conns.add(conn)
+            self._local.held = (self._generation, conn)
         return conn, False
+
+    def _drop_connection(self) -> None:
+        """Close this thread's connection (after an error, or when the server will close it)."""
+        held = getattr(self._local, "held", None)
+        self._local.held = None
+        if held is not None:
+            with self._conns_lock:
+                self._conns.discard(held[1])
+            _close_quietly(held[1])
 
     def send(self, payload: bytes) -> Outcome:
         body = gzip.compress(payload, compresslevel=6) if self.config.compression == "gzip" else payload
@@ -229,15 +248,15 @@ class HttpTransport:
                 response = conn.getresponse()
                 data = response.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                self.close()
+                self._drop_connection()
                 if reused:
                     continue
                 return self._scrubbed(transport_outcome(exc))
             except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
-                self.close()
+                self._drop_connection()
                 return self._scrubbed(transport_outcome(exc))
             if response.will_close:
-                self.close()
+                self._drop_connection()
             return self._scrubbed(classify_http(response.status, response.headers, data, json_body=self._json))
         return Outcome("transport", "ConnectionError", "connection closed twice")  # pragma: no cover - loop exits above
 
@@ -245,12 +264,19 @@ class HttpTransport:
         return scrub_outcome(outcome, self._secrets)
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except OSError:
-                pass
+        """Close every thread's connection; a later ``send`` opens a new one."""
+        with self._conns_lock:
+            self._generation += 1
+            conns, self._conns = self._conns, set()
+        for conn in conns:
+            _close_quietly(conn)
+
+
+def _close_quietly(conn: http.client.HTTPConnection) -> None:
+    try:
+        conn.close()
+    except OSError:
+        pass
 
 
 class GrpcTransport:
@@ -282,9 +308,15 @@ class GrpcTransport:
         self._compression = grpc.Compression.Gzip if config.compression == "gzip" else None
         self._channel: Any = None
         self._call: Any = None
+        self._channel_lock = threading.Lock()  # several sending threads share one channel
 
     def _stub(self) -> Any:
-        if self._call is None:
+        call = self._call
+        if call is not None:
+            return call
+        with self._channel_lock:
+            if self._call is not None:
+                return self._call
             grpc = self._grpc
             options = [("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.primary_user_agent", _user_agent())]
             if self._secure:
@@ -302,7 +334,7 @@ class GrpcTransport:
                 request_serializer=None,  # the payload is already serialized
                 response_deserializer=ExportLogsServiceResponse.FromString,
             )
-        return self._call
+            return self._call
 
     def send(self, payload: bytes) -> Outcome:
         grpc = self._grpc
@@ -353,7 +385,8 @@ class GrpcTransport:
         return scrub_outcome(outcome, self._secrets)
 
     def close(self) -> None:
-        channel, self._channel, self._call = self._channel, None, None
+        with self._channel_lock:
+            channel, self._channel, self._call = self._channel, None, None
         if channel is not None:
             try:
                 channel.close()

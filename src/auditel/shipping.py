@@ -5,19 +5,27 @@
 as the worker task ``ship``: the worker's daemon thread runs it when a record is committed and on
 a timer. Without an endpoint nothing ships and records stay pending (``status()['pending']``).
 
-One attempt = claim a leased batch (short transaction) → encode → send (no transaction open) →
-mark shipped / dead-letter / release and back off. Records are on disk before ``emit`` returns,
-so nothing here is needed for durability; ``flush()`` at shutdown is a bounded courtesy.
+One batch = claim a leased batch (short transaction) → encode → send (no transaction open) →
+mark shipped / dead-letter / release and back off. ``pump`` runs batches as a pipeline: while
+batches are on the network (up to ``inflight``, sent by sender threads that also mark them
+shipped), the next batch is already claimed and encoded on the calling thread. A batch claimed
+but not yet sent is only leased, so a crash re-sends at most the batches on the network.
+Records are on disk before ``emit`` returns, so nothing here is needed for durability;
+``flush()`` at shutdown is a bounded courtesy.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import random
 import socket
 import sys
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .counters import Counters
@@ -28,12 +36,99 @@ from .otlp_transport import Outcome, Transport, make_transport
 from .outbox import Outbox
 from .shipping_queue import Lease, ShippingQueue
 
-# How long one run of the worker task may keep shipping before it yields to other tasks.
+# How long one run of the worker task may keep claiming batches before it yields to other tasks.
 _TASK_SLICE_S = 0.5
 _RESOURCE_CACHE_MAX = 1024
 
+# While the app is committing records, the shipper pauses after each batch as long as it just worked
+# (at most this long): the app's emits share the GIL and the outbox's write lock with the shipper.
+_PACE_MAX_S = 0.05
+
 # Outcome kind → shipper state while waiting for the next attempt
 _WAIT_STATE = {"retry": "backoff", "transport": "backoff", "auth": "paused_auth", "config": "misconfigured"}
+
+
+@dataclass
+class _Sent:
+    """What a sender thread reports for one batch."""
+
+    outcome: Outcome
+    marked: bool = False  # accepted, and already marked shipped
+    error: Exception | None = None  # accepted, but marking it shipped failed (it stays pending)
+
+
+@dataclass
+class _Flight:
+    """A batch on the network: its lease, its encoded request, the sender's answer to come."""
+
+    lease: Lease
+    payload: bytes
+    answer: "Future[_Sent]"
+
+
+class _Senders:
+    """Daemon threads that send batches (daemon: a stuck request never holds up interpreter exit)."""
+
+    def __init__(self, size: int, name: str = "auditel-ship") -> None:
+        self.size = size
+        self.name = name
+        self._jobs: "queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None]" = (
+            queue.SimpleQueue()
+        )
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> "Future[Any]":
+        future: Future[Any] = Future()
+        if len(self._threads) < self.size:
+            thread = threading.Thread(target=self._run, name=f"{self.name}-{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        self._jobs.put((future, fn, args))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            future, fn, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the thread that settles the batch
+                future.set_exception(exc)
+
+    def stop(self) -> None:
+        """Let the threads end after their current job (no join: never blocks the caller)."""
+        for _ in self._threads:
+            self._jobs.put(None)
+        self._threads = []
+
+
+class _Pacer:
+    """Gives the app room while it emits: the shipper then works at most half of the time.
+
+    A backlog drain is CPU work (encoding, under the GIL) and outbox writes (marking shipped, under
+    SQLite's write lock); an app committing records at the same moment waits for both. New rows in
+    the outbox since the last batch mean the app (or another process) is committing: the shipper
+    then sleeps as long as its last batch took, with nothing of its own running.
+    """
+
+    def __init__(self, queue: ShippingQueue) -> None:
+        self.queue = queue
+        self.seen = queue.max_rid()
+        self.since = time.monotonic()
+
+    def between_batches(self) -> bool:
+        """Pause if the outbox grew since the last batch; True when it did."""
+        top = self.queue.max_rid()
+        paused = top != self.seen
+        if paused:
+            self.seen = top
+            time.sleep(min(time.monotonic() - self.since, _PACE_MAX_S))
+        self.since = time.monotonic()
+        return paused
 
 
 class Shipper:
@@ -53,6 +148,7 @@ class Shipper:
         self.queue = ShippingQueue(outbox)
         self.config = config
         self.tuning = tuning or ShipTuning()
+        self.inflight = self.tuning.inflight_for(config.protocol)
         self.counters = counters or Counters()
         self.worker = worker
         self._transport_factory = transport_factory
@@ -63,9 +159,12 @@ class Shipper:
             os.register_at_fork(after_in_child=self._reset_process_state)
 
     def _reset_process_state(self) -> None:
-        """Fresh per-process state (also in a forked child: never reuse the parent's socket or channel)."""
+        """Fresh per-process state (also in a forked child: never reuse the parent's socket, channel or threads)."""
         self._lock = threading.RLock()
-        self._pool: Any = None  # threads for concurrent gRPC sends (AUDITEL_SHIP_INFLIGHT > 1)
+        # This process's outbox writes (claim, mark, release, ...) take turns here: a thread waiting on
+        # this lock wakes as soon as it is free, where SQLite's busy handler would sleep 1, 2, 5... ms.
+        self._writes = threading.Lock()
+        self._senders: _Senders | None = None
         self._transport: Transport | None = None
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_stream_id()[:12]}"
         self.shipped_total = 0
@@ -80,8 +179,7 @@ class Shipper:
         self.backoff_s = 0.0
         self.next_attempt = 0.0  # monotonic
         self.state = "idle"
-        self.last_batch_size = 0
-        self.last_batch_bytes = 0
+        self.paused_for_app = 0  # pauses between batches while the app was committing records
         self._not_before = 0.0
         self._reported: set[str] = set()
 
@@ -93,93 +191,183 @@ class Shipper:
             return self.next_attempt - now  # backing off: a commit wake-up must not cut it short
         if now < self._not_before:
             return self._not_before - now  # lingering after a small batch: gather more records
-        slice_end = now + _TASK_SLICE_S
-        while True:
-            result = self.ship_batch()
-            if result == "empty":
-                return None
-            if result == "failed":
-                return max(0.0, self.next_attempt - time.monotonic())
-            if self.last_batch_size < self.tuning.batch_records and self.last_batch_bytes < self.tuning.batch_bytes // 2:
-                self._not_before = time.monotonic() + self.tuning.linger_s
-                self.state = "idle"
-                return self.tuning.linger_s
-            if time.monotonic() >= slice_end:
-                return 0.0
+        result = self.pump(_TASK_SLICE_S)
+        if result == "empty":
+            return None
+        if result == "failed":
+            return max(0.0, self.next_attempt - time.monotonic())
+        if result == "partial":
+            self._not_before = time.monotonic() + self.tuning.linger_s
+            return self.tuning.linger_s
+        return 0.0  # the slice is spent and more is pending
 
     def ship_batch(self) -> str:
-        """Claim and deliver one batch (or, over gRPC with ``AUDITEL_SHIP_INFLIGHT`` > 1, up to that many
-        sent at once): ``"empty"``, ``"done"`` (shipped or dead-lettered) or ``"failed"``."""
+        """Claim and deliver one batch on the calling thread, nothing in parallel:
+        ``"empty"``, ``"done"`` (shipped or dead-lettered) or ``"failed"``."""
         with self._lock:
-            tuning = self.tuning
-            leases = []
-            for _ in range(self._inflight()):
-                lease = self.queue.claim(
-                    self.owner, lease_s=tuning.lease_s, max_records=tuning.batch_records, max_bytes=tuning.batch_bytes
-                )
-                if lease is None:
-                    break
-                leases.append(lease)
-            if not leases:
+            lease = self._claim()
+            if lease is None:
                 if self.state == "shipping":
                     self.state = "idle"
                 return "empty"
             self.state = "shipping"
-            self.last_batch_size = sum(len(lease.rows) for lease in leases)
-            self.last_batch_bytes = sum(len(row[2]) for lease in leases for row in lease.rows)
-            ok = True
             try:
-                sent = self._send_concurrently([lease.rows for lease in leases]) if len(leases) > 1 else [None]
-                for lease, already in zip(leases, sent):
-                    # settle every batch, in order, even after a failure: a batch already accepted is shipped
-                    ok = self._deliver(lease.rows, sent=already) and ok
+                ok = self._deliver(lease.rows)
             except Exception as exc:  # noqa: BLE001 - a bug or a database error: count, back off
-                self.counters.error("ship", exc)
-                self._schedule(Outcome("transport", type(exc).__name__, str(exc)[:300]))
-                ok = False
+                ok = self._failed_with(exc)
             finally:
-                for lease in leases:
-                    self._end_lease(lease)
+                self._end_lease(lease)
             return "done" if ok else "failed"
 
-    def _inflight(self) -> int:
-        return self.tuning.inflight if self.config.protocol == "grpc" else 1
+    def pump(self, budget_s: float, progress: Callable[[], None] | None = None) -> str:
+        """Ship batch after batch, pipelined, claiming new batches for up to ``budget_s``.
 
-    def _send_concurrently(self, batches: Sequence[Sequence[StoredRow]]) -> list[tuple[bytes, Outcome] | None]:
-        """Encode each batch and send them at once (HTTP/2 streams on one gRPC channel).
-
-        A batch too large for one request gets ``None`` and is sent (split) by ``_deliver`` itself.
+        Up to ``self.inflight`` batches are on the network at once and one more is claimed and
+        encoded meanwhile. Batches are settled in claim order; every batch sent is settled before
+        this returns. After a failure no new batch is sent (the one prepared is released unsent).
+        Returns ``"empty"`` (nothing left to claim), ``"partial"`` (the last batch was small: wait a
+        little for more records), ``"more"`` (the budget is spent, more is pending) or ``"failed"``
+        (back off until ``next_attempt``). ``progress`` is called after each settled batch.
         """
-        payloads = [self._encode(rows, self._resources_for(rows)) for rows in batches]
-        fits = [len(p) <= self.tuning.batch_bytes or len(rows) == 1 for p, rows in zip(payloads, batches)]
-        if self._transport is None:
-            self._transport = self._transport_factory(self.config)
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
+        with self._lock:
+            deadline = time.monotonic() + max(0.0, budget_s)
+            window: deque[_Flight] = deque()
+            ready: tuple[Lease, bytes] | None = None
+            stop: str | None = None  # why no more batches are claimed
+            failed = False
+            pacer = _Pacer(self.queue)
+            try:
+                while True:
+                    if stop is None and ready is None:
+                        stop, ready, failed = self._prepare(deadline)
+                        if failed:
+                            continue
+                    if ready is not None and len(window) < self.inflight:
+                        lease, payload = ready
+                        ready = None
+                        window.append(_Flight(lease, payload, self._sender().submit(self._send_and_mark, lease, payload)))
+                        continue
+                    if not window:
+                        break
+                    if not self._settle_flight(window.popleft(), clean=not failed):
+                        failed = True
+                        stop = "failed"
+                        if ready is not None:  # prepared but not sent: give it back untouched
+                            self._end_lease(ready[0])
+                            ready = None
+                    if progress is not None:
+                        progress()
+                    if stop is None and pacer.between_batches():  # only while more batches follow
+                        self.paused_for_app += 1
+            finally:
+                if ready is not None:
+                    self._end_lease(ready[0])
+                while window:  # only after an unexpected error: settle what is already on the network
+                    self._settle_flight(window.popleft(), clean=not failed)
+            if failed:
+                return "failed"
+            if stop == "empty" and self.state == "shipping":
+                self.state = "idle"
+            elif stop == "partial":
+                self.state = "idle"
+            return stop or "empty"
 
-            self._pool = ThreadPoolExecutor(max_workers=self.tuning.inflight, thread_name_prefix="auditel-ship")
-        futures = [self._pool.submit(self._send, p) if ok else None for p, ok in zip(payloads, fits)]
-        return [(p, f.result()) if f is not None else None for p, f in zip(payloads, futures)]
+    def _prepare(self, deadline: float) -> tuple[str | None, tuple[Lease, bytes] | None, bool]:
+        """Claim and encode the next batch: (why claiming stops or None, the batch to send, failed).
+
+        A batch too large for one request is delivered here, split, on the calling thread.
+        """
+        if time.monotonic() >= deadline:
+            return "more", None, False
+        try:
+            lease = self._claim()
+        except Exception as exc:  # noqa: BLE001 - a database error: count, back off
+            return "failed", None, not self._failed_with(exc)
+        if lease is None:
+            return "empty", None, False
+        self.state = "shipping"
+        rows = lease.rows
+        small = len(rows) < self.tuning.batch_records and sum(len(row[2]) for row in rows) < self.tuning.batch_bytes // 2
+        stop = "partial" if small else None
+        try:
+            payload = self._encode(rows, self._resources_for(rows))
+            if len(payload) <= self.tuning.batch_bytes or len(rows) == 1:
+                return stop, (lease, payload), False
+            ok = self._deliver_halves(rows)
+        except Exception as exc:  # noqa: BLE001 - a bug or a database error: count, back off
+            ok = self._failed_with(exc)
+        self._end_lease(lease)
+        return (stop if ok else "failed"), None, not ok
+
+    def _send_and_mark(self, lease: Lease, payload: bytes) -> _Sent:
+        """On a sender thread: send one batch and, when it is accepted, mark it shipped at once (the
+        settling thread ends the lease afterwards: the rows are never free to claim while pending)."""
+        outcome = self._send(payload)
+        if outcome.kind != "success":
+            return _Sent(outcome)
+        try:
+            with self._writes:
+                self.queue.mark_shipped([row[0] for row in lease.rows])
+        except Exception as exc:  # noqa: BLE001 - reported by the settling thread
+            return _Sent(outcome, error=exc)
+        return _Sent(outcome, marked=True)
+
+    def _settle_flight(self, flight: _Flight, *, clean: bool) -> bool:
+        """Wait for a batch's answer and act on it (on the pumping thread); True when settled."""
+        try:
+            sent = flight.answer.result()
+            if sent.error is not None:
+                raise sent.error
+            return self._settle(flight.lease.rows, sent.outcome, marked=sent.marked, clean=clean)
+        except Exception as exc:  # noqa: BLE001 - a bug or a database error: count, back off
+            return self._failed_with(exc, escalate=clean)
+        finally:
+            self._end_lease(flight.lease)
+
+    def _sender(self) -> _Senders:
+        if self._senders is None:
+            self._senders = _Senders(self.inflight)
+        return self._senders
+
+    def _claim(self) -> Lease | None:
+        tuning = self.tuning
+        with self._writes:
+            return self.queue.claim(
+                self.owner, lease_s=tuning.lease_s, max_records=tuning.batch_records, max_bytes=tuning.batch_bytes
+            )
+
+    def _failed_with(self, exc: Exception, *, escalate: bool = True) -> bool:
+        self.counters.error("ship", exc)
+        self._schedule(Outcome("transport", type(exc).__name__, str(exc)[:300]), escalate=escalate)
+        return False
 
     # --- one batch ---------------------------------------------------------------------------
-    def _deliver(self, rows: Sequence[StoredRow], *, sent: tuple[bytes, Outcome] | None = None) -> bool:
-        """Send ``rows`` (or settle an answer already received for them, ``sent``); True when they are
+    def _deliver(self, rows: Sequence[StoredRow]) -> bool:
+        """Encode and send ``rows`` on this thread (split when too large); True when they are
         settled (shipped or dead-lettered), False to back off."""
-        if sent is None:
-            payload = self._encode(rows, self._resources_for(rows))
-            if len(payload) > self.tuning.batch_bytes and len(rows) > 1:
-                return self._deliver_halves(rows)
-            outcome = self._send(payload)
-        else:
-            payload, outcome = sent
+        payload = self._encode(rows, self._resources_for(rows))
+        if len(payload) > self.tuning.batch_bytes and len(rows) > 1:
+            return self._deliver_halves(rows)
+        return self._settle(rows, self._send(payload))
+
+    def _settle(self, rows: Sequence[StoredRow], outcome: Outcome, *, marked: bool = False, clean: bool = True) -> bool:
+        """Act on the answer for ``rows`` (``marked``: a sender thread already marked them shipped).
+
+        ``clean=False``: another batch of the same pipeline failed before this one was settled. A
+        failure then counts its attempt without growing the backoff again (one outage, several
+        batches), and a success does not cancel the backoff that failure set.
+        """
         rids = [row[0] for row in rows]
         if outcome.kind == "success":
-            self.queue.mark_shipped(rids)
+            if not marked:
+                with self._writes:
+                    self.queue.mark_shipped(rids)
             self.shipped_total += len(rows)
             self.batches_sent += 1
-            self.failures = 0
-            self.backoff_s = 0.0
-            self.next_attempt = 0.0
+            if clean:
+                self.failures = 0
+                self.backoff_s = 0.0
+                self.next_attempt = 0.0
             if outcome.warning:
                 self.last_warning = outcome.warning
             return True
@@ -195,7 +383,7 @@ class Shipper:
         self._count_attempt(rows)
         if outcome.kind == "transport":
             self.possibly_delivered += len(rows)
-        self._schedule(outcome)
+        self._schedule(outcome, escalate=clean)
         return False
 
     def _deliver_halves(self, rows: Sequence[StoredRow]) -> bool:
@@ -213,13 +401,15 @@ class Shipper:
 
     def _count_attempt(self, rows: Sequence[StoredRow]) -> None:
         try:
-            self.queue.count_attempt([row[0] for row in rows])
+            with self._writes:
+                self.queue.count_attempt([row[0] for row in rows])
         except Exception as exc:  # noqa: BLE001 - bookkeeping only
             self.counters.error("ship_attempts", exc)
 
     def _end_lease(self, lease: Lease) -> None:
         try:
-            self.queue.end_lease(lease)
+            with self._writes:
+                self.queue.end_lease(lease)
         except Exception as exc:  # noqa: BLE001 - the lease expires by itself
             self.counters.error("ship_lease", exc)
 
@@ -236,7 +426,8 @@ class Shipper:
 
     def _dead_letter(self, rids: Sequence[int], outcome: Outcome) -> None:
         reason = outcome.message or outcome.kind
-        moved = self.queue.dead_letter(rids, reason=reason, status=outcome.status)
+        with self._writes:
+            moved = self.queue.dead_letter(rids, reason=reason, status=outcome.status)
         self.dead_lettered_total += moved
         self.last_error = f"dead-lettered {moved} records: {outcome.describe()}"
         self.last_error_kind = outcome.kind
@@ -248,10 +439,15 @@ class Shipper:
                 " `auditel dead-letters --requeue` (reported once; counted in status()['dead_lettered_total'])"
             )
 
-    def _schedule(self, outcome: Outcome) -> None:
-        """Set the next attempt after a failed one (exponential backoff with full jitter, or a slow retry)."""
+    def _schedule(self, outcome: Outcome, *, escalate: bool = True) -> None:
+        """Set the next attempt after a failed one (exponential backoff with full jitter, or a slow retry).
+
+        ``escalate=False``: one more failed batch of a pipeline whose backoff is already set; the
+        next attempt only moves later (a longer ``Retry-After``), never earlier.
+        """
         tuning = self.tuning
-        self.failures += 1
+        if escalate or self.failures == 0:
+            self.failures += 1
         self.retried += 1
         self.last_error = outcome.describe()
         self.last_error_kind = outcome.kind
@@ -262,8 +458,11 @@ class Shipper:
             delay = random.uniform(0.0, cap)
         if outcome.retry_after_s is not None:
             delay = max(delay, min(outcome.retry_after_s, tuning.retry_after_max_s))
+        when = time.monotonic() + delay
+        if not escalate and self.next_attempt > when:
+            delay, when = self.backoff_s, self.next_attempt
         self.backoff_s = delay
-        self.next_attempt = time.monotonic() + delay
+        self.next_attempt = when
         self.state = _WAIT_STATE.get(outcome.kind, "backoff")
         if outcome.kind not in self._reported and outcome.kind in ("auth", "config"):
             self._reported.add(outcome.kind)
@@ -294,27 +493,28 @@ class Shipper:
             if now < self.next_attempt:
                 time.sleep(min(self.next_attempt - now, deadline - now))
                 continue
-            if self.ship_batch() == "empty":
+            if self.pump(deadline - now) == "empty":
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))  # others hold leases
 
     def drain(self, timeout: float, progress: Callable[[], None] | None = None) -> None:
         """Ship on the calling thread until nothing is pending or ``timeout`` passes (``auditel sync``)."""
         deadline = time.monotonic() + max(0.0, timeout)
         while time.monotonic() < deadline:
-            result = self.ship_batch()
+            result = self.pump(deadline - time.monotonic(), progress)
             if progress is not None:
                 progress()
-            if result == "empty":
+            if result in ("empty", "partial"):
                 if not self.queue.any_pending():
                     return
-                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))  # leased by another process
+                if result == "empty":
+                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))  # leased by another process
             elif result == "failed":
                 time.sleep(max(0.0, min(self.next_attempt, deadline) - time.monotonic()))
 
     def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False)
+        senders, self._senders = self._senders, None
+        if senders is not None:
+            senders.stop()
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()
@@ -331,6 +531,7 @@ class Shipper:
             "possibly_delivered": self.possibly_delivered,
             "dead_lettered_total": self.dead_lettered_total,
             "consecutive_failures": self.failures,
+            "ship_pauses_for_app": self.paused_for_app,
             "backoff_s": round(self.backoff_s, 3),
             "next_attempt_in_s": round(wait, 3),
             "last_ship_error": self.last_error,
