@@ -9,6 +9,7 @@ demand).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -245,20 +246,33 @@ def test_forked_child_ships_with_its_own_senders(
     assert rt is not None and rt.shipper is not None
     parent_ids = emit_many(300, "parent")
     assert auditel.flush(30)  # the parent's sender threads and connections exist now
-    assert rt.shipper._senders is not None
+    parent_senders, parent_owner = rt.shipper._senders, rt.shipper.owner
+    assert parent_senders is not None
+    rt.worker.stop()  # the parent ships nothing while the child lives: the child must ship its records itself
+    report = tmp_path / "child.json"
     pid = os.fork()
     if pid == 0:  # child: a new worker, shipper state, sender threads and connections
         code = 1
         try:
             shipper = runtime.current().shipper
-            fresh = shipper._senders is None and shipper.shipped_total == 0
-            ids = emit_many(250, "child")
-            delivered = auditel.flush(30)
-            code = 0 if fresh and delivered and shipper.shipped_total >= len(ids) else 2
+            emit_many(250, "child")
+            seen = {
+                "delivered": auditel.flush(30),
+                "own_owner": shipper.owner != parent_owner,
+                "own_senders": shipper._senders is not None and shipper._senders is not parent_senders,
+                "shipped_total": shipper.shipped_total,
+                "pid": os.getpid(),
+            }
+            report.write_text(json.dumps(seen))
+            code = 0
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+    seen = json.loads(report.read_text())
+    assert seen == {"delivered": True, "own_owner": True, "own_senders": True, "shipped_total": seen["shipped_total"], "pid": pid}
+    assert seen["shipped_total"] >= 250  # the child shipped its records itself (the parent's worker is stopped)
+    rt.worker.start()
     after = emit_many(100, "parent-after")
     assert auditel.flush(30)
     stored = outbox_ids(path)
