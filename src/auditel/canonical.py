@@ -25,6 +25,8 @@ import json
 import math
 from typing import Any
 
+from .safe_value import MAX_DEPTH, MAX_ITEMS
+
 MAX_SAFE_INT = 2**53 - 1
 
 _stdlib_dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
@@ -36,30 +38,26 @@ except ImportError:  # pragma: no cover - orjson is a dependency; a platform wit
     _orjson_dumps = None
 
 
-def _fast_dumps(obj: Any) -> str:
-    """JCS text of a value in the fast-path domain (see ``needs_general_path``).
+def fast_canonical_bytes(obj: Any) -> bytes | None:
+    """UTF-8 JCS bytes of a value in the fast-path domain (``not needs_general_path(obj)``), or
+    None when orjson is missing or refuses the value (lone surrogates, nesting beyond its limit).
 
     orjson writes that domain byte for byte as the stdlib encoder does (sorted ASCII keys, the same
     string escapes, shortest round-trip floats without exponent in [1e-4, 1e16); checked by
     tests/test_integrity_canonical.py) at a fifth of the cost: this is on every emit.
     """
-    if _orjson_dumps is not None:
-        try:
-            return _orjson_dumps(obj, option=_SORT_KEYS).decode("utf-8")
-        except TypeError:  # orjson.JSONEncodeError: e.g. nesting deeper than it allows
-            pass
-    return _stdlib_dumps(obj)
-
-
-def fast_canonical_bytes(obj: Any) -> bytes | None:
-    """UTF-8 JCS bytes of a value in the fast-path domain (the caller has checked it, e.g. with
-    ``safe_value.already_safe``), or None when orjson is missing or refuses it (lone surrogates)."""
     if _orjson_dumps is None:
         return None
     try:
         return _orjson_dumps(obj, option=_SORT_KEYS)
-    except TypeError:
+    except TypeError:  # orjson.JSONEncodeError
         return None
+
+
+def _fast_dumps(obj: Any) -> str:
+    """JCS text of a value in the fast-path domain: orjson, or the stdlib encoder if it refuses."""
+    data = fast_canonical_bytes(obj)
+    return data.decode("utf-8") if data is not None else _stdlib_dumps(obj)
 
 
 def canonical_json(obj: Any, *, simple: bool = False) -> str:
@@ -69,31 +67,33 @@ def canonical_json(obj: Any, *, simple: bool = False) -> str:
     return _dumps(obj)
 
 
-def needs_general_path(obj: Any) -> bool:
+def needs_general_path(obj: Any, _depth: int = 0) -> bool:
     """True unless ``obj`` is built only from exact ``str``/``bool``/``None``/safe ``int``, finite
-    non-integral ``float`` in [1e-4, 1e16), ``dict`` with ASCII ``str`` keys, ``list`` and ``tuple``.
+    non-integral ``float`` in [1e-4, 1e16), ``dict`` with ASCII ``str`` keys, ``list`` and ``tuple``,
+    within ``safe_value``'s depth and item limits (so a value that passes is one ``safe_value``
+    returns unchanged, apart from lone surrogates, which the fast serializer refuses).
 
     Anything else (floats, big integers, non-ASCII or non-string keys, subclasses such as
-    ``IntEnum`` or a ``float`` subclass) goes to the general serializer, which either
-    writes it exactly or raises ``TypeError``: the fast path never guesses.
+    ``IntEnum`` or a ``float`` subclass, containers beyond the limits, cycles) goes to the general
+    path, which either writes it exactly or raises ``TypeError``: the fast path never guesses.
     """
     t = type(obj)
     if t is str or t is bool or obj is None:
         return False
-    if t is dict:
-        for k, v in obj.items():
-            if type(k) is not str or not k.isascii() or needs_general_path(v):
-                return True
-        return False
-    if t is list or t is tuple:
-        return any(needs_general_path(v) for v in obj)
     if t is int:
         return not (-MAX_SAFE_INT <= obj <= MAX_SAFE_INT)
     if t is float:
         # Python's repr equals the ECMAScript form for finite non-integral values in [1e-4, 1e16)
         # (both are the shortest round-trip digits, both without exponent there)
         return obj.is_integer() or not (1e-4 <= abs(obj) < 1e16)
-    return True
+    if _depth >= MAX_DEPTH or t not in (dict, list, tuple) or len(obj) > MAX_ITEMS:
+        return True
+    if t is dict:
+        for k, v in obj.items():
+            if type(k) is not str or not k.isascii() or needs_general_path(v, _depth + 1):
+                return True
+        return False
+    return any(needs_general_path(v, _depth + 1) for v in obj)
 
 
 def canonical(obj: Any) -> str:

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .canonical import canonical, fast_canonical_bytes
-from .safe_value import Reasons, already_safe, safe_value
+from .canonical import canonical, fast_canonical_bytes, needs_general_path
+from .safe_value import Reasons, safe_value
 
 DIGEST_PREFIX = "hmac-sha256:"
 
@@ -38,17 +38,17 @@ def load_or_create_digest_key(outbox_path: Path) -> bytes:
     return key
 
 
-def content_bytes(value: Any, max_value_bytes: int = 1 << 30) -> bytes:
+def content_bytes(value: Any) -> bytes:
     """Stable bytes of a value: the text itself for str/bytes, canonical JSON otherwise."""
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass")
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
-    if already_safe(value, max_value_bytes):  # the usual message lists: no copy, one orjson call
+    if not needs_general_path(value):  # the usual message lists: no safe_value copy, one orjson call
         data = fast_canonical_bytes(value)
         if data is not None:
             return data
-    return canonical(safe_value(value, max_value_bytes=max_value_bytes, reasons=Reasons())).encode("utf-8")
+    return canonical(safe_value(value, max_value_bytes=1 << 30, reasons=Reasons())).encode("utf-8")
 
 
 def keyed_digest(key: bytes, value: Any) -> tuple[str, int]:

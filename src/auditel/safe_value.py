@@ -113,38 +113,6 @@ def safe_attributes(
     return out
 
 
-def already_safe(value: Any, limit: int = 65536, depth: int = 0) -> bool:
-    """True when ``value`` is built only from what ``safe_value`` returns unchanged and the
-    canonical fast path writes exactly: exact ``str`` (within ``limit``), ``bool``, ``None``, ints
-    within 2^53, finite non-integral floats in [1e-4, 1e16), ``dict`` with ASCII ``str`` keys,
-    ``list``/``tuple``, inside the depth and item limits. A cycle runs into the depth limit.
-
-    Strings are not checked for lone surrogates here: the fast serializer refuses them, and its
-    caller then takes the ``safe_value`` path.
-    """
-    t = type(value)
-    if t is str:
-        return len(value) <= limit
-    if value is None or t is bool:
-        return True
-    if t is int:
-        return -_MAX_SAFE <= value <= _MAX_SAFE
-    if t is float:
-        return math.isfinite(value) and not value.is_integer() and 1e-4 <= abs(value) < 1e16
-    if depth >= MAX_DEPTH:
-        return False
-    if t is dict:
-        if len(value) > MAX_ITEMS:
-            return False
-        for k, v in value.items():
-            if type(k) is not str or not k.isascii() or not already_safe(v, limit, depth + 1):
-                return False
-        return True
-    if t is list or t is tuple:
-        return len(value) <= MAX_ITEMS and all(already_safe(v, limit, depth + 1) for v in value)
-    return False
-
-
 def _is_clean_str(s: str) -> bool:
     if s.isascii():
         return True
