@@ -217,6 +217,15 @@ def test_schema_2_outbox_migrates_keeping_every_record(tmp_path: Path) -> None:
     for version, ddl in outbox_mod._MIGRATIONS:
         if version <= 2:
             conn.executescript(ddl)
+    # the records table as schema 1 and 2 wrote it: record_id UNIQUE
+    unique_columns = outbox_mod._RECORDS_COLUMNS.replace("record_id    TEXT NOT NULL,", "record_id    TEXT NOT NULL UNIQUE,")
+    assert unique_columns != outbox_mod._RECORDS_COLUMNS
+    conn.executescript(
+        f"DROP TABLE records; CREATE TABLE records ({unique_columns});"
+        " CREATE INDEX records_state_rid ON records(state, rid);"
+    )
+    old_indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='records'")}
+    assert old_indexes == {"records_state_rid", "sqlite_autoindex_records_1"}
     conn.execute("INSERT INTO meta VALUES ('schema_version', '2')")
     rows = [(f"01OLD{i:021d}", "s-old", i, 1000 + i, "auditel.tool_call", json.dumps({"i": i}), f"h{i}", i % 2) for i in range(1, 51)]
     conn.executemany(

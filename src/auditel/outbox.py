@@ -36,6 +36,24 @@ STATE_DEAD = 2
 
 BUSY_TIMEOUT_S = 30.0
 
+# The records table as it is now. Version 1 had ``record_id ... UNIQUE``; a new outbox is created
+# without it and migration 3 rebuilds older ones.
+_RECORDS_COLUMNS = """
+            rid          INTEGER PRIMARY KEY,
+            record_id    TEXT NOT NULL,
+            stream_id    TEXT NOT NULL,
+            seq          INTEGER NOT NULL,
+            time_ns      INTEGER NOT NULL,
+            event_name   TEXT NOT NULL,
+            data         TEXT NOT NULL,
+            record_hash  TEXT,
+            state        INTEGER NOT NULL DEFAULT 0,
+            lease_owner  TEXT,
+            lease_until  INTEGER,
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            shipped_ns   INTEGER
+"""
+
 _MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -49,19 +67,9 @@ _MIGRATIONS: list[tuple[int, str]] = [
             ended_ns    INTEGER
         );
         CREATE TABLE IF NOT EXISTS records (
-            rid          INTEGER PRIMARY KEY,
-            record_id    TEXT NOT NULL UNIQUE,
-            stream_id    TEXT NOT NULL,
-            seq          INTEGER NOT NULL,
-            time_ns      INTEGER NOT NULL,
-            event_name   TEXT NOT NULL,
-            data         TEXT NOT NULL,
-            record_hash  TEXT,
-            state        INTEGER NOT NULL DEFAULT 0,
-            lease_owner  TEXT,
-            lease_until  INTEGER,
-            attempts     INTEGER NOT NULL DEFAULT 0,
-            shipped_ns   INTEGER
+"""
+    + _RECORDS_COLUMNS
+    + """
         );
         CREATE INDEX IF NOT EXISTS records_state_rid ON records(state, rid);
         CREATE TABLE IF NOT EXISTS checkpoints (
@@ -119,19 +127,9 @@ _MIGRATIONS: list[tuple[int, str]] = [
         # made by auditel; nothing looks a record up by id except the CLI, which scans.
         """
         CREATE TABLE records_v3 (
-            rid          INTEGER PRIMARY KEY,
-            record_id    TEXT NOT NULL,
-            stream_id    TEXT NOT NULL,
-            seq          INTEGER NOT NULL,
-            time_ns      INTEGER NOT NULL,
-            event_name   TEXT NOT NULL,
-            data         TEXT NOT NULL,
-            record_hash  TEXT,
-            state        INTEGER NOT NULL DEFAULT 0,
-            lease_owner  TEXT,
-            lease_until  INTEGER,
-            attempts     INTEGER NOT NULL DEFAULT 0,
-            shipped_ns   INTEGER
+"""
+    + _RECORDS_COLUMNS
+    + """
         );
         INSERT INTO records_v3 (rid, record_id, stream_id, seq, time_ns, event_name, data, record_hash,
                                 state, lease_owner, lease_until, attempts, shipped_ns)
