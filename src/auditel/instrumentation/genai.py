@@ -91,9 +91,7 @@ def field_of(obj: Any, name: str, default: Any = None) -> Any:
         value = obj.get(name, default)
     else:
         value = getattr(obj, name, default)
-    if value is None:
-        return default
-    return value if type(value).__name__ not in NOT_GIVEN_NAMES else default
+    return value if given(value) else default
 
 
 def listed(value: Any) -> list[Any] | None:
