@@ -1,6 +1,6 @@
 """Emit cost: auditel's durable emit vs the stock OTel logs pipeline, in one run on this machine.
 
-Stock pipeline: LoggerProvider + BatchLogRecordProcessor + the official OTLP/HTTP log exporter,
+Stock pipeline: LoggerProvider + BatchLogRecordProcessor (queue large enough to drop nothing) + the official OTLP/HTTP log exporter,
 sending to a local rotel collector (blackhole exporter). Its cost per event is measured two ways:
 the caller-visible emit loop alone, and end to end (emit loop + force_flush until the collector
 has everything), since that is the work the pipeline does per event. auditel's cost is the
@@ -43,7 +43,10 @@ def bench_stock(n: int, endpoint: str) -> tuple[float, float]:
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
     provider = LoggerProvider(shutdown_on_exit=False)
-    provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=endpoint + "/v1/logs")))
+    # a queue that holds every event: the default (2048) drops records ("Queue full") and would make
+    # the stock pipeline look cheaper than moving every record costs
+    processor = BatchLogRecordProcessor(OTLPLogExporter(endpoint=endpoint + "/v1/logs"), max_queue_size=n + 1000)
+    provider.add_log_record_processor(processor)
     logger = provider.get_logger("bench")
     for _ in range(200):  # warm up
         logger.emit(event_name="auditel.tool_call", attributes=ATTRS, body="warm")
