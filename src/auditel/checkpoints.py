@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import schema as S
 from .config import ConfigError
+from .key_files import publish_new_file
 from .signing import (
     CHECKPOINT_FORMAT,
     Ed25519Signer,
@@ -139,19 +140,8 @@ def load_or_create_key_file(path: Path) -> Ed25519PrivateKey:
                 " remove it to generate a new one, or set AUDITEL_SIGNING_KEY_FILE"
             ) from exc
         signer = Ed25519Signer(Ed25519PrivateKey.generate())
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        try:
-            os.write(fd, signer.private_pem())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)  # atomic and never overwrites: a concurrent process may have won
-        except FileExistsError:
-            continue
-        finally:
-            os.unlink(tmp)
+        if not publish_new_file(path, signer.private_pem()):
+            continue  # a concurrent process published its key first: read that one
         sys.stderr.write(
             f"auditel: no checkpoint signing key was configured, so a new Ed25519 key was generated at {path} "
             f"(mode 0600, key id {signer.key_id}). Checkpoints are signed with it. Keep its public key off this "

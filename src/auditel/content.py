@@ -15,27 +15,36 @@ from pathlib import Path
 from typing import Any
 
 from .canonical import canonical, fast_canonical_bytes, needs_general_path
+from .config import ConfigError
+from .key_files import publish_new_file
 from .safe_value import Reasons, safe_value
 
 DIGEST_PREFIX = "hmac-sha256:"
+DIGEST_KEY_NAME = "digest.key"
+MIN_DIGEST_KEY_BYTES = 16
 
 
 def load_or_create_digest_key(outbox_path: Path) -> bytes:
-    """The per-deployment digest key, kept 0600 beside the outbox (created on first use)."""
-    key_path = outbox_path.parent / "digest.key"
-    try:
-        data = key_path.read_bytes()
-        if len(data) >= 16:
-            return data
-    except FileNotFoundError:
-        pass
-    key = os.urandom(32)
-    fd = os.open(key_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        os.write(fd, key)
-    finally:
-        os.close(fd)
-    return key
+    """The per-deployment digest key, kept 0600 beside the outbox (created on first use).
+
+    Safe when several processes start on one outbox at once: all of them end up with the same key.
+    """
+    key_path = outbox_path.parent / DIGEST_KEY_NAME
+    for _ in range(3):
+        try:
+            data = key_path.read_bytes()
+        except FileNotFoundError:
+            if publish_new_file(key_path, os.urandom(32)):
+                return key_path.read_bytes()
+            continue  # another process published its key first: read that one
+        if len(data) < MIN_DIGEST_KEY_BYTES:
+            raise ConfigError(
+                f"invalid auditel configuration:\n  {key_path} (the digest key) is not valid: expected at least"
+                f" {MIN_DIGEST_KEY_BYTES} bytes, found {len(data)}; remove it to generate a new one, or set"
+                " AUDITEL_DIGEST_KEY"
+            )
+        return data
+    raise ConfigError(f"invalid auditel configuration:\n  {key_path}: could not create or read the digest key")
 
 
 def content_bytes(value: Any) -> bytes:
