@@ -36,3 +36,23 @@ def test_forked_child_does_not_repeat_the_parents_ids() -> None:
     child_parts = {child[i : i + 16] for i in range(0, len(child), 16)}
     parent_parts = {parent[i : i + 16] for i in range(0, len(parent), 16)}
     assert len(child_parts) == 50 and not (child_parts & parent_parts)
+
+
+def test_ulid_is_the_base32_of_milliseconds_then_80_random_bits() -> None:
+    from auditel import ids
+
+    saved = ids._entropy.rng.getstate()
+    try:
+        ids._entropy.rng.seed(1234)
+        made = [new_record_id() for _ in range(200)]
+        ids._entropy.rng.seed(1234)
+        expected_random = [ids._entropy.rng.getrandbits(80) for _ in range(200)]
+    finally:
+        ids._entropy.rng.setstate(saved)
+    for rid, rand in zip(made, expected_random):
+        value = 0
+        for c in rid:
+            value = value * 32 + _CROCKFORD.index(c)
+        assert value < 1 << 128
+        assert value & ((1 << 80) - 1) == rand
+        assert abs((value >> 80) - time.time_ns() // 1_000_000) < 60_000

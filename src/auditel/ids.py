@@ -30,14 +30,36 @@ _entropy = _Entropy()
 
 
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> two base32 characters
-_SHIFTS = tuple(range(120, -1, -10))
+
+
+_time_prefix: tuple[int, str] = (-1, "")  # (millisecond, its 10 characters), replaced as one tuple
 
 
 def new_record_id() -> str:
-    """A 26-character ULID: 48 bits of milliseconds then 80 random bits, Crockford base32."""
-    value = (time.time_ns() // 1_000_000) << 80 | _entropy.rng.getrandbits(80)
-    pairs = _PAIRS
-    return "".join([pairs[(value >> shift) & 1023] for shift in _SHIFTS])
+    """A 26-character ULID: 48 bits of milliseconds then 80 random bits, Crockford base32.
+
+    The 80 random bits start on a character boundary, so the ten time characters are encoded once
+    per millisecond and reused; the random part is eight two-character lookups.
+    """
+    global _time_prefix
+    ms = time.time_ns() // 1_000_000
+    cached = _time_prefix
+    if cached[0] != ms:
+        cached = (ms, "".join([_PAIRS[(ms >> shift) & 1023] for shift in (40, 30, 20, 10, 0)]))
+        _time_prefix = cached
+    r = _entropy.rng.getrandbits(80)
+    p = _PAIRS
+    return (
+        cached[1]
+        + p[r >> 70]
+        + p[(r >> 60) & 1023]
+        + p[(r >> 50) & 1023]
+        + p[(r >> 40) & 1023]
+        + p[(r >> 30) & 1023]
+        + p[(r >> 20) & 1023]
+        + p[(r >> 10) & 1023]
+        + p[r & 1023]
+    )
 
 
 def new_stream_id() -> str:

@@ -17,7 +17,7 @@ import time
 from typing import Any, Callable, Mapping
 
 from opentelemetry import trace
-from opentelemetry.sdk._logs import LogRecordProcessor
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from . import schema as S
 from .canonical import canonical, canonical_json
@@ -100,6 +100,20 @@ def _plain_attributes(attributes: Any) -> dict[str, Any]:
     if type(inner) is dict:
         return inner.copy()
     return dict(attributes)
+
+
+class SanitizedLogRecord(ReadWriteLogRecord):
+    """An SDK log record built by the auditel API from a payload it already made safe.
+
+    Its attributes are a fresh plain dict from ``safe_attributes`` (JSON-safe values within
+    ``AUDITEL_MAX_VALUE_BYTES``) that no one else holds. The stock ``ReadWriteLogRecord`` would wrap
+    them in ``BoundedAttributes``, checking every value a second time and turning lists into tuples
+    (about 4 us a record); this one keeps the dict, and ``AuditProcessor`` takes it without a copy.
+    It is still an SDK record passed through ``Logger.emit`` to every processor of the provider.
+    """
+
+    def __post_init__(self) -> None:
+        pass
 
 
 def presanitized(reasons: Reasons | None) -> None:
@@ -306,6 +320,9 @@ class AuditProcessor(LogRecordProcessor):
             reasons = Reasons()
             attrs = safe_attributes(lr.attributes, max_value_bytes=st.max_value_bytes, reasons=reasons)
             body = safe_value(lr.body, max_value_bytes=st.max_value_bytes, reasons=reasons) if lr.body is not None else None
+        elif type(log_record) is SanitizedLogRecord and type(lr.attributes) is dict:
+            attrs = lr.attributes  # made by safe_attributes for this record alone: no copy needed
+            body = lr.body
         else:
             attrs = _plain_attributes(lr.attributes)
             body = lr.body

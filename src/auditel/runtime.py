@@ -16,9 +16,10 @@ import threading
 import time
 from typing import Any, Callable, Iterable
 
-from opentelemetry._logs import NoOpLogger
+from opentelemetry._logs import LogRecord, NoOpLogger
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import schema as S
 from .config import ConfigError, Settings
@@ -26,7 +27,7 @@ from .content import keyed_digest, load_or_create_digest_key
 from .counters import Counters
 from .ids import new_session_id
 from .outbox import Outbox, OutboxError
-from .processor import AuditProcessor, presanitized, take_result
+from .processor import AuditProcessor, SanitizedLogRecord, presanitized, take_result
 from .redaction import Redactor
 from .safe_value import Reasons, safe_attributes, safe_value
 from .sinks import JsonlSink
@@ -47,6 +48,12 @@ _UNLIMITED = LogRecordLimits(
     max_log_record_attributes=LogRecordLimits.UNSET,
     max_log_record_attribute_length=LogRecordLimits.UNSET,
 )
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 class Runtime:
@@ -82,6 +89,7 @@ class Runtime:
         self.provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False, log_record_limits=_UNLIMITED)
         self.provider.add_log_record_processor(self.processor)
         self.logger = self._get_logger()
+        self.scope = InstrumentationScope(S.SCOPE_NAME, _package_version())
         self.worker = Worker(self.counters)
         self.processor.add_waker(self.worker.wake)
         self.shipper: Any = None  # set by auditel.shipping.attach when an endpoint is configured
@@ -110,13 +118,11 @@ class Runtime:
 
     # --- construction helpers ---------------------------------------------------------
     def _get_logger(self) -> Any:
-        from . import __version__
-
-        logger = self.provider.get_logger(S.SCOPE_NAME, __version__)
+        logger = self.provider.get_logger(S.SCOPE_NAME, _package_version())
         if isinstance(logger, NoOpLogger):
             # OTEL_SDK_DISABLED=true must not silently switch auditing off: AUDITEL_ENABLED does that.
             self.provider._disabled = False  # noqa: SLF001
-            logger = self.provider.get_logger(S.SCOPE_NAME, __version__)
+            logger = self.provider.get_logger(S.SCOPE_NAME, _package_version())
         return logger
 
     def _stream_start_extra(self) -> dict[str, Any]:
@@ -169,16 +175,22 @@ class Runtime:
                     sev_number = SeverityNumber(severity)
                 else:
                     reasons.add("bad_severity")
-            presanitized(reasons)
-            try:
-                self.logger.emit(
-                    event_name=event_name,
-                    attributes=attrs,
-                    body=safe_body,
+            record = SanitizedLogRecord(
+                log_record=LogRecord(
+                    timestamp=timestamp,
                     severity_number=sev_number,
                     severity_text=S.SEVERITY_TEXT.get(sev_number, sev_number.name),
-                    timestamp=timestamp,
-                )
+                    body=safe_body,
+                    attributes=attrs,
+                    event_name=event_name,
+                ),
+                resource=self.resource,
+                instrumentation_scope=self.scope,
+                limits=_UNLIMITED,
+            )
+            presanitized(reasons)
+            try:
+                self.logger.emit(record)
             finally:
                 presanitized(None)
             return take_result()
