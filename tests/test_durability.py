@@ -206,8 +206,9 @@ def test_retention_of_unshipped_needs_explicit_choice(tmp_path: Path) -> None:
 
 
 def test_schema_2_outbox_migrates_keeping_every_record(tmp_path: Path) -> None:
-    """An outbox written by schema 2 (UNIQUE record_id) is rebuilt by migration 3 without losing
-    a record or its shipping state, and the per-commit unique index is gone."""
+    """An outbox written by schema 2 (UNIQUE record_id, a (state, rid) index) is rebuilt by migrations
+    3 and 4 without losing a record or its shipping state: no index is written per commit any more,
+    and the ship floor sits just below the first pending record."""
     from auditel import outbox as outbox_mod
 
     path = tmp_path / "old.db"
@@ -241,7 +242,10 @@ def test_schema_2_outbox_migrates_keeping_every_record(tmp_path: Path) -> None:
     ).fetchall()
     assert got == rows
     indexes = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='records'")}
-    assert indexes == {"records_state_rid"}
+    assert indexes == {"records_done"}  # partial: shipped and dead-lettered rows only
+    assert box.ship_floor(c) == 1  # rid 1 shipped (state 1), rid 2 the first pending
+    assert box.stats().pending == 25 and box.stats().shipped == 25
     box.append(rows[0][0], "s-new", 1, 5000, "auditel.tool_call", "{}", None)  # ids are not a constraint any more
     assert c.execute("SELECT count(*) FROM records WHERE record_id=?", (rows[0][0],)).fetchone()[0] == 2
+    assert box.stats().pending == 26
     box.close()

@@ -8,11 +8,14 @@ process: after ``os.fork()`` the child opens its own and never touches the paren
 Tables (schema version in ``meta``; migrations in ``_MIGRATIONS``):
 
 * ``streams``      one row per writer stream (process): resource and start time
-* ``records``      the audit records, with shipping state. Only one secondary index, ``(state, rid)``
-                   for the shipper: every index is one more page written per commit on the emit path
-                   (measured: four indexes double the cost of an insert), so not even ``record_id`` is
-                   UNIQUE (schema 3). Lookups by record id, stream or time scan, which only the CLI and
-                   background tasks do.
+* ``records``      the audit records, with shipping state. No secondary index is written when a
+                   record is committed: every index is one more page written per commit on the emit
+                   path (measured: the ``(state, rid)`` index of schema 1-3 was ~7 us of a ~23 us
+                   insert), so not even ``record_id`` is UNIQUE. Pending records are found from the
+                   *ship floor* (``meta.ship_floor``: every record at or below it is shipped or
+                   dead-lettered) by a range scan on ``rid``; the partial index ``records_done`` holds
+                   only shipped and dead-lettered rows, which the shipper writes, never the app.
+                   Lookups by record id, stream or time scan, which only the CLI and background tasks do.
 * ``checkpoints``  signed checkpoints over stream heads
 * ``dead_letters`` why a record was rejected by a backend (the record itself stays)
 * ``pruned``       what retention or a cap removed, so verification can tell pruning from tampering
@@ -35,6 +38,15 @@ STATE_SHIPPED = 1
 STATE_DEAD = 2
 
 BUSY_TIMEOUT_S = 30.0
+
+# The ship floor (schema 4): every record with ``rid`` at or below it is shipped or dead-lettered (or
+# gone). It lets the pending records be found by a range scan on the primary key instead of an index
+# the emit path would have to write. It only rises in ``advance_ship_floor`` (inside a write
+# transaction, to just below the first pending record) and is lowered in the same transaction by
+# anything that makes a record pending again (``requeue``) or removes the newest records (``prune``:
+# SQLite then reuses their rids). New records always get a rid above it.
+SHIP_FLOOR_SQL = "coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key='ship_floor'), 0)"
+PENDING_WHERE = f"rid > {SHIP_FLOOR_SQL} AND state=0"
 
 # The records table as it is now. Version 1 had ``record_id ... UNIQUE``; a new outbox is created
 # without it and migration 3 rebuilds older ones.
@@ -138,6 +150,19 @@ _MIGRATIONS: list[tuple[int, str]] = [
         DROP TABLE records;
         ALTER TABLE records_v3 RENAME TO records;
         CREATE INDEX IF NOT EXISTS records_state_rid ON records(state, rid);
+        """,
+    ),
+    (
+        4,
+        # The (state, rid) index goes: it was one more page written by every commit on the emit path.
+        # Pending records are found above the ship floor instead (see SHIP_FLOOR_SQL), and the shipped
+        # and dead-lettered ones (counted by status, pruned first) in a partial index that inserts of
+        # new, pending records never touch.
+        """
+        INSERT OR REPLACE INTO meta(key, value) VALUES ('ship_floor', CAST(coalesce(
+            (SELECT min(rid) FROM records WHERE state=0) - 1, (SELECT max(rid) FROM records), 0) AS TEXT));
+        DROP INDEX IF EXISTS records_state_rid;
+        CREATE INDEX IF NOT EXISTS records_done ON records(state, rid) WHERE state != 0;
         """,
     ),
 ]
@@ -320,6 +345,36 @@ class Outbox:
             (record_id, stream_id, seq, time_ns, event_name, data, record_hash),
         )
 
+    # --- the ship floor (see SHIP_FLOOR_SQL) ---------------------------------------------
+    @staticmethod
+    def ship_floor(conn: sqlite3.Connection) -> int:
+        return int(conn.execute(f"SELECT {SHIP_FLOOR_SQL}").fetchone()[0])
+
+    @staticmethod
+    def advance_ship_floor(conn: sqlite3.Connection) -> int:
+        """Raise the floor to just below the first pending record; call inside a write transaction.
+
+        Scans the rows shipped since the last call (a primary-key range), so it is cheap when
+        called once per claimed batch. Returns the floor.
+        """
+        floor = Outbox.ship_floor(conn)
+        row = conn.execute("SELECT rid FROM records WHERE rid > ? AND state=0 ORDER BY rid LIMIT 1", (floor,)).fetchone()
+        if row is not None:
+            new = row[0] - 1
+        else:
+            new = conn.execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0]
+        if new != floor:
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('ship_floor', ?)", (str(new),))
+        return int(new)
+
+    @staticmethod
+    def lower_ship_floor(conn: sqlite3.Connection, first_pending_rid: int) -> None:
+        """A record at ``first_pending_rid`` is pending again; call inside that write transaction."""
+        conn.execute(
+            f"UPDATE meta SET value=? WHERE key='ship_floor' AND {SHIP_FLOOR_SQL} >= ?",
+            (str(first_pending_rid - 1), first_pending_rid),
+        )
+
     def sync_barrier(self) -> None:
         """Make every committed record durable against power loss (``wal_checkpoint(FULL)``)."""
         self.connect().execute("PRAGMA wal_checkpoint(FULL)")
@@ -351,7 +406,7 @@ class Outbox:
         conn = self.connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            where = "state=1" if shipped_only else "1=1"
+            where = "state != 0 AND state=1" if shipped_only else "1=1"  # the first term selects records_done
             params: list[Any] = []
             if before_ns is not None:
                 where += " AND time_ns < ?"
@@ -390,6 +445,13 @@ class Outbox:
                     (stream_id, last[1], last[2], len(prefix), reason, now),
                 )
                 deleted += len(prefix)
+            if deleted:
+                # Deleting the newest records lets SQLite hand their rids out again: keep the floor
+                # below every rid a new record can get.
+                conn.execute(
+                    "UPDATE meta SET value=CAST((SELECT coalesce(max(rid), 0) FROM records) AS TEXT)"
+                    f" WHERE key='ship_floor' AND {SHIP_FLOOR_SQL} > (SELECT coalesce(max(rid), 0) FROM records)"
+                )
             conn.execute("COMMIT")
             return deleted
         except BaseException:
@@ -411,14 +473,22 @@ class Outbox:
         """Give free pages back to the filesystem and keep the WAL short."""
         conn = self.connect()
         conn.execute(f"PRAGMA incremental_vacuum({int(pages)})")
-        pending = conn.execute("SELECT 1 FROM records WHERE state=0 LIMIT 1").fetchone()
+        pending = conn.execute(f"SELECT 1 FROM records WHERE {PENDING_WHERE} LIMIT 1").fetchone()
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)" if pending is None else "PRAGMA wal_checkpoint(PASSIVE)")
 
     # --- reads --------------------------------------------------------------------
     def stats(self) -> OutboxStats:
         conn = self.connect()
-        counts = dict(conn.execute("SELECT state, count(*) FROM records GROUP BY state").fetchall())
-        row = conn.execute("SELECT time_ns FROM records WHERE state=0 ORDER BY rid LIMIT 1").fetchone()
+        # one read transaction, so the counts agree with each other
+        conn.execute("BEGIN")
+        try:
+            counts = dict(
+                conn.execute("SELECT state, count(*) FROM records WHERE state != 0 GROUP BY state").fetchall()
+            )
+            counts[STATE_PENDING] = conn.execute(f"SELECT count(*) FROM records WHERE {PENDING_WHERE}").fetchone()[0]
+            row = conn.execute(f"SELECT time_ns FROM records WHERE {PENDING_WHERE} ORDER BY rid LIMIT 1").fetchone()
+        finally:
+            conn.execute("COMMIT")
         oldest = row[0] if row else None
         streams = conn.execute("SELECT count(*) FROM streams").fetchone()[0]
         checkpoints = conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from .otlp_encode import StoredRow
-from .outbox import STATE_DEAD, STATE_PENDING, STATE_SHIPPED, Outbox, _rollback
+from .outbox import PENDING_WHERE, STATE_DEAD, STATE_PENDING, STATE_SHIPPED, Outbox, _rollback
 
 _IDS = "(SELECT value FROM json_each(?))"
 
@@ -98,11 +98,12 @@ class ShippingQueue:
                     live.append((lo, hi))
             if expired:
                 conn.execute("DELETE FROM ship_leases WHERE until<?", (now,))
+            floor = Outbox.advance_ship_floor(conn)
             skip = "".join(" AND rid NOT BETWEEN ? AND ?" for _ in live)
             params: list[Any] = [bound for rng in live for bound in rng]
             rows = conn.execute(
-                f"SELECT rid, stream_id, data FROM records WHERE state=0{skip} ORDER BY rid LIMIT ?",
-                (*params, max_records),
+                f"SELECT rid, stream_id, data FROM records WHERE rid > ? AND state=0{skip} ORDER BY rid LIMIT ?",
+                (floor, *params, max_records),
             ).fetchall()
             taken: list[StoredRow] = []
             size = 0
@@ -189,6 +190,9 @@ class ShippingQueue:
         try:
             where = "requeued_ns IS NULL" + (f" AND did IN {_IDS}" if dids is not None else "")
             params: tuple[Any, ...] = (_ids(dids),) if dids is not None else ()
+            first = conn.execute(f"SELECT min(rid) FROM dead_letters WHERE {where}", params).fetchone()[0]
+            if first is not None:
+                Outbox.lower_ship_floor(conn, first)
             changed = conn.execute(
                 f"UPDATE records SET state={STATE_PENDING}"
                 f" WHERE state={STATE_DEAD} AND rid IN (SELECT rid FROM dead_letters WHERE {where})",
@@ -205,7 +209,7 @@ class ShippingQueue:
         return self.outbox.connect().execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0]
 
     def pending(self, *, through_rid: int | None = None) -> int:
-        sql = "SELECT count(*) FROM records WHERE state=0"
+        sql = f"SELECT count(*) FROM records WHERE {PENDING_WHERE}"
         params: tuple[Any, ...] = ()
         if through_rid is not None:
             sql += " AND rid<=?"
@@ -213,7 +217,7 @@ class ShippingQueue:
         return self.outbox.connect().execute(sql, params).fetchone()[0]
 
     def any_pending(self, *, through_rid: int | None = None) -> bool:
-        sql = "SELECT 1 FROM records WHERE state=0" + (" AND rid<=?" if through_rid is not None else "") + " LIMIT 1"
+        sql = f"SELECT 1 FROM records WHERE {PENDING_WHERE}" + (" AND rid<=?" if through_rid is not None else "") + " LIMIT 1"
         params: tuple[Any, ...] = (through_rid,) if through_rid is not None else ()
         return self.outbox.connect().execute(sql, params).fetchone() is not None
 
