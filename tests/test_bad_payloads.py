@@ -162,3 +162,22 @@ def test_wild_attribute_mapping_never_raises(rt: Any) -> None:
     assert auditel.emit("auditel.action", attributes=BadMapping(a=1)) is not None  # copied, never raises
     assert auditel.emit("auditel.action", body=_deep(100000)) is not None
     assert auditel.status()["errors"].get("processor", 0) == 0
+
+
+def test_attribute_mapping_that_cannot_even_be_tested_for_truth_is_counted_not_raised(rt: Any) -> None:
+    from collections.abc import Mapping
+
+    class Hostile(Mapping):  # type: ignore[type-arg]
+        def __getitem__(self, key: Any) -> Any:
+            raise KeyError(key)
+
+        def __iter__(self) -> Any:
+            raise RuntimeError("no iteration")
+
+        def __len__(self) -> int:
+            raise RuntimeError("no len")
+
+    rid = auditel.emit("auditel.action", attributes=Hostile(), body="kept")
+    assert rid is not None  # the record is kept without the attributes
+    assert auditel.status()["sanitized"]["unserializable"] == 1
+    assert auditel.status()["errors"] == {}

@@ -28,7 +28,7 @@ def emit(
     rt = _rt.current()
     if rt is None:
         return None
-    return rt.emit(event_name, dict(attributes) if attributes else None, body, severity, timestamp)
+    return rt.emit(event_name, attributes, body, severity, timestamp)  # copied (safely) by rt.emit
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:

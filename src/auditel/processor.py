@@ -376,7 +376,8 @@ class AuditProcessor(LogRecordProcessor):
             lr.attributes = stored["attributes"]
             if "body" in stored:
                 lr.body = stored["body"]
-        self._bridge(name, stored, time_ns)
+        if lr.trace_id:  # no trace id: no span is active (a recording span always has one)
+            self._bridge(name, stored, time_ns)
         if self._pending_notify:
             self._drain_pending()
         self._notify(stored)

@@ -14,7 +14,7 @@ import importlib
 import os
 import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from opentelemetry._logs import LogRecord, NoOpLogger
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
@@ -152,7 +152,7 @@ class Runtime:
     def emit(
         self,
         event_name: str,
-        attributes: dict[str, Any] | None = None,
+        attributes: Mapping[str, Any] | None = None,
         body: Any = None,
         severity: str | int | None = None,
         timestamp: int | None = None,

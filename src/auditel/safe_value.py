@@ -85,14 +85,17 @@ def safe_attributes(
     """Sanitise an attribute mapping (keys become strings, values safe)."""
     if reasons is None:
         reasons = Reasons()
-    if not attributes:
-        return {}
     out: dict[str, Any] = {}
     try:
+        if not attributes:
+            return out
         items = list(attributes.items())
-    except Exception:  # a broken mapping
-        reasons.add("unserializable")
-        return {}
+    except Exception:  # a broken mapping: a plain copy may still work (dict subclasses copy without items())
+        try:
+            items = list(dict(attributes).items())
+        except Exception:
+            reasons.add("unserializable")
+            return out
     for key, val in items:
         if type(key) is not str:
             reasons.add("non_str_key")
