@@ -40,9 +40,10 @@ from .shipping_queue import Lease, ShippingQueue
 _TASK_SLICE_S = 0.5
 _RESOURCE_CACHE_MAX = 1024
 
-# While the app is committing records, the shipper pauses after each batch as long as it just worked
-# (at most this long): the app's emits share the GIL and the outbox's write lock with the shipper.
+# While the app is committing records, the shipper pauses after each batch (at most this long) so
+# that its pumping thread uses at most this share of one CPU: the app's emits share the GIL with it.
 _PACE_MAX_S = 0.05
+_PACE_CPU_SHARE = 0.25
 
 # Outcome kind → shipper state while waiting for the next attempt
 _WAIT_STATE = {"retry": "backoff", "transport": "backoff", "auth": "paused_auth", "config": "misconfigured"}
@@ -53,7 +54,7 @@ class _Sent:
     """What a sender thread reports for one batch."""
 
     outcome: Outcome
-    marked: bool = False  # accepted, and already marked shipped
+    marked: bool = False  # accepted, already marked shipped, and its lease ended with the last mark
     error: Exception | None = None  # accepted, but marking it shipped failed (it stays pending)
 
 
@@ -107,18 +108,20 @@ class _Senders:
 
 
 class _Pacer:
-    """Gives the app room while it emits: the shipper then works at most half of the time.
+    """Gives the app room while it emits: the shipper then keeps to a share of one CPU.
 
-    A backlog drain is CPU work (encoding, under the GIL) and outbox writes (marking shipped, under
-    SQLite's write lock); an app committing records at the same moment waits for both. New rows in
-    the outbox since the last batch mean the app (or another process) is committing: the shipper
-    then sleeps as long as its last batch took, with nothing of its own running.
+    A backlog drain is CPU work under the GIL (reading and encoding batches); an app committing
+    records at the same moment waits for the GIL each time the shipper holds it. New rows in the
+    outbox since the last batch mean the app (or another process) is committing: the shipper then
+    sleeps, with nothing of its own running, until the CPU time the pumping thread spent on the last
+    batch is at most ``_PACE_CPU_SHARE`` of the time since.
     """
 
     def __init__(self, queue: ShippingQueue) -> None:
         self.queue = queue
         self.seen = queue.max_rid()
         self.since = time.monotonic()
+        self.cpu_since = time.thread_time()
 
     def between_batches(self) -> bool:
         """Pause if the outbox grew since the last batch; True when it did."""
@@ -126,8 +129,12 @@ class _Pacer:
         paused = top != self.seen
         if paused:
             self.seen = top
-            time.sleep(min(time.monotonic() - self.since, _PACE_MAX_S))
+            busy = time.thread_time() - self.cpu_since
+            pause = busy / _PACE_CPU_SHARE - (time.monotonic() - self.since)
+            if pause > 0:
+                time.sleep(min(pause, _PACE_MAX_S))
         self.since = time.monotonic()
+        self.cpu_since = time.thread_time()
         return paused
 
 
@@ -161,9 +168,6 @@ class Shipper:
     def _reset_process_state(self) -> None:
         """Fresh per-process state (also in a forked child: never reuse the parent's socket, channel or threads)."""
         self._lock = threading.RLock()
-        # This process's outbox writes (claim, mark, release, ...) take turns here: a thread waiting on
-        # this lock wakes as soon as it is free, where SQLite's busy handler would sleep 1, 2, 5... ms.
-        self._writes = threading.Lock()
         self._senders: _Senders | None = None
         self._marker: _Senders | None = None  # marks for all senders when several (one SQLite connection)
         self._transport: Transport | None = None
@@ -301,37 +305,38 @@ class Shipper:
         return (stop if ok else "failed"), None, not ok
 
     def _send_and_mark(self, lease: Lease, payload: bytes) -> _Sent:
-        """On a sender thread: send one batch and, when it is accepted, mark it shipped at once (the
-        settling thread ends the lease afterwards: the rows are never free to claim while pending)."""
+        """On a sender thread: send one batch and, when it is accepted, mark it shipped at once, the
+        lease ending with the last mark (the rows are never free to claim while pending)."""
         outcome = self._send(payload)
         if outcome.kind != "success":
             return _Sent(outcome)
-        rids = [row[0] for row in lease.rows]
         marker = self._marker
         try:
             if marker is not None:
-                marker.submit(self._mark_shipped, rids).result()
+                marker.submit(self._mark_shipped, lease).result()
             else:
-                self._mark_shipped(rids)
+                self._mark_shipped(lease)
         except Exception as exc:  # noqa: BLE001 - reported by the settling thread
             return _Sent(outcome, error=exc)
         return _Sent(outcome, marked=True)
 
-    def _mark_shipped(self, rids: list[int]) -> None:
-        with self._writes:
-            self.queue.mark_shipped(rids)
+    def _mark_shipped(self, lease: Lease) -> None:
+        self.queue.mark_shipped([row[0] for row in lease.rows], end_lease=lease)
 
     def _settle_flight(self, flight: _Flight, *, clean: bool) -> bool:
         """Wait for a batch's answer and act on it (on the pumping thread); True when settled."""
+        lease_ended = False
         try:
             sent = flight.answer.result()
+            lease_ended = sent.marked
             if sent.error is not None:
                 raise sent.error
             return self._settle(flight.lease.rows, sent.outcome, marked=sent.marked, clean=clean)
         except Exception as exc:  # noqa: BLE001 - a bug or a database error: count, back off
             return self._failed_with(exc, escalate=clean)
         finally:
-            self._end_lease(flight.lease)
+            if not lease_ended:
+                self._end_lease(flight.lease)
 
     def _sender(self) -> _Senders:
         if self._senders is None:
@@ -344,10 +349,9 @@ class Shipper:
 
     def _claim(self) -> Lease | None:
         tuning = self.tuning
-        with self._writes:
-            return self.queue.claim(
-                self.owner, lease_s=tuning.lease_s, max_records=tuning.batch_records, max_bytes=tuning.batch_bytes
-            )
+        return self.queue.claim(
+            self.owner, lease_s=tuning.lease_s, max_records=tuning.batch_records, max_bytes=tuning.batch_bytes
+        )
 
     def _failed_with(self, exc: Exception, *, escalate: bool = True) -> bool:
         self.counters.error("ship", exc)
@@ -373,8 +377,7 @@ class Shipper:
         rids = [row[0] for row in rows]
         if outcome.kind == "success":
             if not marked:
-                with self._writes:
-                    self.queue.mark_shipped(rids)
+                self.queue.mark_shipped(rids)
             self.shipped_total += len(rows)
             self.batches_sent += 1
             if clean:
@@ -414,15 +417,13 @@ class Shipper:
 
     def _count_attempt(self, rows: Sequence[StoredRow]) -> None:
         try:
-            with self._writes:
-                self.queue.count_attempt([row[0] for row in rows])
+            self.queue.count_attempt([row[0] for row in rows])
         except Exception as exc:  # noqa: BLE001 - bookkeeping only
             self.counters.error("ship_attempts", exc)
 
     def _end_lease(self, lease: Lease) -> None:
         try:
-            with self._writes:
-                self.queue.end_lease(lease)
+            self.queue.end_lease(lease)
         except Exception as exc:  # noqa: BLE001 - the lease expires by itself
             self.counters.error("ship_lease", exc)
 
@@ -439,8 +440,7 @@ class Shipper:
 
     def _dead_letter(self, rids: Sequence[int], outcome: Outcome) -> None:
         reason = outcome.message or outcome.kind
-        with self._writes:
-            moved = self.queue.dead_letter(rids, reason=reason, status=outcome.status)
+        moved = self.queue.dead_letter(rids, reason=reason, status=outcome.status)
         self.dead_lettered_total += moved
         self.last_error = f"dead-lettered {moved} records: {outcome.describe()}"
         self.last_error_kind = outcome.kind

@@ -1,13 +1,20 @@
 """The outbox seen as a delivery queue: claim with a lease, release, mark shipped, dead-letter, requeue.
 
-Several processes may ship one outbox. A claim is one short ``BEGIN IMMEDIATE`` transaction
-that picks the oldest pending rows outside every live lease and inserts one ``ship_leases`` row
+Several processes may ship one outbox. A claim picks the oldest pending rows outside every
+live lease and, in one short ``BEGIN IMMEDIATE`` transaction, inserts one ``ship_leases`` row
 (owner, rid range, wall-clock expiry: wall clock, because leases are compared across processes).
 A lease row per batch instead of ``records.lease_owner``/``lease_until`` per record: writing those
 grows and rewrites every claimed row, which measured ~6x slower than the whole rest of a claim.
 No transaction is ever held while the batch is on the network. A claimer that dies (kill -9)
 leaves its lease behind; once it expires another shipper claims the rows again, so at most the
 in-flight batch is sent twice. Failed attempts are counted in ``records.attempts``.
+
+Every write here is a short transaction under the outbox's ``write_lock`` (the app's own
+commits queue on that lock, not in SQLite's sleeping busy handler), so the claim reads its batch
+in a read transaction first and only checks and records the lease in the write transaction, and
+marking a batch shipped ends its lease in the same transaction.
+Finding the batch costs the same however many leases are live: the scan hops over live lease
+ranges (a primary-key seek each) instead of testing every row against every lease.
 
 Dead letters are never deleted: the record keeps its row (``state=2``) and ``dead_letters`` holds
 one row per record with the reason and status; ``requeue`` makes them pending again.
@@ -16,7 +23,9 @@ one row per record with the reason and status; ``requeue`` makes them pending ag
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -69,62 +78,54 @@ class ShippingQueue:
         self.outbox = outbox
 
     def _write(self, sql: str, params: Sequence[Any]) -> int:
-        conn = self.outbox.connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            changed = conn.execute(sql, params).rowcount
-            conn.execute("COMMIT")
-            return changed
-        except BaseException:
-            _rollback(conn)
-            raise
+        with self.outbox.write_transaction() as conn:
+            return conn.execute(sql, params).rowcount
 
     def claim(self, owner: str, *, lease_s: float, max_records: int, max_bytes: int) -> Lease | None:
         """Lease up to ``max_records`` pending rows (and about ``max_bytes`` of stored text), oldest first.
 
         The lease is one ``ship_leases`` row covering the batch's rid range; rows inside another
         live lease are skipped, and a batch never spans a live lease, so ranges never overlap.
+        The batch is read in a read transaction (no write lock: nothing to claim costs no write,
+        unless the ship floor can rise);
+        the write transaction then only checks that its range is still free and all pending, and
+        records the lease. If it is not (another process claimed or settled meanwhile), the batch
+        is read again inside the write transaction.
         """
         conn = self.outbox.connect()
         now = time.time_ns()
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN")
         try:
-            live: list[tuple[int, int]] = []
-            expired = False
-            for lo, hi, until in conn.execute("SELECT lo, hi, until FROM ship_leases").fetchall():
-                if until < now:
-                    expired = True
-                else:
-                    live.append((lo, hi))
-            if expired:
-                conn.execute("DELETE FROM ship_leases WHERE until<?", (now,))
+            floor = Outbox.ship_floor(conn)
+            rows = _free_batch(conn, floor, _live_ranges(conn, now), max_records, max_bytes)
+            # the first record above the floor is shipped or dead: the floor can rise
+            above = conn.execute("SELECT state FROM records WHERE rid>? ORDER BY rid LIMIT 1", (floor,)).fetchone()
+        finally:
+            _rollback(conn)
+        if not rows:
+            if above is not None and above[0] != STATE_PENDING:
+                with self.outbox.write_transaction() as conn:
+                    Outbox.advance_ship_floor(conn)
+            return None
+        lo, hi = rows[0][0], rows[-1][0]
+        with self.outbox.write_transaction() as conn:
+            conn.execute("DELETE FROM ship_leases WHERE until<?", (now,))
             floor = Outbox.advance_ship_floor(conn)
-            skip = "".join(" AND rid NOT BETWEEN ? AND ?" for _ in live)
-            params: list[Any] = [bound for rng in live for bound in rng]
-            rows = conn.execute(
-                f"SELECT rid, stream_id, data FROM records WHERE rid > ? AND state=0{skip} ORDER BY rid LIMIT ?",
-                (floor, *params, max_records),
-            ).fetchall()
-            taken: list[StoredRow] = []
-            size = 0
-            for row in rows:
-                size += len(row[2])
-                if taken and (size > max_bytes or any(taken[0][0] < lo < row[0] for lo, _hi in live)):
-                    break
-                taken.append(row)
-            if not taken:
-                conn.execute("COMMIT")
-                return None
-            lease = Lease(owner, taken[0][0], taken[-1][0], taken)
+            still_free = conn.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM ship_leases WHERE lo<=? AND hi>=?)"
+                " AND (SELECT count(*) FROM records WHERE rid BETWEEN ? AND ? AND state=0)=?",
+                (hi, lo, lo, hi, len(rows)),
+            ).fetchone()[0]
+            if not still_free:
+                rows = _free_batch(conn, floor, _live_ranges(conn, now), max_records, max_bytes)
+                if not rows:
+                    return None
+                lo, hi = rows[0][0], rows[-1][0]
             conn.execute(
                 "INSERT OR REPLACE INTO ship_leases(owner, lo, hi, until) VALUES (?,?,?,?)",
-                (owner, lease.lo, lease.hi, now + int(lease_s * 1e9)),
+                (owner, lo, hi, now + int(lease_s * 1e9)),
             )
-            conn.execute("COMMIT")
-            return lease
-        except BaseException:
-            _rollback(conn)
-            raise
+        return Lease(owner, lo, hi, rows)
 
     def end_lease(self, lease: Lease) -> None:
         """Give the batch's range back: what is still pending in it may be claimed again at once."""
@@ -138,37 +139,36 @@ class ShippingQueue:
             f"UPDATE records SET attempts=attempts+1 WHERE rid IN {_IDS} AND state={STATE_PENDING}", (_ids(rids),)
         )
 
-    def mark_shipped(self, rids: Sequence[int]) -> int:
-        if not rids:
+    def mark_shipped(self, rids: Sequence[int], *, end_lease: Lease | None = None) -> int:
+        """Mark rows shipped; ``end_lease``: end the batch's lease in the same transaction, so its
+        rows are never claimable while still pending and no second transaction is needed."""
+        if not rids and end_lease is None:
             return 0
-        return self._write(
-            f"UPDATE records SET state={STATE_SHIPPED}, shipped_ns=? WHERE rid IN {_IDS} AND state={STATE_PENDING}",
-            (time.time_ns(), _ids(rids)),
-        )
+        with self.outbox.write_transaction() as conn:
+            changed = conn.execute(
+                f"UPDATE records SET state={STATE_SHIPPED}, shipped_ns=? WHERE rid IN {_IDS} AND state={STATE_PENDING}",
+                (time.time_ns(), _ids(rids)),
+            ).rowcount
+            if end_lease is not None:
+                conn.execute("DELETE FROM ship_leases WHERE owner=? AND lo=?", (end_lease.owner, end_lease.lo))
+            return changed
 
     def dead_letter(self, rids: Sequence[int], *, reason: str, status: str | None) -> int:
         """Move rows to ``state=2`` with one ``dead_letters`` row each. Nothing is deleted."""
         if not rids:
             return 0
-        conn = self.outbox.connect()
         now = time.time_ns()
         ids = _ids(rids)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.outbox.write_transaction() as conn:
             conn.execute(
                 "INSERT INTO dead_letters(rid, record_id, reason, status, time_ns)"
                 f" SELECT rid, record_id, ?, ?, ? FROM records WHERE rid IN {_IDS} AND state={STATE_PENDING}",
                 (reason, status, now, ids),
             )
-            changed = conn.execute(
+            return conn.execute(
                 f"UPDATE records SET state={STATE_DEAD} WHERE rid IN {_IDS} AND state={STATE_PENDING}",
                 (ids,),
             ).rowcount
-            conn.execute("COMMIT")
-            return changed
-        except BaseException:
-            _rollback(conn)
-            raise
 
     def dead_letters(self, *, include_requeued: bool = False, limit: int | None = None) -> list[DeadLetter]:
         sql = (
@@ -184,10 +184,8 @@ class ShippingQueue:
 
     def requeue(self, dids: Sequence[int] | None = None) -> int:
         """Make dead-lettered records pending again (all, or the given dead-letter ids)."""
-        conn = self.outbox.connect()
         now = time.time_ns()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.outbox.write_transaction() as conn:
             where = "requeued_ns IS NULL" + (f" AND did IN {_IDS}" if dids is not None else "")
             params: tuple[Any, ...] = (_ids(dids),) if dids is not None else ()
             first = conn.execute(f"SELECT min(rid) FROM dead_letters WHERE {where}", params).fetchone()[0]
@@ -199,11 +197,7 @@ class ShippingQueue:
                 params,
             ).rowcount
             conn.execute(f"UPDATE dead_letters SET requeued_ns=? WHERE {where}", (now, *params))
-            conn.execute("COMMIT")
             return changed
-        except BaseException:
-            _rollback(conn)
-            raise
 
     def max_rid(self) -> int:
         return self.outbox.connect().execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0]
@@ -236,6 +230,55 @@ class ShippingQueue:
                 value = {}
             out[stream_id] = value if isinstance(value, dict) else {}
         return out
+
+
+def _live_ranges(conn: sqlite3.Connection, now: int) -> list[tuple[int, int]]:
+    """The rid ranges of live leases, sorted, overlapping or adjacent ones merged."""
+    merged: list[tuple[int, int]] = []
+    for lo, hi in conn.execute("SELECT lo, hi FROM ship_leases WHERE until>=? ORDER BY lo", (now,)):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def _free_batch(
+    conn: sqlite3.Connection, floor: int, live: list[tuple[int, int]], max_records: int, max_bytes: int
+) -> list[StoredRow]:
+    """The oldest pending rows above the ship floor outside every live range, up to the next live
+    range (a batch never spans one): hop from the first pending row to the end of the range holding
+    it, on the primary key, until a pending row is free. One hop per live range that still holds
+    pending rows ahead of it."""
+    los = [lo for lo, _hi in live]
+    after = floor
+    while True:
+        row = conn.execute("SELECT rid FROM records WHERE state=0 AND rid>? ORDER BY rid LIMIT 1", (after,)).fetchone()
+        if row is None:
+            return []
+        first = row[0]
+        at = bisect_right(los, first) - 1
+        if at >= 0 and live[at][1] >= first:
+            after = live[at][1]
+            continue
+        break
+    if at + 1 < len(live):
+        found = conn.execute(
+            "SELECT rid, stream_id, data FROM records WHERE state=0 AND rid>=? AND rid<? ORDER BY rid LIMIT ?",
+            (first, live[at + 1][0], max_records),
+        ).fetchall()
+    else:
+        found = conn.execute(
+            "SELECT rid, stream_id, data FROM records WHERE state=0 AND rid>=? ORDER BY rid LIMIT ?", (first, max_records)
+        ).fetchall()
+    taken: list[StoredRow] = []
+    size = 0
+    for stored in found:
+        size += len(stored[2])
+        if taken and size > max_bytes:
+            break
+        taken.append(stored)
+    return taken
 
 
 __all__ = ["ShippingQueue", "DeadLetter"]
