@@ -43,7 +43,7 @@ _RESOURCE_CACHE_MAX = 1024
 # While the app is committing records, the shipper pauses after each batch (at most this long) so
 # that its pumping thread uses at most this share of one CPU: the app's emits share the GIL with it.
 _PACE_MAX_S = 0.05
-_PACE_CPU_SHARE = 0.25
+_PACE_CPU_SHARE = 0.1
 
 # Outcome kind → shipper state while waiting for the next attempt
 _WAIT_STATE = {"retry": "backoff", "transport": "backoff", "auth": "paused_auth", "config": "misconfigured"}
