@@ -173,6 +173,10 @@ _sleep = time.sleep
 def _varint(n: int) -> bytes:
     if n < 0x80:
         return _SMALL_VARINTS[n]
+    if n < 0x4000:  # sequence numbers, sizes, lengths: mostly two or three bytes
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    if n < 0x200000:
+        return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14))
     out = bytearray()
     while True:
         byte = n & 0x7F
@@ -328,9 +332,11 @@ def _log_record(record: dict[str, Any]) -> bytes:
         parts.append(_ld(b"\x2a", _any_value(body)))
     append = parts.append
     str_cache = _STR_CACHE.get
+    int_cache = _INT_CACHE.get
     prefix_of = _PREFIX.get
     for key, value in record["attributes"].items():
-        if type(value) is str:
+        t = type(value)
+        if t is str:
             cache = str_cache(key)
             if cache is not None:
                 hit = cache.get(value)
@@ -343,6 +349,20 @@ def _log_record(record: dict[str, Any]) -> bytes:
                 if prefix is not None:
                     append(prefix + raw)
                     continue
+        elif t is int or t is float:
+            if key in _UNIQUE_KEYS:  # sequence numbers, durations: the cached prefix + the value's bytes
+                raw = _varint(value & _INT64_MASK) if t is int else _pack_d(value)
+                prefix = prefix_of((key, t, len(raw)))
+                if prefix is not None:
+                    append(prefix + raw)
+                    continue
+            elif t is int:
+                cache = int_cache(key)
+                if cache is not None:
+                    hit = cache.get(value)
+                    if hit is not None:
+                        append(hit)
+                        continue
         append(_attribute(key, value))
     trace_id = record.get("trace_id")
     if trace_id:
