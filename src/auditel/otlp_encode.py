@@ -336,33 +336,20 @@ def _log_record(record: dict[str, Any]) -> bytes:
     prefix_of = _PREFIX.get
     for key, value in record["attributes"].items():
         t = type(value)
-        if t is str:
-            cache = str_cache(key)
+        if key in _UNIQUE_KEYS:  # ids, hashes, digests, sequence numbers: cached prefix + the value's bytes
+            if t is str or t is int or t is float:
+                raw = value.encode("utf-8") if t is str else _varint(value & _INT64_MASK) if t is int else _pack_d(value)
+                prefix = prefix_of((key, t, len(raw)))
+                if prefix is not None:
+                    append(prefix + raw)
+                    continue
+        elif t is str or t is int:  # pairs that repeat: the whole encoded field, cached
+            cache = str_cache(key) if t is str else int_cache(key)
             if cache is not None:
                 hit = cache.get(value)
                 if hit is not None:
                     append(hit)
                     continue
-            elif key in _UNIQUE_KEYS:  # ids, hashes, digests: the cached prefix + the value's bytes
-                raw = value.encode("utf-8")
-                prefix = prefix_of((key, str, len(raw)))
-                if prefix is not None:
-                    append(prefix + raw)
-                    continue
-        elif t is int or t is float:
-            if key in _UNIQUE_KEYS:  # sequence numbers, durations: the cached prefix + the value's bytes
-                raw = _varint(value & _INT64_MASK) if t is int else _pack_d(value)
-                prefix = prefix_of((key, t, len(raw)))
-                if prefix is not None:
-                    append(prefix + raw)
-                    continue
-            elif t is int:
-                cache = int_cache(key)
-                if cache is not None:
-                    hit = cache.get(value)
-                    if hit is not None:
-                        append(hit)
-                        continue
         append(_attribute(key, value))
     trace_id = record.get("trace_id")
     if trace_id:
