@@ -157,9 +157,7 @@ def store_checkpoint(outbox: Any, statement: dict[str, Any], signature: str) -> 
     """Insert one checkpoint row; returns its hash."""
     data = statement_bytes(statement).decode("utf-8")
     chash = statement_hash(statement)
-    conn = outbox.connect()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with outbox.write_transaction() as conn:  # queues with the app's commits on the write lock
         conn.execute(
             "INSERT INTO checkpoints(stream_id, tree_size, head_hash, time_ns, prev_checkpoint_hash, key_id,"
             " algorithm, signature, data, checkpoint_hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -176,11 +174,6 @@ def store_checkpoint(outbox: Any, statement: dict[str, Any], signature: str) -> 
                 chash,
             ),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return chash
 
 
