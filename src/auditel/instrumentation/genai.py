@@ -37,6 +37,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwr
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .. import runtime as _rt
+from ..api import model_call
 from . import _base
 
 EVENT_DETAILS = "gen_ai.client.inference.operation.details"
@@ -286,8 +287,6 @@ class Invocation:
     ) -> None:
         if _rt.current() is None:
             return
-        from ..api import model_call
-
         facts = self.facts
         req = self.request
         extra: dict[str, Any] = {k: v for k, v in usage.items() if k not in (IN_TOKENS, OUT_TOKENS)}
@@ -568,15 +567,27 @@ def _settle(inv: Invocation, result: Any, from_response: FromResponse, observe: 
     return result
 
 
+_KIND_OF_TYPE: dict[type, str] = {}
+
+
 def classify(result: Any) -> str:
-    """``stream``, ``raw`` (a ``with_raw_response`` / ``with_streaming_response`` object) or ``value``."""
-    for cls in type(result).__mro__:
-        name = cls.__name__
-        if name in ("Stream", "AsyncStream"):
-            return "stream"
-        if name in ("LegacyAPIResponse", "BaseAPIResponse"):
-            return "raw"
-    return "value"
+    """``stream``, ``raw`` (a ``with_raw_response`` / ``with_streaming_response`` object) or ``value``
+    (remembered per result type)."""
+    cls = type(result)
+    kind = _KIND_OF_TYPE.get(cls)
+    if kind is None:
+        kind = "value"
+        for base in cls.__mro__:
+            name = base.__name__
+            if name in ("Stream", "AsyncStream"):
+                kind = "stream"
+                break
+            if name in ("LegacyAPIResponse", "BaseAPIResponse"):
+                kind = "raw"
+                break
+        if len(_KIND_OF_TYPE) < 512:
+            _KIND_OF_TYPE[cls] = kind
+    return kind
 
 
 def call_sync(
