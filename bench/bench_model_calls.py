@@ -22,7 +22,10 @@ Reported, each as the median over rounds, with the time added over ``uninstrumen
 * caller-thread CPU µs per call (median of per-call ``thread_time_ns``): what the instrumentation
   costs the calling thread; the steadiest figure on a shared machine;
 * wall µs per call (median of per-call samples);
-* process CPU µs per call (mean, all threads: includes the batch exporters and auditel's worker).
+* process CPU µs per call (mean, all threads: includes the batch exporters and auditel's worker);
+* paired: in each instrumented worker the same SDK method unwrapped (wrapt's ``__wrapped__``) is
+  timed too, interleaved block by block with the instrumented calls; the per-process difference
+  (caller-thread CPU and wall) does not depend on how busy the machine was during that worker.
 
     python bench/bench_model_calls.py [--calls 400] [--rounds 5] [--blocks 8]
 """
@@ -124,7 +127,7 @@ def _time_blocks(calls_by_kind: dict[str, Any], calls: int, blocks: int) -> dict
     return out
 
 
-def worker(mode: str, base_url: str, endpoint: str, calls: int, blocks: int) -> dict[str, float]:
+def worker(mode: str, base_url: str, endpoint: str, calls_per_kind: int, blocks: int) -> dict[str, float]:
     import gc
     import warnings
 
@@ -135,16 +138,36 @@ def worker(mode: str, base_url: str, endpoint: str, calls: int, blocks: int) -> 
 
         client = openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
 
-        def plain() -> None:
-            client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        def calls(create: Any) -> dict[str, Any]:
+            def plain() -> None:
+                create(model="gpt-4o", messages=MESSAGES)
 
-        def streamed() -> None:
-            for _ in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
-                pass
+            def streamed() -> None:
+                for _ in create(model="gpt-4o", messages=MESSAGES, stream=True):
+                    pass
 
+            return {"nonstream": plain, "stream": streamed}
+
+        create = client.chat.completions.create
+        # Paired baseline: the same SDK method without the instrumentation's wrapper (wrapt keeps the
+        # original as __wrapped__), timed in this process, interleaved with the instrumented calls:
+        # machine load that comes and goes hits both alike, so their difference is steady.
+        original = getattr(create, "__wrapped__", None)
+        instrumented = calls(create)
+        unwrapped = calls(original) if mode != "uninstrumented" and original is not None else {}
+        timed: dict[str, Any] = {}
+        for kind in KINDS:  # each kind next to its paired baseline
+            timed[kind] = instrumented[kind]
+            if kind in unwrapped:
+                timed[f"{kind}_raw"] = unwrapped[kind]
         gc.collect()
         gc.freeze()  # set-up garbage out of the collector's way: every mode times the same calls
-        out = _time_blocks({"nonstream": plain, "stream": streamed}, calls, blocks)
+        out = _time_blocks(timed, calls_per_kind, blocks)
+        for kind in KINDS:
+            for suffix in ("_us", "_thread_us"):
+                raw = out.pop(f"{kind}_raw{suffix}", None)
+                out[f"{kind}_paired{suffix}"] = out[kind + suffix] - raw if raw is not None else 0.0
+            out.pop(f"{kind}_raw_cpu_us", None)
         if mode == "auditel":
             import auditel
 
@@ -186,14 +209,26 @@ def _print_tables(results: dict[str, list[dict[str, float]]], args: argparse.Nam
             added[mode]["nonstream" + suffix] = n - base_n
             added[mode]["stream" + suffix] = s - base_s
             print(f"{mode:16s} {n:11.1f} {n - base_n:8.1f} {n / base_n:6.2f} {s:9.1f} {s - base_s:8.1f} {s / base_s:6.2f}")
+    print("\npaired: time added per call, measured against the same SDK method unwrapped, interleaved in the same"
+          " process (median over rounds; the steadiest comparison on a busy machine)")
+    print(f"{'configuration':16s} {'non-stream CPU':>14s} {'wall':>8s} {'stream CPU':>11s} {'wall':>8s}")
+    for mode in MODES[1:]:
+        n_cpu, n_wall = med(mode, "nonstream_paired_thread_us"), med(mode, "nonstream_paired_us")
+        s_cpu, s_wall = med(mode, "stream_paired_thread_us"), med(mode, "stream_paired_us")
+        print(f"{mode:16s} {n_cpu:14.1f} {n_wall:8.1f} {s_cpu:11.1f} {s_wall:8.1f}")
+        for kind in KINDS:
+            added[mode][f"{kind}_paired_thread_us"] = med(mode, f"{kind}_paired_thread_us")
+            added[mode][f"{kind}_paired_us"] = med(mode, f"{kind}_paired_us")
     print("\nauditel's added time vs the lighter competitor (goal: ratio <= 1.00)")
-    for suffix, label in METRICS:
+    comparisons = (("_paired_thread_us", "paired caller-thread CPU"), ("_paired_us", "paired wall"))
+    comparisons += tuple((suffix, label.split(" per call")[0]) for suffix, label in METRICS)
+    for suffix, label in comparisons:
         for kind in KINDS:
             key = kind + suffix
             lighter = min(added["otel-genai"][key], added["openllmetry"][key])
             ours = added["auditel"][key]
             ratio = ours / lighter if lighter > 0 else float("nan")
-            print(f"  {label.split(' per call')[0]:22s} {kind:10s} {ours:8.1f} vs {lighter:8.1f} µs ({ratio:.2f}x)")
+            print(f"  {label:26s} {kind:10s} {ours:8.1f} vs {lighter:8.1f} µs ({ratio:.2f}x)")
     print(f"auditel committed {results['auditel'][-1].get('records', 0):.0f} records to its outbox in the last round")
 
 
@@ -221,7 +256,7 @@ def main() -> None:
             shift = round_no % len(MODES)
             for mode in MODES[shift:] + MODES[:shift]:
                 results[mode].append(_run_worker(mode, llm.openai_base_url, rotel.http_endpoint, args, env))
-                brief = {k: round(v, 1) for k, v in results[mode][-1].items()}
+                brief = {k: round(v, 1) for k, v in results[mode][-1].items() if "paired" in k or "thread" in k}
                 print(f"round {round_no + 1} {mode:15s} {brief}", file=sys.stderr)
     _print_tables(results, args)
 
