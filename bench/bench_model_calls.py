@@ -167,6 +167,8 @@ def worker(mode: str, base_url: str, endpoint: str, calls_per_kind: int, blocks:
             for suffix in ("_us", "_thread_us"):
                 raw = out.pop(f"{kind}_raw{suffix}", None)
                 out[f"{kind}_paired{suffix}"] = out[kind + suffix] - raw if raw is not None else 0.0
+                # relative to the unwrapped call: steadier still when the whole machine slows down
+                out[f"{kind}_paired{suffix[:-3]}_pct"] = 100.0 * out[f"{kind}_paired{suffix}"] / raw if raw else 0.0
             out.pop(f"{kind}_raw_cpu_us", None)
         if mode == "auditel":
             import auditel
@@ -211,16 +213,22 @@ def _print_tables(results: dict[str, list[dict[str, float]]], args: argparse.Nam
             print(f"{mode:16s} {n:11.1f} {n - base_n:8.1f} {n / base_n:6.2f} {s:9.1f} {s - base_s:8.1f} {s / base_s:6.2f}")
     print("\npaired: time added per call, measured against the same SDK method unwrapped, interleaved in the same"
           " process (median over rounds; the steadiest comparison on a busy machine)")
-    print(f"{'configuration':16s} {'non-stream CPU':>14s} {'wall':>8s} {'stream CPU':>11s} {'wall':>8s}")
+    print(f"{'configuration':16s} {'non-stream CPU':>14s} {'wall':>8s} {'stream CPU':>11s} {'wall':>8s}"
+          f"   (in % of the unwrapped call: {'non-stream CPU':>14s} {'stream CPU':>11s})")
     for mode in MODES[1:]:
-        n_cpu, n_wall = med(mode, "nonstream_paired_thread_us"), med(mode, "nonstream_paired_us")
-        s_cpu, s_wall = med(mode, "stream_paired_thread_us"), med(mode, "stream_paired_us")
-        print(f"{mode:16s} {n_cpu:14.1f} {n_wall:8.1f} {s_cpu:11.1f} {s_wall:8.1f}")
         for kind in KINDS:
-            added[mode][f"{kind}_paired_thread_us"] = med(mode, f"{kind}_paired_thread_us")
-            added[mode][f"{kind}_paired_us"] = med(mode, f"{kind}_paired_us")
+            for suffix in ("_paired_thread_us", "_paired_us", "_paired_thread_pct"):
+                added[mode][kind + suffix] = med(mode, kind + suffix)
+        a = added[mode]
+        print(f"{mode:16s} {a['nonstream_paired_thread_us']:14.1f} {a['nonstream_paired_us']:8.1f}"
+              f" {a['stream_paired_thread_us']:11.1f} {a['stream_paired_us']:8.1f}"
+              f"   {'':29s} {a['nonstream_paired_thread_pct']:13.1f}% {a['stream_paired_thread_pct']:10.1f}%")
     print("\nauditel's added time vs the lighter competitor (goal: ratio <= 1.00)")
-    comparisons = (("_paired_thread_us", "paired caller-thread CPU"), ("_paired_us", "paired wall"))
+    comparisons = (
+        ("_paired_thread_pct", "paired caller-thread CPU %"),
+        ("_paired_thread_us", "paired caller-thread CPU"),
+        ("_paired_us", "paired wall"),
+    )
     comparisons += tuple((suffix, label.split(" per call")[0]) for suffix, label in METRICS)
     for suffix, label in comparisons:
         for kind in KINDS:
@@ -228,7 +236,8 @@ def _print_tables(results: dict[str, list[dict[str, float]]], args: argparse.Nam
             lighter = min(added["otel-genai"][key], added["openllmetry"][key])
             ours = added["auditel"][key]
             ratio = ours / lighter if lighter > 0 else float("nan")
-            print(f"  {label:26s} {kind:10s} {ours:8.1f} vs {lighter:8.1f} µs ({ratio:.2f}x)")
+            unit = "%" if suffix.endswith("_pct") else "µs"
+            print(f"  {label:28s} {kind:10s} {ours:8.1f} vs {lighter:8.1f} {unit:2s} ({ratio:.2f}x)")
     print(f"auditel committed {results['auditel'][-1].get('records', 0):.0f} records to its outbox in the last round")
 
 
@@ -256,7 +265,7 @@ def main() -> None:
             shift = round_no % len(MODES)
             for mode in MODES[shift:] + MODES[:shift]:
                 results[mode].append(_run_worker(mode, llm.openai_base_url, rotel.http_endpoint, args, env))
-                brief = {k: round(v, 1) for k, v in results[mode][-1].items() if "paired" in k or "thread" in k}
+                brief = {k: round(v, 1) for k, v in results[mode][-1].items() if "paired" in k and k.endswith("_us")}
                 print(f"round {round_no + 1} {mode:15s} {brief}", file=sys.stderr)
     _print_tables(results, args)
 
