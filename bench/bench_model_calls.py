@@ -13,11 +13,21 @@ set-up; all share one venv, their dependencies install side by side):
 Every instrumented configuration has a stock OTel SDK pipeline: TracerProvider and LoggerProvider
 with batch processors exporting OTLP/HTTP to a local rotel collector (``tests/otlp_harness.py``).
 The model is ``tests/fake_llm_server.py`` in the parent process. Non-streaming and streaming
-(4 content chunks + finish) chat completions. Reported: client-process CPU µs per call (the
-instrumentation's real cost, little disturbed by other load on the machine) and median wall µs per
-call, each with the time added over ``uninstrumented`` and the ratio.
+(4 content chunks + finish) chat completions, interleaved in alternating blocks within each worker;
+several worker processes per configuration, the configurations interleaved round by round (order
+rotated each round) so that drift and noise on the machine spread over all of them.
 
-    python bench/bench_model_calls.py [--calls 400] [--rounds 3]
+Reported, each as the median over rounds, with the time added over ``uninstrumented`` and the ratio:
+
+* caller-thread CPU µs per call (median of per-call ``thread_time_ns``): what the instrumentation
+  costs the calling thread; the steadiest figure on a shared machine;
+* wall µs per call (median of per-call samples);
+* process CPU µs per call (mean, all threads: includes the batch exporters and auditel's worker);
+* paired: in each instrumented worker the same SDK method unwrapped (wrapt's ``__wrapped__``) is
+  timed too, interleaved block by block with the instrumented calls; the per-process difference
+  (caller-thread CPU and wall) does not depend on how busy the machine was during that worker.
+
+    python bench/bench_model_calls.py [--calls 400] [--rounds 5] [--blocks 8]
 """
 
 from __future__ import annotations
@@ -78,21 +88,47 @@ def _setup(mode: str, endpoint: str, workdir: str) -> None:
         OpenAIInstrumentor().instrument()
 
 
-def _time_calls(fn: Any, calls: int) -> tuple[float, float]:
-    """(median wall µs per call, client-process CPU µs per call incl. its exporter/worker threads)."""
-    for _ in range(max(20, calls // 10)):  # warm-up
-        fn()
-    samples = []
-    cpu0 = time.process_time_ns()
-    for _ in range(calls):
-        t0 = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - t0)
-    cpu = (time.process_time_ns() - cpu0) / calls / 1000.0
-    return statistics.median(samples) / 1000.0, cpu
+KINDS = ("nonstream", "stream")
 
 
-def worker(mode: str, base_url: str, endpoint: str, calls: int) -> dict[str, float]:
+def _time_blocks(calls_by_kind: dict[str, Any], calls: int, blocks: int) -> dict[str, float]:
+    """Per-call figures for each kind, the kinds interleaved in ``blocks`` alternating blocks.
+
+    Kept per call: wall time and CPU time of the calling thread (``thread_time_ns``: what the
+    instrumentation costs the caller, undisturbed by other processes and by the exporter threads).
+    Kept per block: process CPU (all threads, incl. batch exporters and auditel's worker).
+    Reported: medians of the per-call samples and the mean process CPU per call.
+    """
+    for fn in calls_by_kind.values():  # warm-up: imports, connection pool, caches
+        for _ in range(max(20, calls // 10)):
+            fn()
+    wall: dict[str, list[int]] = {k: [] for k in calls_by_kind}
+    thread: dict[str, list[int]] = {k: [] for k in calls_by_kind}
+    process_ns: dict[str, int] = {k: 0 for k in calls_by_kind}
+    per_block = max(1, calls // blocks)
+    perf, thread_ns, process = time.perf_counter_ns, time.thread_time_ns, time.process_time_ns
+    for block in range(blocks):
+        order = list(calls_by_kind) if block % 2 == 0 else list(reversed(list(calls_by_kind)))
+        for kind in order:
+            fn, walls, threads = calls_by_kind[kind], wall[kind], thread[kind]
+            p0 = process()
+            for _ in range(per_block):
+                t0, c0 = perf(), thread_ns()
+                fn()
+                c1, t1 = thread_ns(), perf()
+                walls.append(t1 - t0)
+                threads.append(c1 - c0)
+            process_ns[kind] += process() - p0
+    out: dict[str, float] = {}
+    for kind in calls_by_kind:
+        out[f"{kind}_us"] = statistics.median(wall[kind]) / 1000.0
+        out[f"{kind}_thread_us"] = statistics.median(thread[kind]) / 1000.0
+        out[f"{kind}_cpu_us"] = process_ns[kind] / len(wall[kind]) / 1000.0
+    return out
+
+
+def worker(mode: str, base_url: str, endpoint: str, calls_per_kind: int, blocks: int) -> dict[str, float]:
+    import gc
     import warnings
 
     warnings.simplefilter("ignore")
@@ -102,16 +138,38 @@ def worker(mode: str, base_url: str, endpoint: str, calls: int) -> dict[str, flo
 
         client = openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
 
-        def plain() -> None:
-            client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        def calls(create: Any) -> dict[str, Any]:
+            def plain() -> None:
+                create(model="gpt-4o", messages=MESSAGES)
 
-        def streamed() -> None:
-            for _ in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
-                pass
+            def streamed() -> None:
+                for _ in create(model="gpt-4o", messages=MESSAGES, stream=True):
+                    pass
 
-        wall_n, cpu_n = _time_calls(plain, calls)
-        wall_s, cpu_s = _time_calls(streamed, calls)
-        out = {"nonstream_us": wall_n, "stream_us": wall_s, "nonstream_cpu_us": cpu_n, "stream_cpu_us": cpu_s}
+            return {"nonstream": plain, "stream": streamed}
+
+        create = client.chat.completions.create
+        # Paired baseline: the same SDK method without the instrumentation's wrapper (wrapt keeps the
+        # original as __wrapped__), timed in this process, interleaved with the instrumented calls:
+        # machine load that comes and goes hits both alike, so their difference is steady.
+        original = getattr(create, "__wrapped__", None)
+        instrumented = calls(create)
+        unwrapped = calls(original) if mode != "uninstrumented" and original is not None else {}
+        timed: dict[str, Any] = {}
+        for kind in KINDS:  # each kind next to its paired baseline
+            timed[kind] = instrumented[kind]
+            if kind in unwrapped:
+                timed[f"{kind}_raw"] = unwrapped[kind]
+        gc.collect()
+        gc.freeze()  # set-up garbage out of the collector's way: every mode times the same calls
+        out = _time_blocks(timed, calls_per_kind, blocks)
+        for kind in KINDS:
+            for suffix in ("_us", "_thread_us"):
+                raw = out.pop(f"{kind}_raw{suffix}", None)
+                out[f"{kind}_paired{suffix}"] = out[kind + suffix] - raw if raw is not None else 0.0
+                # relative to the unwrapped call: steadier still when the whole machine slows down
+                out[f"{kind}_paired{suffix[:-3]}_pct"] = 100.0 * out[f"{kind}_paired{suffix}"] / raw if raw else 0.0
+            out.pop(f"{kind}_raw_cpu_us", None)
         if mode == "auditel":
             import auditel
 
@@ -121,16 +179,79 @@ def worker(mode: str, base_url: str, endpoint: str, calls: int) -> dict[str, flo
 
 
 # --- orchestrator ----------------------------------------------------------------------------------------------
+METRICS = (
+    ("_thread_us", "caller-thread CPU µs per call (median; the instrumentation's cost to the caller)"),
+    ("_us", "wall µs per call (median)"),
+    ("_cpu_us", "process CPU µs per call (mean; all threads, incl. batch exporters and auditel's worker)"),
+)
+
+
+def _run_worker(mode: str, llm_url: str, endpoint: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--worker", mode, "--base-url", llm_url, "--endpoint", endpoint,
+           "--calls", str(args.calls), "--blocks", str(args.blocks)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        sys.exit(f"{mode} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _print_tables(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
+    def med(mode: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[mode])
+
+    print(f"\nchat completion against a local server: {args.calls} calls per kind x {args.rounds} rounds per "
+          f"configuration, kinds interleaved in {args.blocks} blocks; figures are medians over rounds")
+    added: dict[str, dict[str, float]] = {m: {} for m in MODES}
+    for suffix, label in METRICS:
+        print(f"\n{label}")
+        print(f"{'configuration':16s} {'non-stream':>11s} {'added':>8s} {'ratio':>6s} {'stream':>9s} {'added':>8s} {'ratio':>6s}")
+        base_n, base_s = med("uninstrumented", "nonstream" + suffix), med("uninstrumented", "stream" + suffix)
+        for mode in MODES:
+            n, s = med(mode, "nonstream" + suffix), med(mode, "stream" + suffix)
+            added[mode]["nonstream" + suffix] = n - base_n
+            added[mode]["stream" + suffix] = s - base_s
+            print(f"{mode:16s} {n:11.1f} {n - base_n:8.1f} {n / base_n:6.2f} {s:9.1f} {s - base_s:8.1f} {s / base_s:6.2f}")
+    print("\npaired: time added per call, measured against the same SDK method unwrapped, interleaved in the same"
+          " process (median over rounds; the steadiest comparison on a busy machine)")
+    print(f"{'configuration':16s} {'non-stream CPU':>14s} {'wall':>8s} {'stream CPU':>11s} {'wall':>8s}"
+          f"   (in % of the unwrapped call: {'non-stream CPU':>14s} {'stream CPU':>11s})")
+    for mode in MODES[1:]:
+        for kind in KINDS:
+            for suffix in ("_paired_thread_us", "_paired_us", "_paired_thread_pct"):
+                added[mode][kind + suffix] = med(mode, kind + suffix)
+        a = added[mode]
+        print(f"{mode:16s} {a['nonstream_paired_thread_us']:14.1f} {a['nonstream_paired_us']:8.1f}"
+              f" {a['stream_paired_thread_us']:11.1f} {a['stream_paired_us']:8.1f}"
+              f"   {'':29s} {a['nonstream_paired_thread_pct']:13.1f}% {a['stream_paired_thread_pct']:10.1f}%")
+    print("\nauditel's added time vs the lighter competitor (goal: ratio <= 1.00)")
+    comparisons = (
+        ("_paired_thread_pct", "paired caller-thread CPU %"),
+        ("_paired_thread_us", "paired caller-thread CPU"),
+        ("_paired_us", "paired wall"),
+    )
+    comparisons += tuple((suffix, label.split(" per call")[0]) for suffix, label in METRICS)
+    for suffix, label in comparisons:
+        for kind in KINDS:
+            key = kind + suffix
+            lighter = min(added["otel-genai"][key], added["openllmetry"][key])
+            ours = added["auditel"][key]
+            ratio = ours / lighter if lighter > 0 else float("nan")
+            unit = "%" if suffix.endswith("_pct") else "µs"
+            print(f"  {label:28s} {kind:10s} {ours:8.1f} vs {lighter:8.1f} {unit:2s} ({ratio:.2f}x)")
+    print(f"auditel committed {results['auditel'][-1].get('records', 0):.0f} records to its outbox in the last round")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=400)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=400, help="timed calls per kind per worker process")
+    parser.add_argument("--rounds", type=int, default=5, help="worker processes per configuration")
+    parser.add_argument("--blocks", type=int, default=8, help="alternating non-stream/stream blocks per worker")
     parser.add_argument("--worker", choices=MODES)
     parser.add_argument("--base-url")
     parser.add_argument("--endpoint")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.base_url, args.endpoint, args.calls)))
+        print(json.dumps(worker(args.worker, args.base_url, args.endpoint, args.calls, args.blocks)))
         return
 
     from fake_llm_server import FakeLLMServer
@@ -140,35 +261,13 @@ def main() -> None:
     with FakeLLMServer() as llm, CaptureServer() as capture, RotelCollector(export_to=capture.endpoint) as rotel:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDITEL_", "OTEL_", "TRACELOOP_"))}
         for round_no in range(args.rounds):
-            for mode in MODES:  # interleaved rounds spread machine noise over all modes
-                cmd = [sys.executable, __file__, "--worker", mode, "--base-url", llm.openai_base_url,
-                       "--endpoint", rotel.http_endpoint, "--calls", str(args.calls)]
-                proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-                if proc.returncode != 0:
-                    sys.exit(f"{mode} failed:\n{proc.stderr}")
-                results[mode].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-                print(f"round {round_no + 1} {mode:15s} {results[mode][-1]}", file=sys.stderr)
-
-    def med(mode: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[mode])
-
-    print(f"\nchat completion against a local server, {args.calls} calls x {args.rounds} rounds (median of rounds)")
-    added: dict[str, dict[str, float]] = {m: {} for m in MODES}
-    for label, suffix in (("client CPU µs per call (process-wide, incl. export threads)", "_cpu_us"), ("wall µs per call (median)", "_us")):
-        print(f"\n{label}")
-        print(f"{'configuration':16s} {'non-stream':>11s} {'added':>8s} {'ratio':>6s} {'stream':>9s} {'added':>8s} {'ratio':>6s}")
-        base_n, base_s = med("uninstrumented", "nonstream" + suffix), med("uninstrumented", "stream" + suffix)
-        for mode in MODES:
-            n, s = med(mode, "nonstream" + suffix), med(mode, "stream" + suffix)
-            added[mode][suffix] = n - base_n
-            added[mode]["s" + suffix] = s - base_s
-            print(f"{mode:16s} {n:11.1f} {n - base_n:8.1f} {n / base_n:6.2f} {s:9.1f} {s - base_s:8.1f} {s / base_s:6.2f}")
-    for kind, key in (("non-stream", "_cpu_us"), ("stream", "s_cpu_us")):
-        lighter = min(added["otel-genai"][key], added["openllmetry"][key])
-        ours = added["auditel"][key]
-        ratio = ours / lighter if lighter > 0 else float("nan")
-        print(f"auditel added CPU vs the lighter competitor, {kind}: {ours:.1f} vs {lighter:.1f} µs ({ratio:.2f}x)")
-    print(f"auditel committed {results['auditel'][-1].get('records', 0):.0f} records to its outbox in the last round")
+            # interleaved rounds, the order rotated each round: machine noise and drift spread over all modes
+            shift = round_no % len(MODES)
+            for mode in MODES[shift:] + MODES[:shift]:
+                results[mode].append(_run_worker(mode, llm.openai_base_url, rotel.http_endpoint, args, env))
+                brief = {k: round(v, 1) for k, v in results[mode][-1].items() if "paired" in k and k.endswith("_us")}
+                print(f"round {round_no + 1} {mode:15s} {brief}", file=sys.stderr)
+    _print_tables(results, args)
 
 
 if __name__ == "__main__":

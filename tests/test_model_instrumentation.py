@@ -163,6 +163,22 @@ def test_openai_chat_sync_span_and_record(audit: Any, server: FakeLLMServer) -> 
     assert_linked(record, span)
 
 
+def test_server_attributes_follow_each_client(audit: Any, server: FakeLLMServer) -> None:
+    """server.address/port come from the client that made the call, also when calls alternate
+    between clients and when a client's ``base_url`` is changed (the last URL seen is remembered)."""
+    with FakeLLMServer() as other:
+        here, there = server.port, other.port
+        first, second = oai(server), oai(other)
+        for client in (first, second, first, second):
+            client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        first.base_url = other.openai_base_url
+        first.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    ports = [s.attributes["server.port"] for s in sorted(audit.spans_(), key=lambda s: s.start_time)]
+    assert ports == [here, there, here, there, there]
+    record_ports = [attrs(r)["server.port"] for r in audit.records()]
+    assert record_ports == ports
+
+
 def test_openai_chat_stream_exhausted(audit: Any, server: FakeLLMServer) -> None:
     stream = oai(server).chat.completions.create(
         model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}

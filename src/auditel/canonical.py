@@ -88,12 +88,20 @@ def needs_general_path(obj: Any, _depth: int = 0) -> bool:
         return obj.is_integer() or not (1e-4 <= abs(obj) < 1e16)
     if _depth >= MAX_DEPTH or t not in (dict, list, tuple) or len(obj) > MAX_ITEMS:
         return True
+    # strings, None and booleans (most leaves) are passed over inline: no call per leaf
     if t is dict:
         for k, v in obj.items():
-            if type(k) is not str or not k.isascii() or needs_general_path(v, _depth + 1):
+            if type(k) is not str or not k.isascii():
+                return True
+            tv = type(v)
+            if tv is not str and v is not None and tv is not bool and needs_general_path(v, _depth + 1):
                 return True
         return False
-    return any(needs_general_path(v, _depth + 1) for v in obj)
+    for v in obj:
+        tv = type(v)
+        if tv is not str and v is not None and tv is not bool and needs_general_path(v, _depth + 1):
+            return True
+    return False
 
 
 def canonical(obj: Any) -> str:

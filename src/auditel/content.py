@@ -8,7 +8,6 @@ within one deployment, so an auditor can match them.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 from pathlib import Path
@@ -63,4 +62,4 @@ def content_bytes(value: Any) -> bytes:
 def keyed_digest(key: bytes, value: Any) -> tuple[str, int]:
     """(``hmac-sha256:<hex>``, size in bytes) of a value."""
     data = content_bytes(value)
-    return DIGEST_PREFIX + hmac.new(key, data, hashlib.sha256).hexdigest(), len(data)
+    return DIGEST_PREFIX + hmac.digest(key, data, "sha256").hex(), len(data)  # one-shot C HMAC

@@ -33,9 +33,11 @@ import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .. import runtime as _rt
+from ..api import model_call
 from . import _base
 
 EVENT_DETAILS = "gen_ai.client.inference.operation.details"
@@ -84,14 +86,17 @@ def field_of(obj: Any, name: str, default: Any = None) -> Any:
     """``obj.name`` or ``obj[name]``: SDK models and plain dicts alike.
 
     Called dozens of times per streamed response, so the Mapping check is remembered per type
-    (an ABC ``isinstance`` is the slowest part otherwise)."""
+    (an ABC ``isinstance`` is the slowest part otherwise) and ``given`` is inlined."""
     if obj is None:
         return default
-    if _is_mapping(type(obj)):
-        value = obj.get(name, default)
-    else:
-        value = getattr(obj, name, default)
-    return value if given(value) else default
+    cls = type(obj)
+    mapping = _IS_MAPPING.get(cls)
+    if mapping is None:
+        mapping = _is_mapping(cls)
+    value = obj.get(name, default) if mapping else getattr(obj, name, default)
+    if value is None or type(value).__name__ in NOT_GIVEN_NAMES:
+        return default
+    return value
 
 
 def listed(value: Any) -> list[Any] | None:
@@ -109,13 +114,21 @@ class ContentPolicy:
     emit_event: bool
 
 
+_policy_cache: tuple[object, ContentPolicy] | None = None
+
+
 def content_policy() -> ContentPolicy:
     """The content mode in force, and whether the details event is emitted.
 
     An explicit ``OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT`` wins; otherwise the event is emitted for
-    ``EVENT_ONLY`` and ``SPAN_AND_EVENT`` (as the OTel GenAI utilities do).
+    ``EVENT_ONLY`` and ``SPAN_AND_EVENT`` (as the OTel GenAI utilities do). Worked out once per
+    configured runtime (like every other setting, the variables are read at ``configure()``).
     """
+    global _policy_cache
     st = _base.settings()
+    cached = _policy_cache
+    if cached is not None and cached[0] is st:
+        return cached[1]
     raw = os.environ.get(EMIT_EVENT_VAR, "").strip().lower()
     if raw in ("true", "1", "yes", "on"):
         emit = True
@@ -123,7 +136,10 @@ def content_policy() -> ContentPolicy:
         emit = False
     else:
         emit = st.content_in_records
-    return ContentPolicy(st.content_on_spans, st.content_in_records, emit)
+    policy = ContentPolicy(st.content_on_spans, st.content_in_records, emit)
+    if _rt.current() is not None:  # settings from the environment (no runtime) are rebuilt each call
+        _policy_cache = (st, policy)
+    return policy
 
 
 # --- response facts -------------------------------------------------------------------------------
@@ -163,13 +179,24 @@ class Request:
     streaming: bool = False
 
 
+_server_cache: tuple[object, dict[str, Any]] | None = None
+
+
 def server_attributes(client: Any) -> dict[str, Any]:
-    """``server.address`` / ``server.port`` from an SDK client's ``base_url``."""
+    """``server.address`` / ``server.port`` from an SDK client's ``base_url`` (read-only result:
+    the last URL object seen is remembered, as most applications use one client)."""
+    global _server_cache
     try:
-        url = client.base_url
+        # the SDKs' ``base_url`` property imports a module on every read: take the field it returns
+        url = getattr(client, "_base_url", None) or client.base_url
+        cached = _server_cache
+        if cached is not None and cached[0] is url:
+            return cached[1]
         host = url.host
         port = url.port or (443 if url.scheme == "https" else 80)
-        return {"server.address": host, "server.port": port}
+        attrs = {"server.address": host, "server.port": port}
+        _server_cache = (url, attrs)
+        return attrs
     except Exception:  # noqa: BLE001
         return {}
 
@@ -260,8 +287,6 @@ class Invocation:
     ) -> None:
         if _rt.current() is None:
             return
-        from ..api import model_call
-
         facts = self.facts
         req = self.request
         extra: dict[str, Any] = {k: v for k, v in usage.items() if k not in (IN_TOKENS, OUT_TOKENS)}
@@ -375,7 +400,8 @@ class StreamState:
     def on_item(self, item: Any) -> None:
         try:
             inv = self.invocation
-            inv.chunk_seen()
+            if inv.first_chunk_mono is None:
+                inv.first_chunk_mono = time.monotonic()
             self.observe(inv.facts, item)
         except Exception as exc:  # noqa: BLE001
             _base.count_error("genai_stream_chunk", exc)
@@ -541,15 +567,27 @@ def _settle(inv: Invocation, result: Any, from_response: FromResponse, observe: 
     return result
 
 
+_KIND_OF_TYPE: dict[type, str] = {}
+
+
 def classify(result: Any) -> str:
-    """``stream``, ``raw`` (a ``with_raw_response`` / ``with_streaming_response`` object) or ``value``."""
-    for cls in type(result).__mro__:
-        name = cls.__name__
-        if name in ("Stream", "AsyncStream"):
-            return "stream"
-        if name in ("LegacyAPIResponse", "BaseAPIResponse"):
-            return "raw"
-    return "value"
+    """``stream``, ``raw`` (a ``with_raw_response`` / ``with_streaming_response`` object) or ``value``
+    (remembered per result type)."""
+    cls = type(result)
+    kind = _KIND_OF_TYPE.get(cls)
+    if kind is None:
+        kind = "value"
+        for base in cls.__mro__:
+            name = base.__name__
+            if name in ("Stream", "AsyncStream"):
+                kind = "stream"
+                break
+            if name in ("LegacyAPIResponse", "BaseAPIResponse"):
+                kind = "raw"
+                break
+        if len(_KIND_OF_TYPE) < 512:
+            _KIND_OF_TYPE[cls] = kind
+    return kind
 
 
 def call_sync(
@@ -605,8 +643,6 @@ async def call_async(
 
 
 def _suppressed() -> bool:
-    from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-
     return not is_instrumentation_enabled()
 
 
@@ -763,8 +799,6 @@ class Patches:
         return True
 
     def unwrap_all(self) -> None:
-        from opentelemetry.instrumentation.utils import unwrap
-
         for owner, attr, wrapper_fn in reversed(self._applied):
             active = getattr(wrapper_fn, "active", None)
             if active is not None:

@@ -166,38 +166,53 @@ def chat_from_response(facts: ResponseFacts, response: Any) -> None:
 
 
 def chat_observe(facts: ResponseFacts, chunk: Any) -> None:
-    if facts.build is None:
+    """Accumulate one chunk (per-chunk work kept small: the parts are joined once, in ``_chat_build``)."""
+    choices: dict[int, dict[str, Any]] | None = facts.scratch.get("choices")
+    if choices is None:
         facts.build = _chat_build
-        facts.scratch["choices"] = {}
+        choices = facts.scratch["choices"] = {}
     if facts.response_id is None:
         facts.response_id = field_of(chunk, "id")
     if facts.response_model is None:
         facts.response_model = field_of(chunk, "model")
-    choices: dict[int, dict[str, Any]] = facts.scratch["choices"]
+    finished = False
     for choice in iter_items(field_of(chunk, "choices")):
         index = field_of(choice, "index", 0)
-        acc = choices.setdefault(index, {"text": [], "tools": {}, "reason": None, "role": "assistant"})
+        acc = choices.get(index)
+        if acc is None:
+            acc = choices[index] = {"text": [], "tools": {}, "reason": None, "role": "assistant"}
         delta = field_of(choice, "delta")
-        text = field_of(delta, "content")
-        if text:
-            acc["text"].append(text)
-        for call in iter_items(field_of(delta, "tool_calls")):
-            slot = acc["tools"].setdefault(field_of(call, "index", 0), {"id": None, "name": None, "arguments": []})
-            fn = field_of(call, "function")
-            if field_of(call, "id"):
-                slot["id"] = field_of(call, "id")
-            if field_of(fn, "name"):
-                slot["name"] = field_of(fn, "name")
-            if field_of(fn, "arguments"):
-                slot["arguments"].append(field_of(fn, "arguments"))
+        if delta is not None:
+            text = field_of(delta, "content")
+            if text:
+                acc["text"].append(text)
+            calls = field_of(delta, "tool_calls")
+            if calls:
+                _observe_tool_calls(acc["tools"], calls)
         reason = field_of(choice, "finish_reason")
         if reason:
             acc["reason"] = str(reason)
+            finished = True
     usage = field_of(chunk, "usage")
     if usage is not None:
         _chat_usage(facts, usage)
-    if choices and all(acc["reason"] for acc in choices.values()):
+    if finished and all(acc["reason"] for acc in choices.values()):
         facts.complete = True
+
+
+def _observe_tool_calls(tools: dict[int, dict[str, Any]], calls: Any) -> None:
+    for call in iter_items(calls):
+        slot = tools.setdefault(field_of(call, "index", 0), {"id": None, "name": None, "arguments": []})
+        call_id = field_of(call, "id")
+        if call_id:
+            slot["id"] = call_id
+        fn = field_of(call, "function")
+        name = field_of(fn, "name")
+        if name:
+            slot["name"] = name
+        arguments = field_of(fn, "arguments")
+        if arguments:
+            slot["arguments"].append(arguments)
 
 
 def _chat_build(facts: ResponseFacts) -> None:
