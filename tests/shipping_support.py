@@ -6,12 +6,14 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from auditel import runtime
+from auditel.outbox import STATE_PENDING
 from otlp_harness import CaptureServer, RotelCollector
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +86,21 @@ def outbox_ids(path: Path, state: int | None = None) -> list[str]:
         return [row[0] for row in conn.execute(sql)]
     finally:
         conn.close()
+
+
+def pending_after_settling(path: Path, timeout: float = 20.0) -> list[str]:
+    """Record ids still pending once the shipper has had ``timeout`` seconds to settle.
+
+    ``flush()`` waits for the records committed before it was called; the worker may commit an
+    integrity record of its own just after (a checkpoint every N records, a heartbeat), which ships
+    moments later. A check for "nothing pending" therefore polls instead of looking once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = outbox_ids(path, STATE_PENDING)
+        if not pending or time.monotonic() >= deadline:
+            return pending
+        time.sleep(0.05)
 
 
 def run_python(code: str, env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -11,9 +11,8 @@ import pytest
 
 import auditel
 from auditel import runtime
-from auditel.outbox import STATE_PENDING
 from otlp_harness import CaptureServer, RotelCollector, free_port
-from shipping_support import capture, child_env, collector, emit_many, isolated, outbox_ids, run_python  # noqa: F401
+from shipping_support import capture, child_env, collector, emit_many, isolated, outbox_ids, pending_after_settling, run_python  # noqa: F401
 
 CLI = "import sys; from auditel.cli import main; sys.exit(main())"
 
@@ -57,7 +56,7 @@ def test_sync_exit_codes_and_progress(tmp_path: Path, capture: CaptureServer) ->
         assert f"{total}/{total} records" in ok.stderr  # the progress bar's final line
         assert capture.wait_for(total, 20)
     assert set(ids) <= set(capture.record_ids())
-    assert outbox_ids(outbox, STATE_PENDING) == []
+    assert pending_after_settling(outbox) == []
 
 
 def test_bad_exporter_configuration_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

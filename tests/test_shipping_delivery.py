@@ -21,6 +21,7 @@ from auditel import runtime
 from auditel.outbox import STATE_PENDING, STATE_SHIPPED
 from otlp_harness import CaptureServer, Fault, RotelCollector, free_port
 from shipping_support import (  # noqa: F401 - fixtures
+    pending_after_settling,
     capture,
     child_env,
     collector,
@@ -86,7 +87,7 @@ def test_outage_then_collector_starts_everything_arrives(
     assert all(counts[i] >= 1 for i in ids)
     duplicated = sum(c - 1 for c in counts.values() if c > 1)
     assert duplicated <= BATCH
-    assert outbox_ids(tmp_path / "o.db", STATE_PENDING) == []
+    assert pending_after_settling(tmp_path / "o.db") == []
 
 
 _EMIT_AND_SHIP = """
@@ -189,4 +190,4 @@ def test_grpc_with_several_batches_in_flight_delivers_each_record_once(
     counts = capture.id_counts()
     assert all(counts[i] == 1 for i in stored)
     assert set(ids) <= set(counts)
-    assert outbox_ids(tmp_path / "o.db", STATE_PENDING) == []
+    assert pending_after_settling(tmp_path / "o.db") == []

@@ -22,7 +22,7 @@ from auditel.otlp_config import exporter_from_env, tuning_from_env
 from auditel.outbox import STATE_DEAD, STATE_PENDING, Outbox
 from auditel.shipping import Shipper
 from otlp_harness import CaptureServer, Fault
-from shipping_support import FAST_SHIP_ENV, capture, emit_many, isolated, outbox_ids  # noqa: F401 - fixtures
+from shipping_support import FAST_SHIP_ENV, capture, emit_many, isolated, outbox_ids, pending_after_settling  # noqa: F401 - fixtures
 
 SECRET = "sekret-token-0123456789"
 
@@ -48,7 +48,7 @@ def assert_nothing_lost(path: Path, capture: CaptureServer) -> None:
     received = set(capture.record_ids())
     dead = set(outbox_ids(path, STATE_DEAD))
     assert stored <= received | dead
-    assert outbox_ids(path, STATE_PENDING) == []
+    assert pending_after_settling(path) == []
 
 
 def test_429_with_retry_after_backs_off_at_least_that_long_then_delivers(tmp_path: Path, capture: CaptureServer) -> None:
@@ -345,4 +345,4 @@ def test_grpc_codes_are_classified(tmp_path: Path, grpc_faults: GrpcFaultServer)
     shipper.drain(15)
     assert outbox_ids(path, STATE_DEAD) == []
     assert set(grpc_faults.received) | set(outbox_ids(path, STATE_DEAD)) == set(ids)
-    assert outbox_ids(path, STATE_PENDING) == []
+    assert pending_after_settling(path) == []

@@ -31,6 +31,7 @@ from auditel.outbox import STATE_PENDING, STATE_SHIPPED, Outbox
 from auditel.shipping import Shipper
 from otlp_harness import CaptureServer, Fault, RotelCollector, free_port
 from shipping_support import (  # noqa: F401 - fixtures
+    pending_after_settling,
     FAST_SHIP_ENV,
     capture,
     child_env,
@@ -109,7 +110,7 @@ def test_default_pipeline_delivers_a_backlog_once_through_the_collector(
     assert set(counts) == set(stored)
     assert all(c == 1 for c in counts.values()), "a record was sent twice"
     assert shipper.shipped_total == len(stored)
-    assert outbox_ids(path, STATE_PENDING) == []
+    assert pending_after_settling(path) == []
     assert live_leases(path) == 0
     assert settled == sorted(settled) and len(set(settled)) >= len(stored) // BATCH  # progress per settled batch
     assert shipper.paused_for_app == 0  # nobody else wrote to the outbox: no pause
@@ -145,7 +146,7 @@ def test_the_drain_pauses_between_batches_while_the_app_commits_records(
     counts = capture.id_counts()
     assert set(backlog) | set(app_ids) <= set(counts)
     assert all(c == 1 for c in counts.values())
-    assert outbox_ids(path, STATE_PENDING) == []
+    assert pending_after_settling(path) == []
 
 
 def test_one_failed_batch_stops_the_pipeline_others_in_flight_are_settled_and_the_prepared_one_is_released(
@@ -280,7 +281,7 @@ def test_forked_child_ships_with_its_own_senders(
     counts = capture.id_counts()
     assert set(parent_ids + after) <= set(counts)
     assert sum(1 for r in capture.records if r.attributes.get("test.prefix") == "child") == 250
-    assert outbox_ids(path, STATE_PENDING) == []
+    assert pending_after_settling(path) == []
 
 
 def test_http_transport_keeps_one_connection_per_sending_thread(
