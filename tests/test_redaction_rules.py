@@ -296,3 +296,14 @@ def test_every_builtin_rule_compiles_without_capturing_groups() -> None:
 
     for rule in BUILTIN_RULES:
         assert re.compile(rule.pattern).groups == 0, rule.kind
+
+
+def test_a_telegram_token_after_bearer_is_removed_whole() -> None:
+    """Found by the property test: the bearer rule's token stops at ':', so it used to take the
+    digits and leave the rest of the bot token, which no rule recognised any more."""
+    from auditel.redaction import Redactor
+
+    token = "1284487402:AAhWZky-L3HGO9iroQotodk0dNnHHdGR5H9"
+    out = Redactor().scrub(f"sent with Bearer {token} ok", {})
+    assert "O9iroQotodk0" not in out and "1284487402" not in out
+    assert out.endswith(" ok")

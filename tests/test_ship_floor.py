@@ -129,3 +129,24 @@ def test_floor_survives_a_restart_and_new_records_land_above_it(tmp_path: Path) 
     raw = sqlite3.connect(path)
     assert raw.execute("SELECT count(*) FROM records WHERE state=0").fetchone()[0] == 4
     raw.close()
+
+
+def test_audit_finds_pending_records_below_the_floor_and_lowers_it_once_a_day(tmp_path: Path) -> None:
+    """The safety net: a row made pending again behind the floor's back (here by hand, as a restore
+    from a backup would) is found by the audit and shipped; the audit then rests for a day."""
+    box = Outbox(tmp_path / "o.db")
+    queue = ShippingQueue(box)
+    _append(box, 10)
+    batch = _claim(queue, "a", 50)
+    queue.mark_shipped([r[0] for r in batch.rows], end_lease=batch)
+    assert queue.claim("a", lease_s=60.0, max_records=50, max_bytes=1 << 20) is None
+    conn = box.connect()
+    assert box.ship_floor(conn) == 10
+    assert box.audit_ship_floor() == 0  # nothing wrong
+
+    conn.execute("UPDATE records SET state=0 WHERE rid IN (4, 7)")
+    assert queue.claim("a", lease_s=60.0, max_records=50, max_bytes=1 << 20) is None  # hidden by the floor
+    assert box.audit_ship_floor() is None  # audited moments ago: rests
+    assert box.audit_ship_floor(min_interval_s=0) == 2
+    assert box.ship_floor(conn) == 3
+    assert [r[0] for r in _claim(queue, "a", 50).rows] == [4, 7]

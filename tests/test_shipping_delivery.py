@@ -21,13 +21,13 @@ from auditel import runtime
 from auditel.outbox import STATE_PENDING, STATE_SHIPPED
 from otlp_harness import CaptureServer, Fault, RotelCollector, free_port
 from shipping_support import (  # noqa: F401 - fixtures
-    pending_after_settling,
     capture,
     child_env,
     collector,
     emit_many,
     isolated,
     outbox_ids,
+    pending_after_settling,
     point_at,
     run_python,
     run_sync,
@@ -191,3 +191,32 @@ def test_grpc_with_several_batches_in_flight_delivers_each_record_once(
     assert all(counts[i] == 1 for i in stored)
     assert set(ids) <= set(counts)
     assert pending_after_settling(tmp_path / "o.db") == []
+
+
+def test_a_record_hidden_below_the_ship_floor_is_found_by_the_worker_and_delivered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capture: CaptureServer, collector: RotelCollector
+) -> None:
+    """An outbox whose floor sits above a pending record (as after restoring rows by hand): the
+    shipper's floor audit, run by the worker when auditel starts, reports it and ships it."""
+    import sqlite3
+
+    path = tmp_path / "o.db"
+    point_at(monkeypatch, collector.http_endpoint)
+    runtime.configure(outbox=path)
+    ids = emit_many(20, "hidden")
+    assert auditel.flush(30)
+    assert capture.wait_for(len(ids), 20)
+    runtime.shutdown()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("UPDATE records SET state=0 WHERE record_id=?", (ids[5],))  # restored, say, from a backup
+    conn.execute("DELETE FROM meta WHERE key='ship_floor_audited_ns'")  # the last audit was long ago
+    conn.close()
+    before = capture.id_counts()[ids[5]]
+
+    runtime.configure(outbox=path)
+    deadline = time.monotonic() + 20
+    while capture.id_counts()[ids[5]] == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert capture.id_counts()[ids[5]] == before + 1
+    assert auditel.status()["errors"].get("ship_floor_repaired") == 1
+    assert ids[5] not in pending_after_settling(path)

@@ -31,7 +31,6 @@ from auditel.outbox import STATE_PENDING, STATE_SHIPPED, Outbox
 from auditel.shipping import Shipper
 from otlp_harness import CaptureServer, Fault, RotelCollector, free_port
 from shipping_support import (  # noqa: F401 - fixtures
-    pending_after_settling,
     FAST_SHIP_ENV,
     capture,
     child_env,
@@ -39,6 +38,7 @@ from shipping_support import (  # noqa: F401 - fixtures
     emit_many,
     isolated,
     outbox_ids,
+    pending_after_settling,
     point_at,
     run_sync,
 )

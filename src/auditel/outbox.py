@@ -397,6 +397,28 @@ class Outbox:
             (str(first_pending_rid - 1), first_pending_rid),
         )
 
+    def audit_ship_floor(self, *, min_interval_s: float = 86400.0) -> int | None:
+        """Safety net for the floor: pending records at or below it (there should be none; rows
+        restored by hand or a bug could leave some) lower it to just below the first, so they ship.
+
+        Scans the shipped part of the outbox in a read transaction (never blocks the app's commits),
+        at most once per ``min_interval_s`` per outbox, whichever process runs it. Returns how many
+        such records were found, or None when the last audit is recent.
+        """
+        conn = self.connect()
+        now = time.time_ns()
+        row = conn.execute("SELECT value FROM meta WHERE key='ship_floor_audited_ns'").fetchone()
+        if row is not None and now - int(row[0]) < min_interval_s * 1e9:
+            return None
+        first, count = conn.execute(
+            f"SELECT min(rid), count(*) FROM records WHERE rid <= {SHIP_FLOOR_SQL} AND state=0"
+        ).fetchone()
+        with self.write_transaction() as wconn:
+            if count:
+                self.lower_ship_floor(wconn, first)
+            wconn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('ship_floor_audited_ns', ?)", (str(now),))
+        return int(count)
+
     def sync_barrier(self) -> None:
         """Make every committed record durable against power loss (``wal_checkpoint(FULL)``)."""
         self.connect().execute("PRAGMA wal_checkpoint(FULL)")

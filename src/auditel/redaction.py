@@ -334,7 +334,12 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         gate="/",
         words=("discord",),
     ),
-    Rule("telegram_bot_token", r"(?<![0-9])\d{8,10}:AA[A-Za-z0-9_-]{33}" + _RT, anchors=(":(?=AA)",)),
+    Rule(
+        "telegram_bot_token",
+        r"(?<![0-9])\d{8,10}:AA[A-Za-z0-9_-]{33}" + _RT,
+        anchors=(":(?=AA)",),
+        first=True,  # after "Bearer " the bearer rule would take the digits and stop at ':', leaving the rest
+    ),
     Rule(
         "square_token",
         _L + r"(?:sq0(?:atp|csp|idp)-[A-Za-z0-9_-]{22,60}|EAAA[A-Za-z0-9_-]{60})" + _RT,

@@ -570,6 +570,20 @@ def attach(runtime: Any) -> None:
     shipper = Shipper(runtime.outbox, config, tuning, counters=runtime.counters, worker=runtime.worker)
     runtime.shipper = shipper
     runtime.worker.add_task("ship", shipper.run_task, tuning.interval_s, on_wake=True)
+    runtime.worker.add_task("ship_floor_audit", lambda: _audit_ship_floor(runtime), _FLOOR_AUDIT_EVERY_S)
+
+
+_FLOOR_AUDIT_EVERY_S = 86400.0
+
+
+def _audit_ship_floor(runtime: Any) -> float:
+    """Worker task (off the caller's path): see ``Outbox.audit_ship_floor``; a find is reported."""
+    found = runtime.outbox.audit_ship_floor(min_interval_s=_FLOOR_AUDIT_EVERY_S)
+    if found:
+        runtime.counters.error(
+            "ship_floor_repaired", f"{found} pending record(s) were below the ship floor; the floor was lowered so they ship"
+        )
+    return _FLOOR_AUDIT_EVERY_S
 
 
 def _stderr(text: str) -> None:
