@@ -32,7 +32,6 @@ import sqlite3
 import stat
 import threading
 import time
-import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,10 +232,9 @@ class Outbox:
         self._local = threading.local()
         self._pid = os.getpid()
         self._abandoned: list[Any] = []  # connections inherited across fork: never closed by the child
-        # Every write of this process holds it (see the module docstring); a forked child gets a fresh one.
+        # Every write of this process holds it (see the module docstring); a forked child gets a
+        # fresh one from ``connect``, which every write calls before taking it.
         self.write_lock = threading.Lock()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_fresh_write_lock_after_fork(weakref.ref(self)))
         _secure_create(self.path)
         self._migrate()
 
@@ -245,9 +243,11 @@ class Outbox:
         """The calling thread's connection (opened on first use, and again after fork)."""
         pid = os.getpid()
         if pid != self._pid:
-            # Forked: never reuse or close the parent's connections in the child.
+            # Forked: never reuse or close the parent's connections in the child. The inherited
+            # write lock may be held by a parent thread that does not exist here: take a new one.
             self._abandoned.append(self._local)
             self._local = threading.local()
+            self.write_lock = threading.Lock()
             self._pid = pid
         conn = getattr(self._local, "conn", None)
         if conn is None:
@@ -487,12 +487,10 @@ class Outbox:
                 )
                 deleted += len(prefix)
             if deleted:
-                # Deleting the newest records lets SQLite hand their rids out again: keep the floor
-                # below every rid a new record can get.
-                conn.execute(
-                    "UPDATE meta SET value=CAST((SELECT coalesce(max(rid), 0) FROM records) AS TEXT)"
-                    f" WHERE key='ship_floor' AND {SHIP_FLOOR_SQL} > (SELECT coalesce(max(rid), 0) FROM records)"
-                )
+                # Deleting the newest records lets SQLite hand their rids out again: the next record
+                # gets max(rid)+1, which must be above the floor.
+                top = conn.execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0]
+                self.lower_ship_floor(conn, top + 1)
             return deleted
 
     def checkpoint_wal(self, *, above_bytes: int = 4 << 20) -> bool:
@@ -600,18 +598,6 @@ def record_filter(
         where.append(f"event_name IN ({','.join('?' * len(event_names))})")
         params.extend(event_names)
     return " AND ".join(where), params
-
-
-def _fresh_write_lock_after_fork(ref: "weakref.ReferenceType[Outbox]") -> Any:
-    """An ``after_in_child`` fork hook: the child's copy of ``write_lock`` may be held by a parent
-    thread that does not exist in the child, so the child gets a new lock."""
-
-    def renew() -> None:
-        outbox = ref()
-        if outbox is not None:
-            outbox.write_lock = threading.Lock()
-
-    return renew
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -27,7 +27,7 @@ from .content import keyed_digest, load_or_create_digest_key
 from .counters import Counters
 from .ids import new_session_id
 from .outbox import Outbox, OutboxError
-from .processor import AuditProcessor, SanitizedLogRecord, presanitized, take_result
+from .processor import AuditProcessor, SanitizedLogRecord, take_result
 from .redaction import Redactor
 from .safe_value import Reasons, safe_attributes, safe_value
 from .sinks import JsonlSink
@@ -187,12 +187,9 @@ class Runtime:
                 resource=self.resource,
                 instrumentation_scope=self.scope,
                 limits=_UNLIMITED,
+                reasons=reasons,
             )
-            presanitized(reasons)
-            try:
-                self.logger.emit(record)
-            finally:
-                presanitized(None)
+            self.logger.emit(record)
             return take_result()
         except Exception as exc:  # noqa: BLE001 - never raise into the host
             self.counters.error("emit", exc)

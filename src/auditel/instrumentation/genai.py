@@ -86,17 +86,11 @@ def field_of(obj: Any, name: str, default: Any = None) -> Any:
     """``obj.name`` or ``obj[name]``: SDK models and plain dicts alike.
 
     Called dozens of times per streamed response, so the Mapping check is remembered per type
-    (an ABC ``isinstance`` is the slowest part otherwise) and ``given`` is inlined."""
+    (an ABC ``isinstance`` is the slowest part otherwise)."""
     if obj is None:
         return default
-    cls = type(obj)
-    mapping = _IS_MAPPING.get(cls)
-    if mapping is None:
-        mapping = _is_mapping(cls)
-    value = obj.get(name, default) if mapping else getattr(obj, name, default)
-    if value is None or type(value).__name__ in NOT_GIVEN_NAMES:
-        return default
-    return value
+    value = obj.get(name, default) if _is_mapping(type(obj)) else getattr(obj, name, default)
+    return value if given(value) else default
 
 
 def listed(value: Any) -> list[Any] | None:
