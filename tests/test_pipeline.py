@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -20,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import auditel
 from auditel import schema as S
 from auditel.canonical import canonical
+from auditel.content import KeyedDigester, content_bytes
 from conftest import read_records, user_records
 
 
@@ -226,6 +228,24 @@ def test_keyed_digest_is_not_a_plain_hash(rt: Any, outbox_path: Path) -> None:
     # same value, same deployment key -> same digest (auditors can match equal values)
     auditel.tool_call("t", phase="intent", arguments="yes")
     assert user_records(outbox_path)[1]["attributes"][S.A_ARGS_DIGEST] == rec["attributes"][S.A_ARGS_DIGEST]
+
+
+@pytest.mark.parametrize("key_len", [16, 32, 64, 65, 200])
+def test_keyed_digests_are_hmac_sha256_of_the_content_bytes(key_len: int) -> None:
+    """The prepared-pad digester gives exactly HMAC-SHA256(key, content_bytes(value)), for short,
+    block-sized and over-long keys: anyone with the key can recompute a digest with hmac alone."""
+    key = bytes((i * 7 + 1) % 256 for i in range(key_len))
+    digester = KeyedDigester(key)
+    for value in ("yes", "", b"\x00raw", {"b": [1, "two"], "a": None}, [{"role": "user", "content": "hi \u00e9"}]):
+        data = content_bytes(value)
+        assert digester(value) == ("hmac-sha256:" + hmac.digest(key, data, "sha256").hex(), len(data))
+
+
+def test_the_records_digest_is_recomputable_with_the_deployment_key(rt: Any, outbox_path: Path) -> None:
+    auditel.tool_call("t", phase="intent", arguments={"q": "weather in Paris"})
+    (rec,) = user_records(outbox_path)
+    expected = hmac.digest(rt.digest_key, content_bytes({"q": "weather in Paris"}), "sha256").hex()
+    assert rec["attributes"][S.A_ARGS_DIGEST] == "hmac-sha256:" + expected
 
 
 def test_subscribers_get_records_and_failures_are_isolated(rt: Any) -> None:

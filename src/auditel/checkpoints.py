@@ -187,6 +187,7 @@ class Checkpointer:
         self.interval_s = interval_s
         self.origin = origin
         self.written = 0
+        self.task: Any = None  # the worker task running tick (set by attach)
         self._lock = threading.Lock()
         self._reset(None)
         if hasattr(os, "register_at_fork"):
@@ -198,6 +199,15 @@ class Checkpointer:
         self._last_tree_size = 0  # the sequence number the last signed checkpoint covers
         self._last_carrier_seq = 0  # the sequence number of that checkpoint's own record
         self._last_time = time.monotonic()
+        self._due_seq = self.every  # on_commit asks for a checkpoint once the stream reaches this
+        self._requested = False
+
+    def on_commit(self) -> None:
+        """Processor waker, after every commit: one comparison; once N records are not covered by a
+        checkpoint, the worker is asked (once) to run ``tick``. Between checkpoints nothing wakes it."""
+        if not self._requested and self.runtime.processor.sequence >= self._due_seq and self.task is not None:
+            self._requested = True
+            self.runtime.worker.run_soon(self.task)
 
     def _after_fork_child(self) -> None:
         self._lock = threading.Lock()
@@ -217,6 +227,8 @@ class Checkpointer:
             # seq is not the coverage boundary (counting from it would skip those records).
             carrier = 1 if self._last_carrier_seq > self._last_tree_size else 0
             new_records = seq - self._last_tree_size - carrier
+            self._due_seq = self._last_tree_size + carrier + self.every
+            self._requested = False
         if new_records >= self.every or waited >= self.interval_s:
             self.checkpoint()
             return self.interval_s
@@ -258,6 +270,8 @@ class Checkpointer:
             self._last_tree_size = seq
             if stored is not None:
                 self._last_carrier_seq = stored["attributes"][S.A_SEQ]
+            self._due_seq = seq + (1 if self._last_carrier_seq > seq else 0) + self.every
+            self._requested = False
             self.written += 1
             return {"checkpoint": statement, "signature": signature, "hash": chash}
 
@@ -277,4 +291,7 @@ def attach(runtime: Any) -> None:
     runtime.checkpointer = checkpointer
     runtime.add_stream_start_hook(signer.public_info)
     runtime.add_shutdown_hook(checkpointer.on_shutdown)
-    runtime.worker.add_task("checkpoints", checkpointer.tick, interval, on_wake=True)
+    # Not woken by every commit: on_commit asks for a run when N records are due, the interval
+    # covers the rest (T seconds, also while idle).
+    checkpointer.task = runtime.worker.add_task("checkpoints", checkpointer.tick, interval)
+    runtime.processor.add_waker(checkpointer.on_commit)

@@ -23,7 +23,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import schema as S
 from .config import ConfigError, Settings
-from .content import keyed_digest, load_or_create_digest_key
+from .content import KeyedDigester, load_or_create_digest_key
 from .counters import Counters
 from .ids import new_session_id
 from .outbox import Outbox, OutboxError
@@ -72,6 +72,7 @@ class Runtime:
                 " (expected a writable file path on a local filesystem)"
             ) from exc
         self.digest_key = settings.digest_key or load_or_create_digest_key(self.outbox.path)
+        self._digester = KeyedDigester(self.digest_key)
         attrs: dict[str, Any] = dict(settings.resource_attributes)
         attrs["service.name"] = settings.service_name
         if settings.environment:
@@ -196,7 +197,8 @@ class Runtime:
             return None
 
     def digest(self, value: Any) -> tuple[str, int]:
-        return keyed_digest(self.digest_key, value)
+        """Keyed digest (``hmac-sha256:<hex>``) and size in bytes of a value (see ``auditel.content``)."""
+        return self._digester(value)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> bool:

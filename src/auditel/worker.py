@@ -1,8 +1,10 @@
 """The background worker: one daemon thread per process that runs auditel's periodic tasks.
 
 Tasks (shipping, retention, checkpoints, space hygiene) register with an interval; the
-worker wakes on a timer and whenever a record is committed (``wake()``). It restarts itself
-in a forked child. It is never needed for durability: records are on disk before ``emit``
+worker runs them when due, when asked (``run_soon``), and, for tasks registered ``on_wake``,
+shortly after records are committed (``wake()``: one attribute store on the committing thread
+while the worker is active; only a sleeping worker is signalled). It restarts itself in a
+forked child. It is never needed for durability: records are on disk before ``emit``
 returns, and nothing here runs on the caller's thread.
 """
 
@@ -37,9 +39,16 @@ class Worker:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._wake_tasks = False
-        # After a wake, wait this long before running tasks so that a burst of commits
-        # costs one wake-up of this thread, not one per record (no GIL ping-pong on emit).
+        # Commits seen since the tasks last ran (set by wake(), cleared by this thread).
+        self._pending = False
+        # True while this thread sleeps on ``_wake``: only then does wake() need to signal it.
+        self._asleep = False
+        # After a commit, wait this long before running the on-wake tasks so that a burst of commits
+        # costs one pass over them, not one per record. While commits keep coming the thread stays
+        # active, looking for new ones every linger, so a commit is one attribute store on the
+        # caller's thread (no Event, no futex syscall, no wake-up of this thread from the emit path).
         self.linger_s = 0.02
+        self.signals = 0  # how often wake() had to signal the sleeping thread (status, tests)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_child)
 
@@ -57,9 +66,18 @@ class Worker:
             self._wake_tasks = any(t.on_wake for t in self._tasks)
 
     def wake(self) -> None:
-        """Called after every commit: cheap, and a no-op unless a task runs on wake."""
-        if self._wake_tasks and not self._wake.is_set():
-            self._wake.set()
+        """Called after every commit: a no-op unless a task runs on wake; otherwise it notes the
+        commit, and signals the thread only when it is asleep (at most once per quiet period)."""
+        if self._wake_tasks:
+            self._pending = True
+            if self._asleep and not self._wake.is_set():
+                self.signals += 1
+                self._wake.set()
+
+    def run_soon(self, task: Task) -> None:
+        """Run ``task`` as soon as the worker can (it is due now), waking the thread if it sleeps."""
+        task.next_run = 0.0
+        self._wake.set()
 
     @property
     def running(self) -> bool:
@@ -100,14 +118,14 @@ class Worker:
         task.next_run = now + (task.interval_s if delay is None else max(0.0, delay))
 
     def _run(self) -> None:
+        active = False  # commits came within the last linger: look for more on a timer, unsignalled
         while not self._stop.is_set():
-            woke = self._wake.is_set()
-            if woke:
-                if self.linger_s:
-                    self._stop.wait(self.linger_s)
-                # Clear only a wake we saw: one that arrives now is covered by the tasks run next.
-                # Clearing unconditionally would drop a wake set just after the is_set() above.
-                self._wake.clear()
+            if active and self.linger_s:
+                self._stop.wait(self.linger_s)
+            # Take the commits noted so far before running the tasks: a commit after this line sets
+            # _pending again and gets its own pass; one before it is covered by the tasks run now.
+            woke = self._pending
+            self._pending = False
             now = time.monotonic()
             with self._lock:
                 tasks = list(self._tasks)
@@ -116,16 +134,30 @@ class Worker:
                     break
                 if task.next_run <= now or (woke and task.on_wake):
                     self._run_task(task, time.monotonic())
+            if woke and self.linger_s:
+                active = True  # stay awake one more linger: the next commit need not signal us
+                continue
+            active = False
+            # Sleep until a task is due or something signals. The Event is cleared and the sleep
+            # announced before the schedule and _pending are read, so a concurrent wake(),
+            # run_soon() or add_task() is either seen here or signals the Event we wait on.
+            self._wake.clear()
+            self._asleep = True
             with self._lock:
-                upcoming = min((t.next_run for t in self._tasks), default=now + 60.0)
+                upcoming = min((t.next_run for t in self._tasks), default=time.monotonic() + 60.0)
             timeout = max(0.0, min(60.0, upcoming - time.monotonic()))
-            self._wake.wait(timeout)
+            if not self._pending:
+                self._wake.wait(timeout)
+            self._asleep = False
+            active = self._pending  # woken by a commit: linger first, so a burst costs one pass
 
     def _after_fork_child(self) -> None:
         was_running = self._thread is not None and self._pid != os.getpid()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._pending = False
+        self._asleep = False
         self._thread = None
         if was_running:
             self._pid = os.getpid()
