@@ -100,6 +100,7 @@ class CaptureServer:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.records: list[ReceivedRecord] = []
+        self.raw_requests: list[bytes] = []  # the (decompressed) bodies of accepted /v1/logs requests
         self.requests = 0
         self.request_headers: list[dict[str, str]] = []
         self._faults: list[Fault] = []
@@ -201,6 +202,8 @@ class CaptureServer:
                         records = []
                     with capture._lock:
                         capture.records.extend(records)
+                        if records:
+                            capture.raw_requests.append(data)
                 resp = ExportLogsServiceResponse()
                 if fault.rejected_log_records:
                     resp.partial_success.rejected_log_records = fault.rejected_log_records

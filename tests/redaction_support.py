@@ -22,14 +22,17 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def placements(i: int, sample: Sample) -> tuple[dict[str, Any], dict[str, Any]]:
     """(attributes, body) holding the sample as an attribute value, an attribute key, a nested
-    body value, a body dict key, a list item and (when it fits in one) inside a URL."""
+    body value, a body dict key, a list item, a URL query value (every sample, as written, not
+    percent-encoded) and (when it fits in one) a URL path segment."""
+    query_url = f"https://api.example.com/v1/search?note={sample.text}&page=2"
     attributes: dict[str, Any] = {
         "app.note": sample.text,
         f"app.key {sample.text}": "value",
         "app.list": ["first", sample.text],
+        "http.request.header.referer": query_url,
     }
     body: dict[str, Any] = {
-        "request": {"items": [{"text": sample.text}], "lookup": {sample.text: i}},
+        "request": {"items": [{"text": sample.text}], "lookup": {sample.text: i}, "referer": query_url},
         "message": f"step {i} failed while using {sample.text} for the upstream call",
     }
     if sample.url_safe:

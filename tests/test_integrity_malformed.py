@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from auditel.cli import main as cli_main
 from auditel.outbox import Outbox
-from auditel.verify import load_export, verify, verify_path
+from auditel.verify import load_checkpoints_file, load_export, verify, verify_path
 
 VALID = json.loads(
     (Path(__file__).parent / "vectors" / "records.json").read_text(encoding="utf-8")
@@ -63,11 +63,22 @@ def test_garbage_rows_never_crash(records: list[Any], checkpoints: list[Any], pr
             assert not report.strict_ok()
 
 
+# OTLP/JSON request lines (the Collector's file exporter) with broken shapes and values
+_OTLP_CP = b'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"eventName":"auditel.checkpoint","body":%s}]}]}]}'
+OTLP_JSON_GARBAGE = [b'{"resourceLogs":5}', b'{"resourceLogs":["x"]}', b'{"resourceLogs":[{"scopeLogs":[{"logRecords":[7]}]}]}',
+                     *(_OTLP_CP % body for body in (
+                         b'{"intValue":"x"}', b'{"intValue":1e400}', b'{"kvlistValue":5}', b'{"arrayValue":{"values":5}}',
+                         b'{"kvlistValue":{"values":[{"key":[1]}]}}', b'{"bytesValue":"AA=="}', b'5',
+                         b'{"kvlistValue":{"values":[{"key":"checkpoint","value":{"stringValue":"x"}}]}}',
+                         b'{"kvlistValue":{"values":[{"key":"checkpoint","value":{"kvlistValue":{"values":[{"key":"tree_size","value":{"intValue":"-3"}}]}}}]}}',
+                     ))]
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode),
                           st.sampled_from([b'{"type":"record","data":5}', b'{"type":"checkpoint","checkpoint":{"tree_size":-1}}',
                                            b'{"type":"pruned","stream_id":1}', b"[1,2]", b'{"type":"record","data":"' + VALID.replace('"', '\\"').encode() + b'"}',
-                                           b'{"type":"auditel.export","filters":"x"}'])), max_size=10))
+                                           b'{"type":"auditel.export","filters":"x"}', *OTLP_JSON_GARBAGE])), max_size=10))
 def test_garbage_exports_and_checkpoint_files_never_crash(lines: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "export.jsonl"
@@ -75,6 +86,19 @@ def test_garbage_exports_and_checkpoint_files_never_crash(lines: list[bytes]) ->
         report = verify_path(path, from_export=True, checkpoints_file=path)
         report.render()
         json.dumps(report.as_dict())
+
+
+def test_every_broken_otlp_json_line_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "archive.jsonl"
+    path.write_bytes(b"\n".join(OTLP_JSON_GARBAGE))
+    problems: list[str] = []
+    load_checkpoints_file(path, problems)
+    assert len(problems) == len(OTLP_JSON_GARBAGE) - 2, problems  # the last two parse, then fail as checkpoints
+    report = verify_path(path, from_export=True, checkpoints_file=path)
+    assert not report.ok
+    found = " ".join(report.all_messages())
+    assert "checkpoints file line 11" in found and "checkpoints file line 12" in found
+    json.dumps(report.as_dict())
 
 
 def test_missing_tables_and_non_sqlite_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

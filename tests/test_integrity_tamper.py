@@ -350,3 +350,33 @@ def test_verifier_does_not_modify_the_file(corpus: dict[str, Any], capsys: pytes
     run_verify(capsys, path)
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir() if p.name in before}
     assert before == after
+
+
+def test_third_party_verifies_an_export_offline_with_only_the_public_key(
+    corpus: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`auditel export` on the host; elsewhere, only the export file and the public key."""
+    monkeypatch.setenv("AUDITEL_SIGNING_KEY_FILE", str(corpus["root"] / "key.pem"))  # the host's configuration
+    export, pub = tmp_path / "audit.jsonl", tmp_path / "pub.pem"
+    assert cli_main(["--outbox", str(corpus["outbox"]), "export", "--out", str(export), "--public-key-out", str(pub)]) == 0
+    capsys.readouterr()
+    assert pub.read_text() == corpus["pub"].read_text()
+    code, rep = run_verify(capsys, export, "--from-export", str(export), "--public-key", str(pub), "--strict")
+    assert code == 0, messages(rep)
+    (stream,) = rep["streams"]
+    assert stream["end"] == "clean" and stream["anchored_through"] == 40 and stream["checkpoints"] == 4
+
+    lines = export.read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    seq7 = next(i for i, r in enumerate(rows) if r.get("type") == "record" and r.get("seq") == 7)
+    edited = dict(rows[seq7], data=rows[seq7]["data"].replace('"i":5,', '"i":6,'))
+    assert edited["data"] != rows[seq7]["data"]
+    tampered = tmp_path / "edited.jsonl"
+    tampered.write_text("\n".join([*lines[:seq7], json.dumps(edited), *lines[seq7 + 1:]]) + "\n")
+    code, rep = run_verify(capsys, tampered, "--from-export", str(tampered), "--public-key", str(pub))
+    assert code == 1 and messages(rep) == ["record 7: hash mismatch"], messages(rep)
+
+    dropped = tmp_path / "dropped.jsonl"
+    dropped.write_text("\n".join([*lines[:seq7], *lines[seq7 + 1:]]) + "\n")
+    code, rep = run_verify(capsys, dropped, "--from-export", str(dropped), "--public-key", str(pub))
+    assert code == 1 and messages(rep) == ["gap after seq 6"], messages(rep)

@@ -39,6 +39,7 @@ def test_each_format_is_found_inside_prose_json_and_urls(sample) -> None:
     texts = [
         f"Deploy failed: upstream said {sample.text} was rejected (retrying)",
         json.dumps({"config": {"value": sample.text}}),
+        f"GET https://api.example.com/v1/search?note={sample.text}&page=2 -> 403",
     ]
     if sample.url_safe:
         texts.append(f"GET https://api.example.com/v1/{sample.text}?page=2 -> 403")

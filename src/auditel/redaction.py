@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Mapping
 from .config import ConfigError
 
 # Bump whenever the built-in rules change what is redacted.
-POLICY_VERSION = "2"
+POLICY_VERSION = "3"
 
 ENV_EXTRA = "AUDITEL_REDACT_EXTRA"
 ENV_DISABLE = "AUDITEL_REDACT_DISABLE"
@@ -293,7 +293,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "azure_storage_key",
-        r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])",
+        # after a name and "=" (a query value, key=value text) too, but not right after a padded blob's "=="
+        r"(?<![A-Za-z0-9+/])(?<!==)[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])",
         anchors=("=(?==)(?<=[A-Za-z0-9+/]{86}=)",),
         note="a bare 88-character base64 account key",
     ),

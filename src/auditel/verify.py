@@ -339,13 +339,61 @@ def load_export(path: str | Path) -> Evidence:
     return ev
 
 
+def _from_otlp_any_value(value: Any, depth: int = 0) -> Any:
+    """An OTLP/JSON ``AnyValue`` as a plain value (64-bit integers arrive as decimal strings)."""
+    if not isinstance(value, dict) or depth > 64:
+        raise ValueError("not an AnyValue")
+    if not value:
+        return None
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "boolValue" in value or "doubleValue" in value:
+        return value.get("boolValue", value.get("doubleValue"))
+    if "arrayValue" in value:
+        return [_from_otlp_any_value(v, depth + 1) for v in (value["arrayValue"] or {}).get("values", [])]
+    if "kvlistValue" in value:
+        return {kv["key"]: _from_otlp_any_value(kv.get("value", {}), depth + 1)
+                for kv in (value["kvlistValue"] or {}).get("values", [])}
+    raise ValueError("unsupported AnyValue")
+
+
+def _otlp_json_checkpoint_bodies(request: dict[str, Any], where: str, problems: list[str]) -> Iterator[Any]:
+    """The bodies of the ``auditel.checkpoint`` records in one OTLP/JSON ``ExportLogsServiceRequest``
+    (a line of the Collector's file exporter)."""
+    try:
+        log_records = [lr for rl in request["resourceLogs"] for sl in rl.get("scopeLogs", []) for lr in sl.get("logRecords", [])]
+    except (TypeError, AttributeError, KeyError):
+        problems.append(f"{where}: malformed OTLP/JSON")
+        return
+    for lr in log_records:
+        if not isinstance(lr, dict):
+            problems.append(f"{where}: malformed OTLP/JSON log record")
+            continue
+        if lr.get("eventName") != S.EV_CHECKPOINT:
+            continue
+        try:
+            yield _from_otlp_any_value(lr.get("body", {}))
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError):
+            problems.append(f"{where}: malformed OTLP/JSON checkpoint body")
+
+
 def load_checkpoints_file(path: str | Path, problems: list[str]) -> list[RawCheckpoint]:
-    """Checkpoints held elsewhere: export lines, checkpoint record bodies, or whole checkpoint records."""
+    """Checkpoints held elsewhere: export lines, checkpoint record bodies, whole checkpoint records, or
+    OTLP/JSON request lines (the Collector's file exporter)."""
     out: list[RawCheckpoint] = []
     for number, obj in _iter_json_lines(path, "checkpoints file", problems):
         where = f"checkpoints file line {number}"
         if not isinstance(obj, dict):
             problems.append(f"{where}: not an object")
+            continue
+        if "resourceLogs" in obj:
+            for body in _otlp_json_checkpoint_bodies(obj, where, problems):
+                if isinstance(body, dict) and "checkpoint" in body:
+                    out.append(RawCheckpoint(where, "external", body.get("checkpoint"), body.get("signature")))
+                else:
+                    problems.append(f"{where}: not a checkpoint")
             continue
         if obj.get("type") == "record" and isinstance(obj.get("data"), str):
             try:

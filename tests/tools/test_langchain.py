@@ -188,24 +188,28 @@ def test_stream_closed_early_is_recorded_as_unknown(instrumented: Audit) -> None
     assert runs[-1]["attributes"]["audit.outcome"] == "unknown"
 
 
-def test_model_calls_skipped_when_provider_sdk_is_instrumented(instrumented: Audit, monkeypatch: pytest.MonkeyPatch) -> None:
-    from auditel import instrumentation
+class OpenAITaggedFake(ToolCallingFakeModel):
+    """The fake model tagged as LangChain tags ChatOpenAI runs (``ls_provider=openai``)."""
 
-    class OpenAIOn:  # stands in for auditel_openai being active (built by another module)
-        is_instrumented_by_opentelemetry = True
+    def _get_ls_params(self, stop: Any = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "openai"
+        return params
 
-    monkeypatch.setitem(instrumentation._active, "auditel_openai", OpenAIOn())
 
-    class OpenAIFake(ToolCallingFakeModel):
-        def _get_ls_params(self, stop: Any = None, **kwargs: Any) -> Any:
-            params = super()._get_ls_params(stop=stop, **kwargs)
-            params["ls_provider"] = "openai"
-            return params
-
-    OpenAIFake(messages=iter([AIMessage("x")])).invoke("hi")
-    assert instrumented.records("auditel.model_call") == []
-    ToolCallingFakeModel(messages=iter([AIMessage("x")])).invoke("hi")
-    assert len(instrumented.records("auditel.model_call")) == 1
+def test_model_calls_skipped_when_provider_sdk_is_instrumented(instrumented: Audit) -> None:
+    OpenAITaggedFake(messages=iter([AIMessage("x")])).invoke("hi")
+    assert len(instrumented.records("auditel.model_call")) == 1  # the openai SDK is not instrumented yet
+    assert auditel.instrument("openai") == ["auditel_openai"]  # auditel's real OpenAI SDK instrumentation
+    try:
+        OpenAITaggedFake(messages=iter([AIMessage("x")])).invoke("hi")
+        assert len(instrumented.records("auditel.model_call")) == 1  # left to the SDK instrumentation
+        ToolCallingFakeModel(messages=iter([AIMessage("x")])).invoke("hi")
+        assert len(instrumented.records("auditel.model_call")) == 2  # other providers still recorded here
+    finally:
+        auditel.uninstrument("openai")
+    OpenAITaggedFake(messages=iter([AIMessage("x")])).invoke("hi")
+    assert len(instrumented.records("auditel.model_call")) == 3
 
 
 def test_uninstrument_restores_everything(audit: Audit) -> None:
