@@ -178,6 +178,87 @@ def worker(mode: str, base_url: str, endpoint: str, calls_per_kind: int, blocks:
         return out
 
 
+def rotating_worker(base_url: str, endpoint: str, calls_per_kind: int, blocks: int) -> dict[str, float]:
+    """All configurations in ONE process, switched block by block (instrument, time, uninstrument).
+
+    Separate processes differ in memory layout, and the instrumentation's cost is dominated by cache
+    misses after the SDK call, so a configuration can gain or lose ~20% from its process alone. Here
+    every configuration shares the process, the caches' luck and the machine's moments; the unwrapped
+    blocks are the baseline. Each switch is checked: after uninstrumenting, the SDK method must be the
+    original again (else the run stops).
+    """
+    import gc
+    import warnings
+
+    warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory() as workdir:
+        _stock_pipeline(endpoint)
+        import auditel
+        import openai
+        from openai.resources.chat.completions import Completions
+
+        auditel.configure(outbox=os.path.join(workdir, "outbox.db"))
+        os.environ["TRACELOOP_TRACE_CONTENT"] = "false"
+        from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor as GenAIInstrumentor
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OpenLLMetryInstrumentor
+
+        genai, llmetry = GenAIInstrumentor(), OpenLLMetryInstrumentor()
+        switches: dict[str, tuple[Any, Any]] = {
+            "uninstrumented": (lambda: None, lambda: None),
+            "auditel": (lambda: auditel.instrument("openai"), lambda: auditel.uninstrument("openai")),
+            "otel-genai": (genai.instrument, genai.uninstrument),
+            "openllmetry": (llmetry.instrument, llmetry.uninstrument),
+        }
+        original = Completions.__dict__["create"]
+        leftovers: dict[str, int] = {}
+
+        def restore_by_hand(mode: str) -> None:
+            # OpenLLMetry 0.62's uninstrument() leaves one of its two wrappers on Completions.create
+            # (it wraps the method twice); peel what is left so the next block starts unwrapped
+            while Completions.__dict__["create"] is not original and hasattr(Completions.__dict__["create"], "__wrapped__"):
+                Completions.create = Completions.__dict__["create"].__wrapped__
+                leftovers[mode] = leftovers.get(mode, 0) + 1
+        client = openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
+
+        def plain() -> None:
+            client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+        def streamed() -> None:
+            for _ in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
+                pass
+
+        kinds = {"nonstream": plain, "stream": streamed}
+        thread: dict[str, list[int]] = {f"{m}_{k}": [] for m in switches for k in kinds}
+        per_block = max(1, calls_per_kind // blocks)
+        thread_ns = time.thread_time_ns
+        gc.collect()
+        gc.freeze()
+        modes = list(switches)
+        for block in range(blocks):
+            shift = block % len(modes)
+            for mode in modes[shift:] + modes[:shift]:
+                on, off = switches[mode]
+                on()
+                if (Completions.__dict__["create"] is original) != (mode == "uninstrumented"):
+                    sys.exit(f"switching to {mode} did not (un)wrap Completions.create")
+                for kind, fn in kinds.items():
+                    for _ in range(5):  # warm-up after the switch
+                        fn()
+                    samples = thread[f"{mode}_{kind}"]
+                    for _ in range(per_block):
+                        c0 = thread_ns()
+                        fn()
+                        samples.append(thread_ns() - c0)
+                off()
+                restore_by_hand(mode)
+                if Completions.__dict__["create"] is not original:
+                    sys.exit(f"{mode} did not restore Completions.create")
+        out = {key: statistics.median(v) / 1000.0 for key, v in thread.items()}
+        out.update({f"leftover_wrappers_{mode}": float(n) for mode, n in leftovers.items()})
+        auditel.shutdown()
+        return out
+
+
 # --- orchestrator ----------------------------------------------------------------------------------------------
 METRICS = (
     ("_thread_us", "caller-thread CPU µs per call (median; the instrumentation's cost to the caller)"),
@@ -188,7 +269,7 @@ METRICS = (
 
 def _run_worker(mode: str, llm_url: str, endpoint: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--worker", mode, "--base-url", llm_url, "--endpoint", endpoint,
-           "--calls", str(args.calls), "--blocks", str(args.blocks)]
+           "--calls", str(args.calls), "--blocks", str(args.blocks if mode != "rotating" else args.rotation_blocks)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         sys.exit(f"{mode} failed:\n{proc.stderr}")
@@ -241,15 +322,45 @@ def _print_tables(results: dict[str, list[dict[str, float]]], args: argparse.Nam
     print(f"auditel committed {results['auditel'][-1].get('records', 0):.0f} records to its outbox in the last round")
 
 
+def _print_rotations(rotations: list[dict[str, float]]) -> None:
+    """Added caller-thread CPU per call with every configuration in one process (``rotating_worker``)."""
+    def added(mode: str, kind: str) -> float:
+        return statistics.median(r[f"{mode}_{kind}"] - r[f"uninstrumented_{kind}"] for r in rotations)
+
+    print(f"\nsame process, configurations switched block by block ({len(rotations)} processes; caller-thread CPU µs"
+          " per call, median per block set, added over the unwrapped blocks, median over processes)")
+    print(f"{'configuration':16s} {'non-stream':>11s} {'added':>8s} {'stream':>9s} {'added':>8s}")
+    for mode in MODES:
+        n = statistics.median(r[f"{mode}_nonstream"] for r in rotations)
+        st = statistics.median(r[f"{mode}_stream"] for r in rotations)
+        print(f"{mode:16s} {n:11.1f} {added(mode, 'nonstream'):8.1f} {st:9.1f} {added(mode, 'stream'):8.1f}")
+    for mode in MODES:
+        left = statistics.median(r.get(f"leftover_wrappers_{mode}", 0.0) for r in rotations)
+        if left:
+            print(f"  note: {mode}'s uninstrument() left {left:.0f} wrapper(s) on Completions.create over the run"
+                  " (removed by hand after each of its blocks)")
+    for kind in KINDS:
+        ours = added("auditel", kind)
+        lighter = min(added("otel-genai", kind), added("openllmetry", kind))
+        ratio = ours / lighter if lighter > 0 else float("nan")
+        print(f"  auditel vs the lighter competitor, {kind:10s} {ours:8.1f} vs {lighter:8.1f} µs ({ratio:.2f}x; goal <= 1.00)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=400, help="timed calls per kind per worker process")
     parser.add_argument("--rounds", type=int, default=5, help="worker processes per configuration")
     parser.add_argument("--blocks", type=int, default=8, help="alternating non-stream/stream blocks per worker")
-    parser.add_argument("--worker", choices=MODES)
+    parser.add_argument("--rotations", type=int, default=3,
+                        help="processes that run every configuration in turn, switched block by block")
+    parser.add_argument("--rotation-blocks", type=int, default=16, help="blocks per rotating process")
+    parser.add_argument("--worker", choices=MODES + ("rotating",))
     parser.add_argument("--base-url")
     parser.add_argument("--endpoint")
     args = parser.parse_args()
+    if args.worker == "rotating":
+        print(json.dumps(rotating_worker(args.base_url, args.endpoint, args.calls, args.blocks)))
+        return
     if args.worker:
         print(json.dumps(worker(args.worker, args.base_url, args.endpoint, args.calls, args.blocks)))
         return
@@ -267,7 +378,13 @@ def main() -> None:
                 results[mode].append(_run_worker(mode, llm.openai_base_url, rotel.http_endpoint, args, env))
                 brief = {k: round(v, 1) for k, v in results[mode][-1].items() if "paired" in k and k.endswith("_us")}
                 print(f"round {round_no + 1} {mode:15s} {brief}", file=sys.stderr)
+        rotations = []
+        for n in range(args.rotations):
+            rotations.append(_run_worker("rotating", llm.openai_base_url, rotel.http_endpoint, args, env))
+            print(f"rotation {n + 1} {({k: round(v, 1) for k, v in rotations[-1].items()})}", file=sys.stderr)
     _print_tables(results, args)
+    if rotations:
+        _print_rotations(rotations)
 
 
 if __name__ == "__main__":
