@@ -88,6 +88,26 @@ def test_run_soon_runs_a_task_that_is_not_due(worker: Worker) -> None:
     assert task.next_run > time.monotonic() + 3000  # back on its interval afterwards
 
 
+def test_run_soon_asked_while_the_task_runs_is_not_lost(worker: Worker) -> None:
+    """A request that arrives during the task's own run (here: from inside it) runs it once more,
+    instead of being overwritten by the task's next scheduled time (an hour away)."""
+    calls: list[int] = []
+    holder: dict[str, Any] = {}
+
+    def task_fn() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            worker.run_soon(holder["task"])  # asked mid-run
+
+    holder["task"] = worker.add_task("later", task_fn, 3600.0)
+    worker.start()
+    wait_for(lambda: len(calls) == 1 and worker._asleep)
+    worker.run_soon(holder["task"])
+    wait_for(lambda: len(calls) == 3)
+    time.sleep(0.05)
+    assert len(calls) == 3
+
+
 def test_checkpoints_come_every_n_records_without_a_wake_per_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The checkpointer asks the worker for a run when N records are due; other commits leave it asleep."""
     monkeypatch.setenv("AUDITEL_CHECKPOINT_EVERY", "25")

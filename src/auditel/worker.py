@@ -26,6 +26,7 @@ class Task:
     interval_s: float
     on_wake: bool = False
     next_run: float = field(default=0.0)
+    soon: bool = False  # run_soon() was called: run again as soon as possible, even if asked mid-run
 
 
 class Worker:
@@ -48,7 +49,7 @@ class Worker:
         # active, looking for new ones every linger, so a commit is one attribute store on the
         # caller's thread (no Event, no futex syscall, no wake-up of this thread from the emit path).
         self.linger_s = 0.02
-        self.signals = 0  # how often wake() had to signal the sleeping thread (status, tests)
+        self.signals = 0  # how often wake() had to signal the sleeping thread (diagnostics, tests)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_child)
 
@@ -76,6 +77,7 @@ class Worker:
 
     def run_soon(self, task: Task) -> None:
         """Run ``task`` as soon as the worker can (it is due now), waking the thread if it sleeps."""
+        task.soon = True
         task.next_run = 0.0
         self._wake.set()
 
@@ -110,12 +112,15 @@ class Worker:
             self._run_task(task, now)
 
     def _run_task(self, task: Task, now: float) -> None:
+        task.soon = False
         try:
             delay = task.fn()
         except Exception as exc:  # noqa: BLE001 - a failing task never kills the worker
             self.counters.error(f"task:{task.name}", exc)
             delay = None
-        task.next_run = now + (task.interval_s if delay is None else max(0.0, delay))
+        next_run = now + (task.interval_s if delay is None else max(0.0, delay))
+        # a run_soon() that came while the task ran is not overwritten by its next scheduled time
+        task.next_run = 0.0 if task.soon else next_run
 
     def _run(self) -> None:
         active = False  # commits came within the last linger: look for more on a timer, unsignalled
