@@ -37,25 +37,27 @@ def test_a_commit_wakes_a_sleeping_worker_once_and_a_burst_costs_one_pass(worker
     for _ in range(500):  # a burst of commits, far shorter than one linger
         worker.wake()
     wait_for(lambda: len(runs) == 2)
-    time.sleep(worker.linger_s * 5)
-    assert len(runs) == 2  # one pass for the whole burst, then the worker sleeps again
+    wait_for(lambda: worker._asleep)  # after a linger with no commit it sleeps again
+    assert len(runs) == 2  # one pass for the whole burst
     assert worker.signals == 1  # only the first commit of the burst had to signal the sleeping thread
-    assert worker._asleep
 
 
 def test_commits_while_the_worker_is_active_are_noted_not_signalled(worker: Worker) -> None:
     runs: list[float] = []
+    worker.linger_s = 0.2  # long enough that a slow machine's late sleeps below stay within it
     worker.add_task("on-wake", lambda: runs.append(time.monotonic()) or None, 3600.0, on_wake=True)
     worker.start()
     wait_for(lambda: len(runs) == 1 and worker._asleep)
-    stop = time.monotonic() + 0.5
-    while time.monotonic() < stop:  # a steady trickle: one commit every 2 ms for half a second
+    commits = 0
+    stop = time.monotonic() + 1.0
+    while time.monotonic() < stop:  # a steady trickle: a commit every few ms for a second
         worker.wake()
+        commits += 1
         time.sleep(0.002)
     # the on-wake task kept running while commits came (about once per linger) ...
-    assert len(runs) >= 5
-    # ... yet the committing thread signalled the worker only when it had gone to sleep
-    assert worker.signals <= 3
+    assert len(runs) >= 3
+    # ... yet only the first commit signalled: the worker never went back to sleep in between
+    assert worker.signals == 1 and commits > 50
     wait_for(lambda: worker._asleep)
     before = len(runs)
     worker.wake()  # a commit after the quiet period wakes it again
