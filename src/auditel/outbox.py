@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from .fork_gate import GatedConnection
+
 STATE_PENDING = 0
 STATE_SHIPPED = 1
 STATE_DEAD = 2
@@ -257,7 +259,11 @@ class Outbox:
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            str(self.path),
+            timeout=BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=GatedConnection,  # a fork never lands inside one of our SQLite calls (see fork_gate)
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=" + ("FULL" if self.durability == "fsync" else "NORMAL"))
