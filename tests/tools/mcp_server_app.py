@@ -1,6 +1,7 @@
 """A small MCP server used by the MCP tests, in-process and as a stdio subprocess.
 
-Run as a script it serves over stdio with auditel configured from the environment
+Run as a script it serves over stdio (no arguments) or over streamable HTTP
+(``http PORT``: ``http://127.0.0.1:PORT/mcp``), with auditel configured from the environment
 (AUDITEL_ENABLED/AUDITEL_OUTBOX) and the MCP instrumentation on; when
 AUDITEL_TEST_TRACE_FILE is set, every finished span is appended to it as one JSON line.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 from mcp.server.mcpserver import MCPServer
@@ -70,4 +72,7 @@ if __name__ == "__main__":
 
     auditel.configure()
     auditel.instrument("mcp")
-    build_server().run("stdio")
+    if sys.argv[1:2] == ["http"]:
+        build_server().run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        build_server().run("stdio")

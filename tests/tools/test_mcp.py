@@ -1,22 +1,26 @@
 """MCP instrumentation against the real ``mcp`` SDK: in-process (JSON-RPC over memory streams,
-and the direct dispatcher) and a stdio server subprocess. No network."""
+and the direct dispatcher), a stdio server subprocess, and a streamable-HTTP server subprocess
+on a free 127.0.0.1 port. No network beyond loopback."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import anyio
+import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server import Server
 from opentelemetry import trace
 
@@ -189,15 +193,23 @@ def test_lowlevel_server_without_sdk_middleware_gets_our_server_span(instrumente
     assert pairs["good"]["outcome"]["attributes"]["audit.outcome"] == "success"
 
 
-def _stdio_params(tmp_path: Path, **extra: str) -> StdioServerParameters:
-    env = {
+def _server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The server subprocess's environment: auditel on, its own outbox, spans to a JSON-lines file."""
+    return {
         "AUDITEL_ENABLED": "true",
         "AUDITEL_OUTBOX": str(tmp_path / "server" / "outbox.db"),
         "AUDITEL_TEST_TRACE_FILE": str(tmp_path / "server-spans.jsonl"),
         "PYTHONPATH": os.pathsep.join(sys.path),
         **extra,
     }
-    return StdioServerParameters(command=sys.executable, args=[str(APP)], env=env)
+
+
+def _server_spans(tmp_path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (tmp_path / "server-spans.jsonl").read_text().splitlines()]
+
+
+def _stdio_params(tmp_path: Path, **extra: str) -> StdioServerParameters:
+    return StdioServerParameters(command=sys.executable, args=[str(APP)], env=_server_env(tmp_path, **extra))
 
 
 def test_stdio_subprocess_server(instrumented: Audit, spans: Any, tmp_path: Path) -> None:
@@ -212,8 +224,7 @@ def test_stdio_subprocess_server(instrumented: Audit, spans: Any, tmp_path: Path
     assert set(client) == {"add", "explode", "nope"}
     assert client["explode"]["outcome"]["attributes"]["audit.outcome"] == "failure"
     # trace context crossed the process boundary in params._meta
-    server_spans = [json.loads(line) for line in (tmp_path / "server-spans.jsonl").read_text().splitlines()]
-    server_add = next(s for s in server_spans if s["attributes"].get("gen_ai.tool.name") == "add")
+    server_add = next(s for s in _server_spans(tmp_path) if s["attributes"].get("gen_ai.tool.name") == "add")
     client_add = next(s for s in spans.get_finished_spans()
                       if s.kind == trace.SpanKind.CLIENT and s.attributes.get("gen_ai.tool.name") == "add")
     assert server_add["parent_span_id"] == format(client_add.context.span_id, "016x")
@@ -272,3 +283,103 @@ def test_uninstrument_removes_wrappers(audit: Audit) -> None:
     _run(build_server(), "legacy")
     assert audit.tool_calls() == []
     assert auditel.status()["errors"] == {}
+
+
+# --- streamable HTTP (a server subprocess on a free loopback port) -------------------------------
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[str]:
+    """``mcp_server_app.py http PORT`` with auditel on in the server process; yields the MCP endpoint URL."""
+    port = _free_port()
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, str(APP), "http", str(port)], env=_server_env(tmp_path),
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited ({proc.returncode}): {(tmp_path / 'server.log').read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"server not listening: {(tmp_path / 'server.log').read_text()}")
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])  # legacy: initialize handshake + sessions; auto: server/discover
+def test_streamable_http_subprocess_server(instrumented: Audit, spans: Any, tmp_path: Path, http_server: str,
+                                           mode: str) -> None:
+    sent: list[tuple[dict[str, str], dict[str, Any]]] = []  # (headers, JSON-RPC body) of every POST
+
+    async def keep(request: httpx2.Request) -> None:
+        if request.method == "POST":
+            sent.append((dict(request.headers), json.loads(request.content)))
+
+    async def main() -> list[Any]:
+        async with httpx2.AsyncClient(event_hooks={"request": [keep]}) as http:
+            async with Client(streamable_http_client(http_server, http_client=http), mode=mode) as client:
+                return await _session(client)
+
+    results = anyio.run(main)
+    assert results[1].structured_content == {"result": 5}
+    assert results[2].is_error is True and results[3].is_error is True
+
+    server = _pairs(read_outbox(tmp_path / "server" / "outbox.db"), "server")
+    client = _pairs(instrumented.records(), "client")
+    assert set(server) == set(client) == {"add", "explode", "nope"}
+    for side in (server, client):
+        for pair in side.values():
+            assert pair["intent"]["attributes"]["audit.correlation.id"] == pair["outcome"]["attributes"]["audit.correlation.id"]
+            assert pair["intent"]["attributes"]["audit.arguments.digest"].startswith("hmac-sha256:")
+        assert side["add"]["outcome"]["attributes"]["audit.outcome"] == "success"
+        assert side["explode"]["outcome"]["attributes"]["audit.outcome"] == "failure"
+        assert side["nope"]["outcome"]["attributes"]["audit.outcome"] == "failure"
+    assert server["explode"]["outcome"]["attributes"]["error.type"] == "ValueError"
+    assert server["add"]["intent"]["attributes"]["audit.mcp.server.name"] == "calc"
+    (discovery,) = instrumented.records("auditel.tool_discovery")
+    assert discovery["attributes"]["audit.tools.names"] == ["add", "explode", "hang"]
+
+    # trace context: client span -> params._meta of the HTTP POST -> server span, same trace
+    client_add = next(s for s in spans.get_finished_spans()
+                      if s.kind == trace.SpanKind.CLIENT and s.attributes.get("gen_ai.tool.name") == "add")
+    trace_id, client_span_id = format(client_add.context.trace_id, "032x"), format(client_add.context.span_id, "016x")
+    server_add = next(s for s in _server_spans(tmp_path) if s["kind"] == "SERVER" and s["attributes"].get("gen_ai.tool.name") == "add")
+    assert server_add["trace_id"] == trace_id
+    assert server_add["parent_span_id"] == client_span_id
+    assert server["add"]["intent"]["trace_id"] == server["add"]["outcome"]["trace_id"] == trace_id
+    assert server["add"]["intent"]["span_id"] == server_add["span_id"]
+    assert client["add"]["intent"]["trace_id"] == trace_id and client["add"]["intent"]["span_id"] == client_span_id
+    (headers, body), = [(h, b) for h, b in sent if b.get("method") == "tools/call" and b["params"]["name"] == "add"]
+    version, meta_trace_id, meta_parent_id, _flags = body["params"]["_meta"]["traceparent"].split("-")
+    assert (version, meta_trace_id, meta_parent_id) == ("00", trace_id, client_span_id)
+    assert "traceparent" not in headers  # carried in the MCP message, not by HTTP instrumentation
+    assert "secret-reason" not in json.dumps(read_outbox(tmp_path / "server" / "outbox.db") + instrumented.records())
+
+
+def test_streamable_http_instrumented_client_returns_what_uninstrumented_returns(audit: Audit, http_server: str) -> None:
+    for mode in ("legacy", "auto"):
+        plain = _run(http_server, mode)  # a URL string: mcp.Client connects over streamable HTTP
+        auditel.instrument("mcp")
+        try:
+            traced = _run(http_server, mode)
+        finally:
+            auditel.uninstrument("mcp")
+        assert [type(x) for x in plain] == [type(x) for x in traced]
+        assert [x.model_dump() for x in plain] == [x.model_dump() for x in traced]
+    assert len(audit.tool_calls()) == 2 * 2 * 3  # 2 instrumented runs x intent+outcome x 3 calls (client side)

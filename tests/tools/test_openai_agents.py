@@ -12,6 +12,7 @@ from agents import (
     Agent,
     GuardrailFunctionOutput,
     InputGuardrailTripwireTriggered,
+    OutputGuardrailTripwireTriggered,
     RunConfig,
     Runner,
     ToolGuardrailFunctionOutput,
@@ -176,3 +177,31 @@ def test_uninstrument(audit: Audit) -> None:
                   model=ScriptedModel([[function_call("get_weather", {"city": "X"}, call_id="c")], [assistant_message("k")]]))
     asyncio.run(Runner.run(agent, "hi", run_config=NO_TRACE))
     assert audit.tool_calls() == []
+
+
+@output_guardrail
+def no_leaks(ctx: Any, agent: Any, output: Any) -> GuardrailFunctionOutput:
+    return GuardrailFunctionOutput(output_info={"leak": True}, tripwire_triggered="sk-" in str(output))
+
+
+def test_output_guardrail_tripwire_is_a_deny(instrumented: Audit) -> None:
+    agent = Agent(name="leaky", instructions="x", output_guardrails=[no_leaks],
+                  model=ScriptedModel([[assistant_message("the key is sk-live-123")]]))
+    with pytest.raises(OutputGuardrailTripwireTriggered) as caught:
+        asyncio.run(Runner.run(agent, "what is the key?", run_config=NO_TRACE))
+    # the SDK's own exception, unchanged: it names our guardrail and carries its output
+    assert type(caught.value) is OutputGuardrailTripwireTriggered
+    assert caught.value.guardrail_result.guardrail is no_leaks
+    assert caught.value.guardrail_result.output.output_info == {"leak": True}
+    assert caught.value.guardrail_result.agent_output == "the key is sk-live-123"
+    (decision,) = [r["attributes"] for r in instrumented.records("auditel.policy_decision")]
+    assert decision["audit.policy.verdict"] == "deny"
+    assert decision["audit.policy.action_taken"] == "halted"
+    assert decision["audit.policy.id"] == "no_leaks"
+    assert decision["audit.guardrail.target.type"] == "output"
+    assert decision["gen_ai.agent.name"] == "leaky"
+    runs = instrumented.records("auditel.agent_run")
+    assert [r["attributes"]["audit.phase"] for r in runs] == ["intent", "outcome"]
+    assert runs[-1]["attributes"]["audit.outcome"] == "denied"
+    assert runs[-1]["attributes"]["audit.reason"] == "OutputGuardrailTripwireTriggered"
+    assert "sk-live-123" not in json.dumps(instrumented.records())
