@@ -37,26 +37,32 @@ class ForkGate:
         self._reset()
 
     def _reset(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # waits for the gate to open / calls to finish
         self._inside = 0
         self._closed = False
         self.timeouts = 0  # forks that went ahead with SQLite calls still in flight (diagnostics, tests)
 
-    def enter(self, *, nested: bool = False) -> None:
+    def enter(self, nested: bool = False) -> None:
         """``nested``: the caller already holds the gate (an open transaction, a half-read cursor) and
-        must be let through while a fork waits, or the fork would wait for it in vain."""
-        cond = self._cond
-        with cond:
-            while self._closed and not nested:
-                cond.wait()
-            self._inside += 1
+        must be let through while a fork waits, or the fork would wait for it in vain.
+
+        On the emit path: two C lock calls when no fork is being made."""
+        lock = self._lock
+        lock.acquire()
+        if self._closed and not nested:
+            while self._closed:
+                self._cond.wait()
+        self._inside += 1
+        lock.release()
 
     def leave(self) -> None:
-        cond = self._cond
-        with cond:
-            self._inside -= 1
-            if self._closed and self._inside <= 0:
-                cond.notify_all()
+        lock = self._lock
+        lock.acquire()
+        self._inside -= 1
+        if self._closed and self._inside <= 0:
+            self._cond.notify_all()
+        lock.release()
 
     def before_fork(self) -> None:
         """Close the gate and wait (bounded) for calls in flight; its lock stays held across fork()."""

@@ -37,7 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .fork_gate import GatedConnection
+from .fork_gate import GATE, GatedConnection
+
+_PLAIN_EXECUTE = sqlite3.Connection.execute  # C: runs the statement on a plain cursor
+_INSERT_RECORD = (
+    "INSERT INTO records(record_id, stream_id, seq, time_ns, event_name, data, record_hash) VALUES (?,?,?,?,?,?,?)"
+)
 
 STATE_PENDING = 0
 STATE_SHIPPED = 1
@@ -367,11 +372,13 @@ class Outbox:
         """
         conn = self.connect()
         with self.write_lock:
-            conn.execute(
-                "INSERT INTO records(record_id, stream_id, seq, time_ns, event_name, data, record_hash)"
-                " VALUES (?,?,?,?,?,?,?)",
-                (record_id, stream_id, seq, time_ns, event_name, data, record_hash),
-            )
+            # the emit path's one statement: inside the fork gate, without the gated cursor's
+            # bookkeeping (an autocommit INSERT returns no rows and leaves no transaction open)
+            GATE.enter()
+            try:
+                _PLAIN_EXECUTE(conn, _INSERT_RECORD, (record_id, stream_id, seq, time_ns, event_name, data, record_hash))
+            finally:
+                GATE.leave()
 
     # --- the ship floor (see SHIP_FLOOR_SQL) ---------------------------------------------
     @staticmethod
