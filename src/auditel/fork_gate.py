@@ -127,86 +127,65 @@ class GatedCursor(sqlite3.Cursor):
     def _enter(self) -> None:
         GATE.enter(nested=self.connection._holds_gate())
 
-    def execute(self, sql: str, parameters: Any = (), /) -> "GatedCursor":
+    def _statement(self, op: Any, *args: Any) -> "GatedCursor":
+        """Run ``execute``/``executemany``/``executescript`` inside the gate; hold it after while the
+        statement has rows to read or the connection a transaction open."""
         conn = self.connection
         self._enter()
         try:
-            super().execute(sql, parameters)
+            op(*args)
             self._statement_done()
         finally:
             conn._note_transaction()
             GATE.leave()
         return self
+
+    def _fetch(self, op: Any, *args: Any) -> Any:
+        self._enter()
+        try:
+            return op(*args)
+        finally:
+            GATE.leave()
+
+    def execute(self, sql: str, parameters: Any = (), /) -> "GatedCursor":
+        return self._statement(super().execute, sql, parameters)
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> "GatedCursor":
-        conn = self.connection
-        self._enter()
-        try:
-            super().executemany(sql, seq_of_parameters)
-            self._statement_done()
-        finally:
-            conn._note_transaction()
-            GATE.leave()
-        return self
+        return self._statement(super().executemany, sql, seq_of_parameters)
 
     def executescript(self, sql_script: str, /) -> "GatedCursor":
-        conn = self.connection
-        self._enter()
-        try:
-            super().executescript(sql_script)
-            self._release()
-        finally:
-            conn._note_transaction()
-            GATE.leave()
-        return self
+        return self._statement(super().executescript, sql_script)
 
     def fetchone(self) -> Any:
-        self._enter()
-        try:
-            row = super().fetchone()
-            if row is None:
-                self._release()
-            return row
-        finally:
-            GATE.leave()
+        row = self._fetch(super().fetchone)
+        if row is None:
+            self._release()  # read to the end: SQLite has reset the statement
+        return row
 
     def fetchmany(self, size: int | None = None) -> list[Any]:
         n = self.arraysize if size is None else size
-        self._enter()
-        try:
-            rows = super().fetchmany(n)
-            if len(rows) < n:
-                self._release()
-            return rows
-        finally:
-            GATE.leave()
+        rows: list[Any] = self._fetch(super().fetchmany, n)
+        if len(rows) < n:
+            self._release()
+        return rows
 
     def fetchall(self) -> list[Any]:
-        self._enter()
-        try:
-            rows = super().fetchall()
-            self._release()
-            return rows
-        finally:
-            GATE.leave()
+        rows: list[Any] = self._fetch(super().fetchall)
+        self._release()
+        return rows
 
     def __next__(self) -> Any:
-        self._enter()
         try:
-            return super().__next__()
+            return self._fetch(super().__next__)
         except StopIteration:
             self._release()
             raise
-        finally:
-            GATE.leave()
 
     def close(self) -> None:
-        self._enter()
         try:
-            super().close()
+            self._fetch(super().close)
         finally:
             self._release()
-            GATE.leave()
 
     def __del__(self) -> None:
         if self._active_pid:
@@ -267,26 +246,19 @@ class GatedConnection(sqlite3.Connection):
             self._held = False
             GATE.leave()
 
-    def commit(self) -> None:
+    def _call(self, op: Any) -> None:
         GATE.enter(nested=self._holds_gate())
         try:
-            super().commit()
+            op()
         finally:
             self._note_transaction()
             GATE.leave()
+
+    def commit(self) -> None:
+        self._call(super().commit)
 
     def rollback(self) -> None:
-        GATE.enter(nested=self._holds_gate())
-        try:
-            super().rollback()
-        finally:
-            self._note_transaction()
-            GATE.leave()
+        self._call(super().rollback)
 
     def close(self) -> None:
-        GATE.enter(nested=self._holds_gate())
-        try:
-            super().close()
-        finally:
-            self._note_transaction()
-            GATE.leave()
+        self._call(super().close)
