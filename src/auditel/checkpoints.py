@@ -202,6 +202,12 @@ class Checkpointer:
         self._due_seq = self.every  # on_commit asks for a checkpoint once the stream reaches this
         self._requested = False
 
+    def _covered(self) -> int:
+        """The sequence number through which records are covered by the last checkpoint, counting
+        that checkpoint's own record (it lands after records emitted while it was signed, so its
+        seq is not the coverage boundary: counting from it would skip those records)."""
+        return self._last_tree_size + (1 if self._last_carrier_seq > self._last_tree_size else 0)
+
     def on_commit(self) -> None:
         """Processor waker, after every commit: one comparison; once N records are not covered by a
         checkpoint, the worker is asked (once) to run ``tick``. Between checkpoints nothing wakes it."""
@@ -222,12 +228,9 @@ class Checkpointer:
             if stream_id != self._stream_id:
                 self._reset(stream_id)
             waited = time.monotonic() - self._last_time
-            # Records not covered by a signature: everything after the last tree_size, except the
-            # checkpoint's own record. The app may emit between signing and that record, so its
-            # seq is not the coverage boundary (counting from it would skip those records).
-            carrier = 1 if self._last_carrier_seq > self._last_tree_size else 0
-            new_records = seq - self._last_tree_size - carrier
-            self._due_seq = self._last_tree_size + carrier + self.every
+            covered = self._covered()
+            new_records = seq - covered  # records not covered by a signature
+            self._due_seq = covered + self.every
             self._requested = False
         if new_records >= self.every or waited >= self.interval_s:
             self.checkpoint()
@@ -270,7 +273,7 @@ class Checkpointer:
             self._last_tree_size = seq
             if stored is not None:
                 self._last_carrier_seq = stored["attributes"][S.A_SEQ]
-            self._due_seq = seq + (1 if self._last_carrier_seq > seq else 0) + self.every
+            self._due_seq = self._covered() + self.every
             self._requested = False
             self.written += 1
             return {"checkpoint": statement, "signature": signature, "hash": chash}
