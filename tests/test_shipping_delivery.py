@@ -220,3 +220,29 @@ def test_a_record_hidden_below_the_ship_floor_is_found_by_the_worker_and_deliver
     assert capture.id_counts()[ids[5]] == before + 1
     assert auditel.status()["errors"].get("ship_floor_repaired") == 1
     assert ids[5] not in pending_after_settling(path)
+
+
+def test_when_flush_returns_the_shipped_count_covers_every_record_marked_shipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capture: CaptureServer, collector: RotelCollector
+) -> None:
+    """A thread switch right after a batch's mark commits must not let ``flush`` return while
+    ``shipped_total`` still lacks that batch (a report read after flush would undercount). The pause
+    after the commit stands in for that switch: it widens a window of microseconds to 0.3 s."""
+    point_at(monkeypatch, collector.http_endpoint)
+    path = tmp_path / "o.db"
+    rt = runtime.configure(outbox=path)
+    assert rt is not None and rt.shipper is not None
+    queue = rt.shipper.queue
+    real_mark = queue.mark_shipped
+
+    def mark_then_pause(*args: object, **kwargs: object) -> int:
+        marked = real_mark(*args, **kwargs)  # type: ignore[arg-type]
+        time.sleep(0.3)
+        return marked
+
+    monkeypatch.setattr(queue, "mark_shipped", mark_then_pause)
+    emit_many(300, "count")
+    assert auditel.flush(30)
+    shipped_rows = len(outbox_ids(path, STATE_SHIPPED))
+    assert shipped_rows > 300
+    assert rt.shipper.shipped_total >= shipped_rows

@@ -168,6 +168,7 @@ class Shipper:
     def _reset_process_state(self) -> None:
         """Fresh per-process state (also in a forked child: never reuse the parent's socket, channel or threads)."""
         self._lock = threading.RLock()
+        self._count_lock = threading.Lock()  # shipped_total is counted on sender/marker threads too
         self._senders: _Senders | None = None
         self._marker: _Senders | None = None  # marks for all senders when several (one SQLite connection)
         self._transport: Transport | None = None
@@ -321,7 +322,19 @@ class Shipper:
         return _Sent(outcome, marked=True)
 
     def _mark_shipped(self, lease: Lease) -> None:
-        self.queue.mark_shipped([row[0] for row in lease.rows], end_lease=lease)
+        self._mark_shipped_rids([row[0] for row in lease.rows], lease)
+
+    def _mark_shipped_rids(self, rids: list[int], lease: Lease | None = None) -> None:
+        """Mark ``rids`` shipped and count them. The count goes up before the commit (and back down
+        if it fails), so whoever sees the rows no longer pending (``flush``) also sees them counted."""
+        with self._count_lock:
+            self.shipped_total += len(rids)
+        try:
+            self.queue.mark_shipped(rids, end_lease=lease)
+        except BaseException:
+            with self._count_lock:
+                self.shipped_total -= len(rids)
+            raise
 
     def _settle_flight(self, flight: _Flight, *, clean: bool) -> bool:
         """Wait for a batch's answer and act on it (on the pumping thread); True when settled."""
@@ -377,8 +390,7 @@ class Shipper:
         rids = [row[0] for row in rows]
         if outcome.kind == "success":
             if not marked:
-                self.queue.mark_shipped(rids)
-            self.shipped_total += len(rows)
+                self._mark_shipped_rids(rids)
             self.batches_sent += 1
             if clean:
                 self.failures = 0
