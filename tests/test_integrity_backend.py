@@ -9,17 +9,23 @@ the others), and, separately, in the OTLP/JSON encoding the Collector's file exp
 
 from __future__ import annotations
 
+import base64
 import json
+import random
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from google.protobuf.json_format import MessageToJson
+from google.protobuf.json_format import MessageToDict, MessageToJson
+from opentelemetry import trace
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 import auditel
 from auditel import runtime as rt_mod
 from auditel.cli import main as cli_main
+from auditel.verify import load_archive
 from integrity_helpers import QUIET_ENV, clone, emit_actions, records, sql, write_key
 from otlp_harness import CaptureServer, ReceivedRecord, RotelCollector
 from redaction_support import clean_env
@@ -44,12 +50,29 @@ def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
         emit_actions(10, 20)
         rt.checkpointer.checkpoint()  # record 33, covers 32
         emit_actions(5, 30)
+        emit_varied(rt)  # every value type, a body, trace context and another scope (for --from-archive)
         assert auditel.flush(30.0)
         stored = len(records(outbox))
         assert capture.wait_for(stored, timeout=30.0), f"{len(set(capture.record_ids()))} of {stored} arrived"
         rt_mod._reset_for_tests()
         yield {"outbox": outbox, "pub": pub, "capture": capture, "root": tmp_path}
     rt_mod._reset_for_tests()
+
+
+def emit_varied(rt: Any) -> None:
+    """Records that use every kind of stored value, so that rebuilding records from OTLP/JSON is tested on them."""
+    values = {
+        "f": 41.7, "tiny": 1e-7, "huge": 1e21, "integral_float": 5.0, "big": 2**60, "neg": -5, "zero": 0,
+        "no": False, "empty": "", "list": [1, "a", 2.5, True], "uni": "na\u00efve \U0001f99c \u2028 \u00e9",
+        "raw": b"\x00\x01\xff", "map": {"k": {"n": 1, "e": [], "m": {}}},
+    }
+    span = TracerProvider().get_tracer("t").start_span("tool")
+    with trace.use_span(span, end_on_exit=True):
+        auditel.emit("auditel.action", attributes=values, body={"nested": [{"x": 1}], "s": "t", "z": None})
+        auditel.emit("auditel.action", attributes={"i": 1}, body="a string body", severity="WARN")
+    app_provider = LoggerProvider()
+    app_provider.add_log_record_processor(rt.processor)
+    app_provider.get_logger("app-scope", "2.1").emit(event_name="auditel.file_access", attributes={"file.path": "/tmp/x"})
 
 
 def backend_dump(received: list[ReceivedRecord], path: Path) -> Path:
@@ -107,3 +130,149 @@ def test_otlp_json_archive_lines_are_accepted_as_checkpoints(
     code, problems = verify(capsys, victim, "--public-key", str(shipped["pub"]), "--checkpoints", str(archive))
     assert code == 1
     assert [m.split(",")[0] for m in problems] == ["rolled back: the stream ends at seq 25"], problems
+
+
+# --- the backend's own copy of the records: auditel verify --from-archive ------------------------------
+def archive_lines(capture: CaptureServer, spelling: str) -> list[str]:
+    """The received export requests as OTLP/JSON lines, one request per line.
+
+    ``protobuf``: google.protobuf's json_format (base64 trace and span ids, severity as an enum name).
+    ``collector``: the spelling of the Collector's file exporter, which cannot run here (no Go
+    collector on these machines): the same JSON with hex ids and severity as a number.
+    """
+    lines = []
+    for raw in capture.raw_requests:
+        request = ExportLogsServiceRequest()
+        request.ParseFromString(raw)
+        obj = MessageToDict(request)
+        if spelling == "collector":
+            for rl in obj["resourceLogs"]:
+                for sl in rl["scopeLogs"]:
+                    for lr in sl["logRecords"]:
+                        for key in ("traceId", "spanId"):
+                            if key in lr:
+                                lr[key] = base64.b64decode(lr[key]).hex()
+                        if "severityNumber" in lr:
+                            lr["severityNumber"] = SEVERITY_NUMBERS[lr["severityNumber"]]
+        lines.append(json.dumps(obj))
+    return lines
+
+
+SEVERITY_NUMBERS = {"SEVERITY_NUMBER_INFO": 9, "SEVERITY_NUMBER_WARN": 13}
+
+
+def write_archive(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def verify_report(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    code = cli_main(["verify", "--json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def all_problems(report: dict[str, Any]) -> list[str]:
+    return [f["message"] for f in report["problems"]] + [f["message"] for s in report["streams"] for f in s["problems"]]
+
+
+@pytest.mark.parametrize("spelling", ["collector", "protobuf"])
+def test_the_backends_archive_verifies_on_its_own_with_every_record_rebuilt(
+    shipped: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path, spelling: str
+) -> None:
+    archive = write_archive(tmp_path / "audit.jsonl", archive_lines(shipped["capture"], spelling))
+    text = archive.read_text()
+    assert '"bytesValue"' in text and '"doubleValue"' in text and '"traceId"' in text and "app-scope" in text
+    code, report = verify_report(capsys, "--from-archive", str(archive), "--public-key", str(shipped["pub"]))
+    assert (code, all_problems(report)) == (0, [])
+    (stream,) = report["streams"]
+    assert stream["anchored_through"] >= 32  # the backend's records reach the signed heads 21 and 32
+    # every record rebuilt from the archive is byte for byte the stored record; the outbox has two
+    # more (the end marker and final checkpoint, written at shutdown after shipping stopped)
+    local = {seq: data for _rid, _sid, seq, data, _hash in records(shipped["outbox"])}
+    rebuilt = {r.seq_col: r.data for r in load_archive([archive]).records}
+    assert stream["records"] == len(rebuilt) == len(local) - 2 and stream["last_seq"] == len(rebuilt)
+    assert rebuilt == {seq: local[seq] for seq in rebuilt}
+
+
+def test_a_redelivered_and_reordered_archive_still_verifies(
+    shipped: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = archive_lines(shipped["capture"], "collector")
+    lines = lines + lines[:2]  # at-least-once: two requests delivered twice
+    random.Random(7).shuffle(lines)
+    rotated = [write_archive(tmp_path / f"audit-{k}.jsonl", lines[k::2]) for k in range(2)]  # two rotated files
+    args = [a for path in rotated for a in ("--from-archive", str(path))]
+    code, report = verify_report(capsys, *args, "--public-key", str(shipped["pub"]))
+    assert (code, all_problems(report)) == (0, [])
+    notes = [n["message"] for n in report["streams"][0]["notes"]]
+    assert any("identical copies of records delivered more than once" in n for n in notes), notes
+
+
+def _edit_record(lines: list[str], seq: int, edit: Any) -> list[str]:
+    out = []
+    for line in lines:
+        obj = json.loads(line)
+        for rl in obj["resourceLogs"]:
+            for sl in rl["scopeLogs"]:
+                kept = []
+                for lr in sl["logRecords"]:
+                    attrs = {kv["key"]: kv.get("value") for kv in lr["attributes"]}
+                    if attrs["audit.sequence.number"] == {"intValue": str(seq)}:
+                        lr = edit(lr)
+                    if lr is not None:
+                        kept.append(lr)
+                sl["logRecords"] = kept
+        out.append(json.dumps(obj))
+    return out
+
+
+def _set_attr(key: str, value: dict[str, Any]) -> Any:
+    def edit(lr: dict[str, Any]) -> dict[str, Any]:
+        lr["attributes"] = [kv for kv in lr["attributes"] if kv["key"] != key] + [{"key": key, "value": value}]
+        return lr
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("seq", "edit", "expected"),
+    [
+        (10, _set_attr("gen_ai.tool.name", {"stringValue": "rm"}), "record 10: hash mismatch"),
+        (25, lambda lr: None, "gap after seq 24"),
+        (32, _set_attr("i", {"intValue": "99"}), "checkpoint 32: head hash mismatch"),
+    ],
+    ids=["edited", "dropped", "edited_head"],
+)
+def test_an_archive_changed_after_it_left_the_host_is_caught(
+    shipped: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path, seq: int, edit: Any, expected: str
+) -> None:
+    lines = _edit_record(archive_lines(shipped["capture"], "collector"), seq, edit)
+    archive = write_archive(tmp_path / "audit.jsonl", lines)
+    code, report = verify_report(capsys, "--from-archive", str(archive), "--public-key", str(shipped["pub"]))
+    assert code == 1
+    assert any(p.startswith(expected) for p in all_problems(report)), all_problems(report)
+
+
+def test_other_logs_and_malformed_lines_in_an_archive_are_reported_never_a_crash(
+    shipped: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    other_app = {"resourceLogs": [{"resource": {}, "scopeLogs": [{"scope": {"name": "nginx"}, "logRecords": [
+        {"timeUnixNano": "1", "body": {"stringValue": "GET /"}, "attributes": []}]}]}]}
+    hostile = [
+        json.dumps(other_app),
+        "not json",
+        json.dumps({"resourceLogs": "x"}),
+        json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": [{"attributes": [{"key": "audit.sequence.number",
+                    "value": {"intValue": "x"}}]}]}]}]}),
+        json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": [{"traceId": "zz", "attributes": []}]}]}]}),
+    ]
+    archive = write_archive(tmp_path / "audit.jsonl", archive_lines(shipped["capture"], "collector") + hostile)
+    code, report = verify_report(capsys, "--from-archive", str(archive), "--public-key", str(shipped["pub"]))
+    assert code == 1
+    problems = all_problems(report)
+    assert len(problems) == 4, problems
+    assert any("not JSON" in p for p in problems) and any("not an OTLP/JSON logs request" in p for p in problems)
+    assert sum("not readable as an auditel record" in p for p in problems) == 2
+    notes = [n["message"] for n in report["notes"]]
+    assert any(n.startswith("1 log record(s) without auditel chain attributes skipped") for n in notes), notes
+    assert report["streams"][0]["problems"] == []  # the audit stream itself still verifies

@@ -72,20 +72,47 @@ OTLP_JSON_GARBAGE = [b'{"resourceLogs":5}', b'{"resourceLogs":["x"]}', b'{"resou
                          b'{"kvlistValue":{"values":[{"key":"checkpoint","value":{"stringValue":"x"}}]}}',
                          b'{"kvlistValue":{"values":[{"key":"checkpoint","value":{"kvlistValue":{"values":[{"key":"tree_size","value":{"intValue":"-3"}}]}}}]}}',
                      ))]
+# audit records in OTLP/JSON with broken values (verify --from-archive rebuilds them)
+_OTLP_REC = (b'{"resourceLogs":[{"scopeLogs":[{"scope":%s,"logRecords":[{"eventName":"auditel.action","timeUnixNano":%s,'
+             b'"traceId":%s,"attributes":[{"key":"audit.sequence.stream_id","value":{"stringValue":"s"}},'
+             b'{"key":"audit.sequence.number","value":%s}],"body":%s}]}]}]}')
+OTLP_RECORD_GARBAGE = [
+    _OTLP_REC % fields for fields in (
+        (b'{"name":"app"}', b'"1"', b'""', b'{"intValue":"1"}', b'{"doubleValue":"NaN"}'),
+        (b'5', b'"1"', b'""', b'{"intValue":"2"}', b'{}'),
+        (b'{}', b'"-1e9"', b'""', b'{"intValue":"3"}', b'{}'),
+        (b'{}', b'"1"', b'"AAAAAAAAAAAAAAAAAAAAAA=="', b'{"stringValue":"4"}', b'{"kvlistValue":{"values":[{"value":{}}]}}'),
+        (b'{}', b'"1"', b'"' + b"f" * 32 + b'"', b'{"intValue":"99999999999999999999"}', b'{"arrayValue":null}'),
+        (b'null', b'1', b'"' + b"\\u0000" * 16 + b'"', b'{"intValue":6}', b'{"stringValue":"\\ud800"}'),
+    )
+]
 
 
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode),
                           st.sampled_from([b'{"type":"record","data":5}', b'{"type":"checkpoint","checkpoint":{"tree_size":-1}}',
                                            b'{"type":"pruned","stream_id":1}', b"[1,2]", b'{"type":"record","data":"' + VALID.replace('"', '\\"').encode() + b'"}',
-                                           b'{"type":"auditel.export","filters":"x"}', *OTLP_JSON_GARBAGE])), max_size=10))
-def test_garbage_exports_and_checkpoint_files_never_crash(lines: list[bytes]) -> None:
+                                           b'{"type":"auditel.export","filters":"x"}', *OTLP_JSON_GARBAGE,
+                                           *OTLP_RECORD_GARBAGE])), max_size=10))
+def test_garbage_exports_archives_and_checkpoint_files_never_crash(lines: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "export.jsonl"
         path.write_bytes(b"\n".join(line.replace(b"\n", b" ") for line in lines))
-        report = verify_path(path, from_export=True, checkpoints_file=path)
-        report.render()
-        json.dumps(report.as_dict())
+        for report in (verify_path(path, from_export=True, checkpoints_file=path),
+                       verify_path(path, from_archive=[path, path], checkpoints_file=path)):
+            report.render()
+            json.dumps(report.as_dict())
+
+
+def test_every_broken_audit_record_in_an_archive_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "archive.jsonl"
+    path.write_bytes(b"\n".join(OTLP_RECORD_GARBAGE))
+    report = verify_path(path, from_archive=[path])
+    assert not report.ok
+    json.dumps(report.as_dict())
+    unreadable = [m for m in report.all_messages() if "not readable as an auditel record" in m or "canonical form" in m
+                  or "not valid UTF-8" in m or "lacks a valid stream id" in m]
+    assert len(unreadable) == len(OTLP_RECORD_GARBAGE), report.all_messages()
 
 
 def test_every_broken_otlp_json_line_is_a_problem_not_a_crash(tmp_path: Path) -> None:

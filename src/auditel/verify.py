@@ -1,4 +1,5 @@
-"""Offline verification of an outbox (or an export): chain, markers, checkpoints, truncation.
+"""Offline verification of an outbox, an export or a backend's OTLP/JSON archive: chain, markers,
+checkpoints, truncation.
 
 Everything read is untrusted input. The outbox is opened read-only (``mode=ro``) with
 ``trusted_schema=OFF`` and ``query_only=ON``; only plain tables are read (a view, a virtual
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from . import otlp_decode
 from . import schema as S
 from .canonical import canonical
 from .signing import (
@@ -78,6 +80,11 @@ class Evidence:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     partial: bool = False  # a filtered export: gaps are expected
+    kind: str = "outbox"  # "outbox" | "export" | "archive" (a backend's OTLP/JSON copy)
+
+    @property
+    def label(self) -> str:
+        return f"this {self.kind}"
 
 
 # --- results -----------------------------------------------------------------------------------------
@@ -317,7 +324,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def load_export(path: str | Path) -> Evidence:
-    ev = Evidence(source=str(path))
+    ev = Evidence(source=str(path), kind="export")
     for number, obj in _iter_json_lines(path, "export", ev.problems):
         if not isinstance(obj, dict):
             ev.problems.append(f"export line {number}: not an object")
@@ -339,24 +346,48 @@ def load_export(path: str | Path) -> Evidence:
     return ev
 
 
-def _from_otlp_any_value(value: Any, depth: int = 0) -> Any:
-    """An OTLP/JSON ``AnyValue`` as a plain value (64-bit integers arrive as decimal strings)."""
-    if not isinstance(value, dict) or depth > 64:
-        raise ValueError("not an AnyValue")
-    if not value:
-        return None
-    if "stringValue" in value:
-        return value["stringValue"]
-    if "intValue" in value:
-        return int(value["intValue"])
-    if "boolValue" in value or "doubleValue" in value:
-        return value.get("boolValue", value.get("doubleValue"))
-    if "arrayValue" in value:
-        return [_from_otlp_any_value(v, depth + 1) for v in (value["arrayValue"] or {}).get("values", [])]
-    if "kvlistValue" in value:
-        return {kv["key"]: _from_otlp_any_value(kv.get("value", {}), depth + 1)
-                for kv in (value["kvlistValue"] or {}).get("values", [])}
-    raise ValueError("unsupported AnyValue")
+def load_archive(paths: Iterable[str | Path]) -> Evidence:
+    """A backend's copy: OTLP/JSON lines, one export request per line (the Collector's file exporter),
+    from one or more files (rotated archives in any order). Each auditel record is rebuilt in its
+    stored form (``otlp_decode``) and checked like an outbox row, except that the order of arrival
+    is not checked (batches are sent in parallel and retried) and identical copies of a record are
+    expected (at-least-once delivery): they are counted in a note, not reported as problems. Log
+    records without auditel's chain attributes (other apps' logs in the same archive) are skipped."""
+    paths = [str(p) for p in paths]
+    ev = Evidence(source=", ".join(paths), kind="archive")
+    order = 0
+    foreign = 0
+    for path in paths:
+        label = f"archive {path}" if len(paths) > 1 else "archive"
+        for number, obj in _iter_json_lines(path, label, ev.problems):
+            where = f"{label} line {number}"
+            try:
+                for index, _resource, scope, lr in otlp_decode.log_records(obj):
+                    order += 1
+                    try:
+                        record = otlp_decode.stored_record(lr, scope)
+                    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+                        ev.problems.append(f"{where} record {index}: not readable as an auditel record ({exc})")
+                        continue
+                    attrs = record["attributes"]
+                    if S.A_STREAM_ID not in attrs and S.A_SEQ not in attrs:
+                        foreign += 1
+                        continue
+                    try:
+                        data = canonical(record)
+                    except (TypeError, ValueError, RecursionError) as exc:
+                        ev.problems.append(f"{where} record {index}: cannot be put in canonical form ({exc})")
+                        continue
+                    # no stored hash to compare with: a changed record shows in the next record's link
+                    # or in a checkpoint's head hash
+                    ev.records.append(
+                        RawRecord(f"{where} record {index}", order, attrs.get(S.A_STREAM_ID), attrs.get(S.A_SEQ), data, None)
+                    )
+            except (ValueError, TypeError) as exc:
+                ev.problems.append(f"{where}: {exc}")
+    if foreign:
+        ev.notes.append(f"{foreign} log record(s) without auditel chain attributes skipped (not audit records)")
+    return ev
 
 
 def _otlp_json_checkpoint_bodies(request: dict[str, Any], where: str, problems: list[str]) -> Iterator[Any]:
@@ -374,7 +405,7 @@ def _otlp_json_checkpoint_bodies(request: dict[str, Any], where: str, problems: 
         if lr.get("eventName") != S.EV_CHECKPOINT:
             continue
         try:
-            yield _from_otlp_any_value(lr.get("body", {}))
+            yield otlp_decode.any_value(lr.get("body", {}))
         except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError):
             problems.append(f"{where}: malformed OTLP/JSON checkpoint body")
 
@@ -605,7 +636,7 @@ def verify(
         try:
             report.streams.append(
                 _verify_stream(sid, recs.get(sid, {}), cps.get(sid, {}), pruned.get(sid), trusted, evidence.partial,
-                               external_label)
+                               external_label, evidence)
             )
         except Exception as exc:  # noqa: BLE001 - a verifier bug must still produce a report
             report.problems.append(Finding("internal", f"stream {sid}: verifier error {type(exc).__name__}: {exc}"))
@@ -620,7 +651,7 @@ def verify(
             report.problems.append(
                 Finding(
                     "rolled_back",
-                    f"rolled back: stream {sid} is missing from this outbox, but checkpoint {top.tree_size} "
+                    f"rolled back: stream {sid} is missing from {evidence.label}, but checkpoint {top.tree_size} "
                     f"from {external_label} covers seq 1..{top.tree_size}",
                 )
             )
@@ -659,18 +690,23 @@ def _verify_stream(
     trusted: dict[str, VerifyKey],
     partial: bool,
     external_label: str,
+    evidence: Evidence,
 ) -> StreamReport:
     rep = StreamReport(sid)
+    archive = evidence.kind == "archive"  # arrival order is not stored order; delivery is at least once
     pruned_through, pruned_head = pruned if pruned else (0, None)
     rep.pruned_through = pruned_through
     seqs = sorted(by_seq)
     chosen: dict[int, Rec] = {}
+    redelivered = 0
     for seq in seqs:
         copies = by_seq[seq]
         rec = _choose(copies, by_seq.get(seq + 1))
         chosen[seq] = rec
         for other in copies:
-            if other is not rec:
+            if other is not rec and archive and other.digest == rec.digest:
+                redelivered += 1
+            elif other is not rec:
                 rep.problem(
                     "duplicate",
                     f"record {seq}: conflicting copy ({other.raw.where}) not linked by record {seq + 1}"
@@ -678,6 +714,8 @@ def _verify_stream(
                     seq,
                 )
     rep.records = len(chosen)
+    if redelivered:
+        rep.note("redelivered", f"{redelivered} identical copies of records delivered more than once (at-least-once delivery)")
     if seqs:
         rep.first_seq, rep.last_seq = seqs[0], seqs[-1]
     if pruned_through:
@@ -691,10 +729,10 @@ def _verify_stream(
         raw = rec.raw
         if _text(raw.stream_col) != sid or _int(raw.seq_col) != seq:
             rep.problem("out_of_order", f"record {seq}: out of order ({raw.where} says seq {raw.seq_col!r}, data says seq {seq})", seq)
-        elif raw.order < last_order:
+        elif raw.order < last_order and not archive:
             rep.problem("out_of_order", f"record {seq}: out of order (stored after a later record)", seq)
         last_order = max(last_order, raw.order)
-        if _text(raw.hash_col) != rec.digest:
+        if not archive and _text(raw.hash_col) != rec.digest:
             rep.problem("hash_mismatch", f"record {seq}: hash mismatch", seq)
             rec.flagged_hash = True
         if not _is_canonical(rec.obj, rec.text):
@@ -833,7 +871,7 @@ def _verify_stream(
         rep.problem(
             "truncated",
             f"truncated: seq {last_local + 1}..{local_top.tree_size} missing, but checkpoint {local_top.tree_size} "
-            "in this outbox covers them",
+            f"in {evidence.label} covers them",
         )
     elif ext_top is not None and ext_top.tree_size > last_local:
         rep.problem(
@@ -896,12 +934,17 @@ def verify_path(
     path: str | Path,
     *,
     from_export: bool = False,
+    from_archive: Iterable[str | Path] | None = None,
     checkpoints_file: str | Path | None = None,
     keys: Iterable[VerifyKey] = (),
     stream: str | None = None,
 ) -> Report:
-    """Load and verify an outbox (or an export), optionally against checkpoints held elsewhere."""
-    evidence = load_export(path) if from_export else load_outbox(path)
+    """Load and verify an outbox, an export (``from_export``: ``path`` is one) or a backend's OTLP/JSON
+    archive files (``from_archive``: ``path`` is ignored), optionally against checkpoints held elsewhere."""
+    if from_archive is not None:
+        evidence = load_archive(from_archive)
+    else:
+        evidence = load_export(path) if from_export else load_outbox(path)
     carriers_as_checkpoints(evidence)
     external: list[RawCheckpoint] = []
     label = "the checkpoints file"

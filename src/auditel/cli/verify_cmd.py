@@ -30,7 +30,15 @@ def register(subparsers: Any) -> None:
     keys.add_argument("--public-key", metavar="FILE", help="trusted Ed25519 public key (PEM or base64 raw)")
     keys.add_argument("--hmac-key-env", metavar="VAR", help="name of the environment variable holding the HMAC key")
     p.add_argument("--stream", metavar="ID", help="verify only this stream")
-    p.add_argument("--from-export", metavar="FILE", help="verify an `auditel export` file instead of the outbox")
+    sources = p.add_mutually_exclusive_group()
+    sources.add_argument("--from-export", metavar="FILE", help="verify an `auditel export` file instead of the outbox")
+    sources.add_argument(
+        "--from-archive",
+        metavar="FILE",
+        action="append",
+        help="verify the backend's copy instead of the outbox: OTLP/JSON lines as a Collector's file exporter writes"
+        " them (repeat for rotated files)",
+    )
     p.add_argument("--strict", action="store_true", help="also fail on an unanchored tail or an unknown end")
     p.set_defaults(func=run)
 
@@ -69,7 +77,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         target, from_export = (args.path or str(settings_from(args).outbox)), False
     report = verify_path(
-        target, from_export=from_export, checkpoints_file=args.checkpoints, keys=keys, stream=args.stream
+        target,
+        from_export=from_export,
+        from_archive=args.from_archive,
+        checkpoints_file=args.checkpoints,
+        keys=keys,
+        stream=args.stream,
     )
     if args.json:
         out = report.as_dict()
