@@ -102,6 +102,13 @@ def stored_record(log_record: Any, scope: Any) -> dict[str, Any]:
     return record
 
 
+def has_attribute(log_record: Any, keys: tuple[str, ...]) -> bool:
+    """Whether an OTLP/JSON log record has an attribute named one of ``keys`` (read without decoding
+    anything else: a foreign log record is skipped, never reported as malformed)."""
+    attrs = log_record.get("attributes") if isinstance(log_record, dict) else None
+    return isinstance(attrs, list) and any(isinstance(kv, dict) and kv.get("key") in keys for kv in attrs)
+
+
 def log_records(request: Any) -> Iterator[tuple[int, Any, Any, Any]]:
     """(index, resource attributes, scope, log record) for each log record of an OTLP/JSON
     ``ExportLogsServiceRequest``; raises ``ValueError`` when its outline is malformed."""

@@ -364,15 +364,15 @@ def load_archive(paths: Iterable[str | Path]) -> Evidence:
             try:
                 for index, _resource, scope, lr in otlp_decode.log_records(obj):
                     order += 1
+                    if not otlp_decode.has_attribute(lr, (S.A_STREAM_ID, S.A_SEQ)):
+                        foreign += 1
+                        continue
                     try:
                         record = otlp_decode.stored_record(lr, scope)
                     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
                         ev.problems.append(f"{where} record {index}: not readable as an auditel record ({exc})")
                         continue
                     attrs = record["attributes"]
-                    if S.A_STREAM_ID not in attrs and S.A_SEQ not in attrs:
-                        foreign += 1
-                        continue
                     try:
                         data = canonical(record)
                     except (TypeError, ValueError, RecursionError) as exc:
