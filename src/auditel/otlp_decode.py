@@ -21,16 +21,14 @@ import binascii
 import re
 from typing import Any, Iterator
 
+from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
+
 from . import schema as S
 
 MAX_DEPTH = 64
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
-_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
-SEVERITY_NAMES: dict[str, int] = {"SEVERITY_NUMBER_UNSPECIFIED": 0}
-for _i, _level in enumerate(_LEVELS):
-    for _j in range(4):
-        SEVERITY_NAMES[f"SEVERITY_NUMBER_{_level}{_j + 1 if _j else ''}"] = 1 + 4 * _i + _j
+_SEVERITY_NAMES: dict[str, int] = dict(SeverityNumber.items())  # "SEVERITY_NUMBER_INFO" -> 9
 
 
 def any_value(value: Any, depth: int = 0) -> Any:
@@ -162,8 +160,8 @@ def _double(value: Any) -> float:
 
 
 def _severity(value: Any) -> int:
-    if type(value) is str and value in SEVERITY_NAMES:
-        return SEVERITY_NAMES[value]
+    if type(value) is str and value in _SEVERITY_NAMES:
+        return _SEVERITY_NAMES[value]
     return _int(value)
 
 

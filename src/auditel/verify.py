@@ -394,8 +394,8 @@ def _otlp_json_checkpoint_bodies(request: dict[str, Any], where: str, problems: 
     """The bodies of the ``auditel.checkpoint`` records in one OTLP/JSON ``ExportLogsServiceRequest``
     (a line of the Collector's file exporter)."""
     try:
-        log_records = [lr for rl in request["resourceLogs"] for sl in rl.get("scopeLogs", []) for lr in sl.get("logRecords", [])]
-    except (TypeError, AttributeError, KeyError):
+        log_records = [lr for _index, _resource, _scope, lr in otlp_decode.log_records(request)]
+    except ValueError:
         problems.append(f"{where}: malformed OTLP/JSON")
         return
     for lr in log_records:
@@ -635,8 +635,7 @@ def verify(
             continue
         try:
             report.streams.append(
-                _verify_stream(sid, recs.get(sid, {}), cps.get(sid, {}), pruned.get(sid), trusted, evidence.partial,
-                               external_label, evidence)
+                _verify_stream(sid, recs.get(sid, {}), cps.get(sid, {}), pruned.get(sid), trusted, external_label, evidence)
             )
         except Exception as exc:  # noqa: BLE001 - a verifier bug must still produce a report
             report.problems.append(Finding("internal", f"stream {sid}: verifier error {type(exc).__name__}: {exc}"))
@@ -688,11 +687,11 @@ def _verify_stream(
     cps: dict[str, Cp],
     pruned: tuple[int, str | None] | None,
     trusted: dict[str, VerifyKey],
-    partial: bool,
     external_label: str,
     evidence: Evidence,
 ) -> StreamReport:
     rep = StreamReport(sid)
+    partial = evidence.partial  # a filtered export: gaps are expected
     archive = evidence.kind == "archive"  # arrival order is not stored order; delivery is at least once
     pruned_through, pruned_head = pruned if pruned else (0, None)
     rep.pruned_through = pruned_through
