@@ -136,9 +136,9 @@ def build_backlog(path: Path, n: int) -> None:
 
 def make_shipper(path: Path, endpoint: str, protocol: str, inflight: int | None = None) -> Any:
     """A shipper with the default settings (or ``inflight`` batches in flight)."""
-    from auditel.otlp_config import exporter_from_env, tuning_from_env
-    from auditel.outbox import Outbox
-    from auditel.shipping import Shipper
+    from auditel.config.otlp import exporter_from_env, tuning_from_env
+    from auditel.store.outbox import Outbox
+    from auditel.delivery.shipper import Shipper
 
     config = exporter_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
     assert config is not None

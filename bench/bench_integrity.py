@@ -19,10 +19,10 @@ import tempfile
 import time
 from typing import Any, Callable
 
-from auditel.canonical import canonical
-from auditel.redaction import Redactor
-from auditel.safe_value import safe_attributes, safe_value
-from auditel.signing import Ed25519Signer, HmacSigner, statement_bytes
+from auditel.record.canonical import canonical
+from auditel.redaction.redactor import Redactor
+from auditel.record.safe_value import safe_attributes, safe_value
+from auditel.integrity.signing import Ed25519Signer, HmacSigner, statement_bytes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 

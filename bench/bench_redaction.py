@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from auditel.redaction import Redactor  # noqa: E402
+from auditel.redaction.redactor import Redactor  # noqa: E402
 from secrets_corpus import OPT_IN_SAMPLES, benign_corpus, secret_corpus  # noqa: E402
 
 SKIP = frozenset({"audit.record.id", "audit.schema.version", "audit.session.id", "audit.outcome", "audit.tool.args.digest"})

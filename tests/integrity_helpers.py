@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import auditel
 from auditel import runtime as runtime_mod
-from auditel.canonical import canonical
-from auditel.signing import Ed25519Signer, public_key_pem, statement_bytes, statement_hash
+from auditel.record.canonical import canonical
+from auditel.integrity.signing import Ed25519Signer, public_key_pem, statement_bytes, statement_hash
 
 # No checkpoint by count or time during a test: the tests place them where they want them.
 QUIET_ENV = {"AUDITEL_CHECKPOINT_EVERY": "1000000", "AUDITEL_CHECKPOINT_INTERVAL_S": "1000000"}

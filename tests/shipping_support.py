@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 
 from auditel import runtime
-from auditel.outbox import STATE_PENDING
+from auditel.store.outbox import STATE_PENDING
 from otlp_harness import CaptureServer, RotelCollector
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import auditel
-from auditel.canonical import canonical
-from auditel.safe_value import Reasons, safe_value
+from auditel.record.canonical import canonical
+from auditel.record.safe_value import Reasons, safe_value
 from conftest import user_records
 
 

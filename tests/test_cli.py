@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import auditel
-from auditel import schema as S
+from auditel.record import schema as S
 
 AUDITEL = [sys.executable, "-m", "auditel.cli"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import auditel
-from auditel.config import ConfigError, Settings
+from auditel.config.settings import ConfigError, Settings
 
 BAD_VALUES = [
     ("AUDITEL_ENABLED", "maybe", "true, false"),

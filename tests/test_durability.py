@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import auditel
-from auditel import schema as S
+from auditel.record import schema as S
 from conftest import read_records, user_records
 
 SCRIPT = str(Path(__file__).parent / "scripts" / "emit_loop.py")
@@ -209,7 +209,7 @@ def test_schema_2_outbox_migrates_keeping_every_record(tmp_path: Path) -> None:
     """An outbox written by schema 2 (UNIQUE record_id, a (state, rid) index) is rebuilt by migrations
     3 and 4 without losing a record or its shipping state: no index is written per commit any more,
     and the ship floor sits just below the first pending record."""
-    from auditel import outbox as outbox_mod
+    from auditel.store import outbox as outbox_mod
 
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from auditel import fork_gate
-from auditel.fork_gate import GATE, GatedConnection
-from auditel.outbox import Outbox
+from auditel.store import fork_gate
+from auditel.store.fork_gate import GATE, GatedConnection
+from auditel.store.outbox import Outbox
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 

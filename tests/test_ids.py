@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from auditel.ids import _CROCKFORD, new_record_id
+from auditel.record.ids import _CROCKFORD, new_record_id
 
 
 def test_ulid_shape_order_and_uniqueness() -> None:
@@ -39,7 +39,7 @@ def test_forked_child_does_not_repeat_the_parents_ids() -> None:
 
 
 def test_ulid_is_the_base32_of_milliseconds_then_80_random_bits() -> None:
-    from auditel import ids
+    from auditel.record import ids
 
     saved = ids._entropy.rng.getstate()
     try:

@@ -26,7 +26,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 import auditel
 from auditel import runtime as rt_mod
 from auditel.cli import main as cli_main
-from auditel.verify import load_archive
+from auditel.integrity.verify import load_archive
 from integrity_helpers import QUIET_ENV, clone, emit_actions, records, sql, write_key
 from otlp_harness import CaptureServer, ReceivedRecord, RotelCollector
 from redaction_support import clean_env

@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditel.canonical import MAX_SAFE_INT, canonical, canonical_json, needs_general_path
-from auditel.safe_value import safe_value
-from auditel.signing import Ed25519Signer, VerifyKey, statement_bytes, statement_hash
-from auditel.verify import Evidence, RawCheckpoint, RawRecord, verify
+from auditel.record.canonical import MAX_SAFE_INT, canonical, canonical_json, needs_general_path
+from auditel.record.safe_value import safe_value
+from auditel.integrity.signing import Ed25519Signer, VerifyKey, statement_bytes, statement_hash
+from auditel.integrity.verify import Evidence, RawCheckpoint, RawRecord, verify
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -187,14 +187,14 @@ fast_domain = st.recursive(
 @settings(max_examples=500, deadline=None)
 @given(fast_domain)
 def test_fast_path_is_byte_equal_to_the_stdlib_encoder(value: Any) -> None:
-    from auditel.canonical import _fast_dumps, _stdlib_dumps
+    from auditel.record.canonical import _fast_dumps, _stdlib_dumps
 
     assert not needs_general_path(value)
     assert _fast_dumps(value) == _stdlib_dumps(value)
 
 
 def test_fast_path_escapes_every_character_as_the_stdlib_encoder_does() -> None:
-    from auditel.canonical import _fast_dumps, _stdlib_dumps
+    from auditel.record.canonical import _fast_dumps, _stdlib_dumps
 
     chars = [chr(c) for c in range(0x3000) if not 0xD800 <= c <= 0xDFFF] + ["\ufeff", "\ufffe", "\uffff", "\U0001f600", "\U0010ffff"]
     for ch in chars:
@@ -203,7 +203,7 @@ def test_fast_path_escapes_every_character_as_the_stdlib_encoder_does() -> None:
 
 
 def test_fast_path_falls_back_when_nesting_is_deeper_than_orjson_allows() -> None:
-    from auditel.canonical import _fast_dumps, _stdlib_dumps
+    from auditel.record.canonical import _fast_dumps, _stdlib_dumps
 
     deep: Any = "x"
     for _ in range(300):
@@ -222,7 +222,7 @@ content_values = st.recursive(
 
 
 def _slow_content_bytes(value: Any) -> bytes:
-    from auditel.safe_value import Reasons
+    from auditel.record.safe_value import Reasons
 
     return canonical(safe_value(value, max_value_bytes=1 << 30, reasons=Reasons())).encode("utf-8")
 
@@ -230,7 +230,7 @@ def _slow_content_bytes(value: Any) -> bytes:
 @settings(max_examples=500, deadline=None)
 @given(content_values)
 def test_content_bytes_fast_path_equals_the_safe_value_path(value: Any) -> None:
-    from auditel.content import content_bytes
+    from auditel.record.content import content_bytes
 
     if isinstance(value, str):  # text is digested as itself, not as JSON
         value = [value]
@@ -238,8 +238,8 @@ def test_content_bytes_fast_path_equals_the_safe_value_path(value: Any) -> None:
 
 
 def test_content_bytes_limits_match_the_safe_value_path() -> None:
-    from auditel.content import content_bytes
-    from auditel.safe_value import MAX_DEPTH, MAX_ITEMS
+    from auditel.record.content import content_bytes
+    from auditel.record.safe_value import MAX_DEPTH, MAX_ITEMS
 
     deep: Any = "leaf"
     for _ in range(MAX_DEPTH + 3):

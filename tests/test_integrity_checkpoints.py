@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import auditel
 from auditel import runtime as runtime_mod
-from auditel.checkpoints import load_intervals, load_signer
-from auditel.config import ConfigError
-from auditel.signing import ALG_HMAC, HmacSigner, ed25519_key_id
-from auditel.verify import verify_path
+from auditel.integrity.checkpoints import load_intervals, load_signer
+from auditel.config.settings import ConfigError
+from auditel.integrity.signing import ALG_HMAC, HmacSigner, ed25519_key_id
+from auditel.integrity.verify import verify_path
 
 from integrity_helpers import QUIET_ENV, emit_actions, write_key
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auditel.cli import main as cli_main
-from auditel.outbox import Outbox
-from auditel.verify import load_checkpoints_file, load_export, verify, verify_path
+from auditel.store.outbox import Outbox
+from auditel.integrity.verify import load_checkpoints_file, load_export, verify, verify_path
 
 VALID = json.loads(
     (Path(__file__).parent / "vectors" / "records.json").read_text(encoding="utf-8")

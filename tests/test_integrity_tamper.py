@@ -150,7 +150,7 @@ def test_swap_contents_recomputing_numbers(corpus: dict[str, Any], capsys: pytes
     rows = {r[2]: r for r in records(path)}
     d5, d6 = json.loads(rows[5][3]), json.loads(rows[6][3])
     d5["attributes"]["i"], d6["attributes"]["i"] = d6["attributes"]["i"], d5["attributes"]["i"]
-    from auditel.canonical import canonical
+    from auditel.record.canonical import canonical
 
     for seq, d in ((5, d5), (6, d6)):
         set_record(path, seq, canonical(d))
@@ -166,7 +166,7 @@ def test_insert_forged_record_in_the_middle(corpus: dict[str, Any], capsys: pyte
     """Renumber the rows after 12 and insert a forged, correctly linked record as seq 13."""
     import hashlib
 
-    from auditel.canonical import canonical
+    from auditel.record.canonical import canonical
 
     path = victim(corpus, tmp_path)
     rows = {r[2]: r for r in records(path)}
@@ -190,7 +190,7 @@ def test_insert_forged_record_in_the_middle(corpus: dict[str, Any], capsys: pyte
 def test_insert_forged_record_after_the_end(corpus: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     import hashlib
 
-    from auditel.canonical import canonical
+    from auditel.record.canonical import canonical
 
     path = victim(corpus, tmp_path)
     rows = {r[2]: r for r in records(path)}

@@ -12,10 +12,10 @@ from typing import Callable, TypeVar
 
 import pytest
 
-from auditel.checkpoints import load_or_create_key_file
-from auditel.config import ConfigError
-from auditel.content import load_or_create_digest_key
-from auditel.signing import Ed25519Signer
+from auditel.integrity.checkpoints import load_or_create_key_file
+from auditel.config.settings import ConfigError
+from auditel.record.content import load_or_create_digest_key
+from auditel.integrity.signing import Ed25519Signer
 
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ def test_concurrent_first_use_gives_every_thread_the_same_signing_key(tmp_path: 
 def test_processes_starting_together_share_one_digest_key(tmp_path: Path) -> None:
     outbox = tmp_path / "outbox.db"
     code = (
-        "import sys, time; from pathlib import Path; from auditel.content import load_or_create_digest_key;"
+        "import sys, time; from pathlib import Path; from auditel.record.content import load_or_create_digest_key;"
         " t = float(sys.argv[2]);"
         " time.sleep(max(0.0, t - time.time()));"
         " sys.stdout.write(load_or_create_digest_key(Path(sys.argv[1])).hex())"

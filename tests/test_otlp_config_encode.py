@@ -10,10 +10,10 @@ import pytest
 from google.protobuf.json_format import Parse
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from auditel.config import ConfigError
-from auditel.otlp_config import exporter_from_env, tuning_from_env
-from auditel.otlp_encode import encode_json, encode_protobuf
-from auditel.otlp_transport import classify_http, parse_retry_after
+from auditel.config.settings import ConfigError
+from auditel.config.otlp import exporter_from_env, tuning_from_env
+from auditel.delivery.encode import encode_json, encode_protobuf
+from auditel.delivery.transport import classify_http, parse_retry_after
 
 
 # --- configuration ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Rebuilding stored records from OTLP/JSON (``auditel.otlp_decode``, used by ``verify --from-archive``).
+"""Rebuilding stored records from OTLP/JSON (``auditel.integrity.otlp_decode``, used by ``verify --from-archive``).
 
 The property: for any record in stored form (values made safe as the processor makes them, then
 canonical JSON), encoding it for the wire and reading it back from OTLP/JSON gives the same canonical
@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from auditel import otlp_decode
-from auditel.canonical import canonical
-from auditel.otlp_encode import encode_json, encode_protobuf
-from auditel.safe_value import safe_attributes, safe_value
+from auditel.integrity import otlp_decode
+from auditel.record.canonical import canonical
+from auditel.delivery.encode import encode_json, encode_protobuf
+from auditel.record.safe_value import safe_attributes, safe_value
 
 values = st.recursive(
     st.one_of(

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from auditel.otlp_encode import encode_protobuf, encode_protobuf_messages
+from auditel.delivery.encode import encode_protobuf, encode_protobuf_messages
 
 values = st.recursive(
     st.one_of(

@@ -19,9 +19,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import auditel
-from auditel import schema as S
-from auditel.canonical import canonical
-from auditel.content import KeyedDigester, content_bytes
+from auditel.record import schema as S
+from auditel.record.canonical import canonical
+from auditel.record.content import KeyedDigester, content_bytes
 from conftest import read_records, user_records
 
 

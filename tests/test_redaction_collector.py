@@ -1,6 +1,6 @@
 """Secrets corpus through a real OTLP collector (rotel): nothing secret leaves the host.
 
-auditel ships its outbox when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (``auditel.shipping``,
+auditel ships its outbox when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (``auditel.delivery.shipper``,
 issue 3); ``auditel.flush()`` waits for the shipper. The collector forwards to a capture
 server, and every field of every received record (attributes, body, resource) is checked.
 """
@@ -37,7 +37,7 @@ def test_collector_receives_no_secret(collector: tuple[CaptureServer, RotelColle
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     rt = auditel.configure(outbox=tmp_path / "outbox.db")
     assert rt is not None
-    assert rt.shipper is not None, "auditel.shipping did not attach a shipper for OTEL_EXPORTER_OTLP_ENDPOINT"
+    assert rt.shipper is not None, "auditel.delivery.shipper did not attach a shipper for OTEL_EXPORTER_OTLP_ENDPOINT"
     ids = set()
     for i, sample in enumerate(SAMPLES):
         attributes, body = placements(i, sample)

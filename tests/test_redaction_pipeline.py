@@ -13,8 +13,8 @@ import pytest
 
 import auditel
 from auditel import runtime as rt_mod
-from auditel.outbox import Outbox
-from auditel.redaction import POLICY_VERSION, Redactor
+from auditel.store.outbox import Outbox
+from auditel.redaction.redactor import POLICY_VERSION, Redactor
 from redaction_support import clean_env, leaks, outbox_files, placements
 from secrets_corpus import benign_corpus, secret_corpus
 

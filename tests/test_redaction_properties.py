@@ -10,7 +10,7 @@ import textwrap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auditel.redaction import Redactor
+from auditel.redaction.redactor import Redactor
 from secrets_corpus import benign_corpus, secret_corpus
 
 SAMPLES = secret_corpus(seed=5)
@@ -65,7 +65,7 @@ def test_secrets_joined_with_anything_are_all_removed(samples: list, sep: str) -
 PATHOLOGICAL = textwrap.dedent(
     """
     import json, sys
-    from auditel.redaction import Redactor
+    from auditel.redaction.redactor import Redactor
     r = Redactor(extra=["all"])
     MB = 1 << 20
     cases = {

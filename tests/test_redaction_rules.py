@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from auditel.config import ConfigError
-from auditel.redaction import (
+from auditel.config.settings import ConfigError
+from auditel.redaction.redactor import (
     BUILTIN_RULES,
     OPT_IN_RULES,
     POLICY_VERSION,
@@ -302,7 +302,7 @@ def test_every_builtin_rule_compiles_without_capturing_groups() -> None:
 def test_a_telegram_token_after_bearer_is_removed_whole() -> None:
     """Found by the property test: the bearer rule's token stops at ':', so it used to take the
     digits and leave the rest of the bot token, which no rule recognised any more."""
-    from auditel.redaction import Redactor
+    from auditel.redaction.redactor import Redactor
 
     token = "1284487402:AAhWZky-L3HGO9iroQotodk0dNnHHdGR5H9"
     out = Redactor().scrub(f"sent with Bearer {token} ok", {})

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from auditel.outbox import Outbox
-from auditel.shipping_queue import ShippingQueue
+from auditel.store.outbox import Outbox
+from auditel.store.shipping_queue import ShippingQueue
 
 
 def _append(box: Outbox, n: int, stream: str = "s1", start_seq: int = 1) -> None:

@@ -60,7 +60,7 @@ def test_sync_exit_codes_and_progress(tmp_path: Path, capture: CaptureServer) ->
 
 
 def test_bad_exporter_configuration_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from auditel.config import ConfigError
+    from auditel.config.settings import ConfigError
 
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "udp")

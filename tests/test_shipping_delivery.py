@@ -18,7 +18,7 @@ import pytest
 
 import auditel
 from auditel import runtime
-from auditel.outbox import STATE_PENDING, STATE_SHIPPED
+from auditel.store.outbox import STATE_PENDING, STATE_SHIPPED
 from otlp_harness import CaptureServer, Fault, RotelCollector, free_port
 from shipping_support import (  # noqa: F401 - fixtures
     capture,

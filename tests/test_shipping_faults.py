@@ -18,9 +18,9 @@ import pytest
 
 from auditel import runtime
 from auditel.cli import main as cli_main
-from auditel.otlp_config import exporter_from_env, tuning_from_env
-from auditel.outbox import STATE_DEAD, STATE_PENDING, Outbox
-from auditel.shipping import Shipper
+from auditel.config.otlp import exporter_from_env, tuning_from_env
+from auditel.store.outbox import STATE_DEAD, STATE_PENDING, Outbox
+from auditel.delivery.shipper import Shipper
 from otlp_harness import CaptureServer, Fault
 from shipping_support import FAST_SHIP_ENV, capture, emit_many, isolated, outbox_ids, pending_after_settling  # noqa: F401 - fixtures
 

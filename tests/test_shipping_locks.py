@@ -25,8 +25,8 @@ from typing import Any, Callable
 
 import pytest
 
-from auditel.outbox import STATE_PENDING, STATE_SHIPPED, Outbox
-from auditel.shipping_queue import Lease, ShippingQueue
+from auditel.store.outbox import STATE_PENDING, STATE_SHIPPED, Outbox
+from auditel.store.shipping_queue import Lease, ShippingQueue
 
 
 class ObservedLock:

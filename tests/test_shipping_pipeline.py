@@ -23,12 +23,12 @@ import pytest
 
 import auditel
 from auditel import runtime
-from auditel.config import ConfigError
-from auditel.otlp_config import exporter_from_env, tuning_from_env
-from auditel.otlp_encode import encode_protobuf
-from auditel.otlp_transport import HttpTransport
-from auditel.outbox import STATE_PENDING, STATE_SHIPPED, Outbox
-from auditel.shipping import Shipper
+from auditel.config.settings import ConfigError
+from auditel.config.otlp import exporter_from_env, tuning_from_env
+from auditel.delivery.encode import encode_protobuf
+from auditel.delivery.transport import HttpTransport
+from auditel.store.outbox import STATE_PENDING, STATE_SHIPPED, Outbox
+from auditel.delivery.shipper import Shipper
 from otlp_harness import CaptureServer, Fault, RotelCollector, free_port
 from shipping_support import (  # noqa: F401 - fixtures
     FAST_SHIP_ENV,

@@ -11,7 +11,7 @@ import pytest
 
 import auditel
 from auditel.counters import Counters
-from auditel.worker import Worker
+from auditel.delivery.worker import Worker
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -14,9 +14,8 @@ and a row committed to the local SQLite outbox before the call returns.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .api import (
+from auditel._version import __version__
+from auditel.api.helpers import (
     emit,
     file_access,
     flush,
@@ -33,23 +32,23 @@ from .api import (
     tool_discovery,
     unsubscribe,
 )
-from .audited import AuditScope, ToolDenied, audited, tool
-from .config import ConfigError, Settings
-from .processor import AuditProcessor
-from .runtime import configure, shutdown
-from .sinks import FanoutSink, InMemorySink, JsonlSink
+from auditel.api.audited import AuditScope, ToolDenied, audited, tool
+from auditel.config.settings import ConfigError, Settings
+from auditel.pipeline.processor import AuditProcessor
+from auditel.runtime import configure, shutdown
+from auditel.pipeline.sinks import FanoutSink, InMemorySink, JsonlSink
 
 
 def instrument(*names: str) -> list[str]:
     """Switch on auditel's auto-instrumentations (all available ones, or those named)."""
-    from .instrumentation import instrument as _instrument
+    from auditel.instrumentation import instrument as _instrument
 
     return _instrument(*names)
 
 
 def uninstrument(*names: str) -> list[str]:
     """Remove auditel's auto-instrumentations (all, or those named)."""
-    from .instrumentation import uninstrument as _uninstrument
+    from auditel.instrumentation import uninstrument as _uninstrument
 
     return _uninstrument(*names)
 

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import auditel
 
-from .cli._common import format_record
+from auditel.cli._common import format_record
 
 
 def _policy(tool_name: str, arguments: Any) -> Any:
@@ -104,7 +104,7 @@ def run_demo(out: TextIO) -> int:
     out.write("\nstatus: " + json.dumps({k: status[k] for k in ("records_total", "pending", "shipped", "redactions", "errors")}, sort_keys=True) + "\n")
     outbox_path = rt.outbox.path
     auditel.shutdown()  # writes the stream-end marker and a final signed checkpoint
-    from .verify import verify_path
+    from auditel.integrity.verify import verify_path
 
     report = verify_path(outbox_path)
     this_stream = [s for s in report.as_dict().get("streams", []) if s.get("stream_id") == rt.processor.stream_id]

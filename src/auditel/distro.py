@@ -41,8 +41,8 @@ def tracer_provider_is_set() -> bool:
 
 def start_auditel() -> bool:
     """Configure auditel from the environment; a bad setting is reported on stderr, never raised."""
-    from . import runtime
-    from .config import ConfigError
+    from auditel import runtime
+    from auditel.config.settings import ConfigError
 
     try:
         return runtime.configure() is not None
@@ -80,6 +80,6 @@ def bootstrap() -> list[str]:
             AuditelConfigurator()._configure()
         except Exception as exc:  # noqa: BLE001 - a missing exporter package must not stop the app
             sys.stderr.write(f"auditel: tracing not configured: {type(exc).__name__}: {exc}\n")
-    from .instrumentation import instrument
+    from auditel.instrumentation import instrument
 
     return instrument()

@@ -21,21 +21,21 @@ from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from . import schema as S
-from .config import ConfigError, Settings
-from .content import KeyedDigester, load_or_create_digest_key
-from .counters import Counters
-from .ids import new_session_id
-from .outbox import Outbox, OutboxError
-from .processor import AuditProcessor, SanitizedLogRecord, take_result
-from .redaction import Redactor
-from .safe_value import Reasons, safe_attributes, safe_value
-from .sinks import JsonlSink
-from .worker import Worker
+from auditel.record import schema as S
+from auditel.config.settings import ConfigError, Settings
+from auditel.record.content import KeyedDigester, load_or_create_digest_key
+from auditel.counters import Counters
+from auditel.record.ids import new_session_id
+from auditel.store.outbox import Outbox, OutboxError
+from auditel.pipeline.processor import AuditProcessor, SanitizedLogRecord, take_result
+from auditel.redaction.redactor import Redactor
+from auditel.record.safe_value import Reasons, safe_attributes, safe_value
+from auditel.pipeline.sinks import JsonlSink
+from auditel.delivery.worker import Worker
 
 # Optional parts that attach themselves to a runtime when present: each module has
 # ``attach(runtime)``. Missing modules are skipped.
-EXTENSIONS: list[str] = ["auditel.shipping", "auditel.checkpoints"]
+EXTENSIONS: list[str] = ["auditel.delivery.shipper", "auditel.integrity.checkpoints"]
 
 _lock = threading.RLock()
 _runtime: "Runtime | None" = None
@@ -51,7 +51,7 @@ _UNLIMITED = LogRecordLimits(
 
 
 def _package_version() -> str:
-    from . import __version__
+    from auditel._version import __version__
 
     return __version__
 
@@ -93,8 +93,8 @@ class Runtime:
         self.scope = InstrumentationScope(S.SCOPE_NAME, _package_version())
         self.worker = Worker(self.counters)
         self.processor.add_waker(self.worker.wake)
-        self.shipper: Any = None  # set by auditel.shipping.attach when an endpoint is configured
-        self.signer: Any = None  # set by auditel.checkpoints.attach
+        self.shipper: Any = None  # set by auditel.delivery.shipper.attach when an endpoint is configured
+        self.signer: Any = None  # set by auditel.integrity.checkpoints.attach
         self.sinks: list[Any] = []
         self._stream_start_hooks: list[Callable[[], dict[str, Any]]] = []
         self._shutdown_hooks: list[Callable[[float], None]] = []
@@ -197,7 +197,7 @@ class Runtime:
             return None
 
     def digest(self, value: Any) -> tuple[str, int]:
-        """Keyed digest (``hmac-sha256:<hex>``) and size in bytes of a value (see ``auditel.content``)."""
+        """Keyed digest (``hmac-sha256:<hex>``) and size in bytes of a value (see ``auditel.record.content``)."""
         return self._digester(value)
 
     # --- lifecycle ---------------------------------------------------------------------------

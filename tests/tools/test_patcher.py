@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import auditel
-from auditel.instrumentation._toolcalls import Patcher
+from auditel.api.runs import Patcher
 
 from .conftest import Audit
 

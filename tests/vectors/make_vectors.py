@@ -17,9 +17,9 @@ from typing import Any
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from auditel.canonical import canonical
-from auditel.safe_value import safe_value
-from auditel.signing import CHECKPOINT_FORMAT, Ed25519Signer, statement_bytes, statement_hash
+from auditel.record.canonical import canonical
+from auditel.record.safe_value import safe_value
+from auditel.integrity.signing import CHECKPOINT_FORMAT, Ed25519Signer, statement_bytes, statement_hash
 
 HERE = Path(__file__).parent
 STREAM = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -198,7 +198,7 @@ def main() -> None:
         },
     }
     (HERE / "records.json").write_text(json.dumps({"description": "auditel record shapes: canonical text, SHA-256, tampered twins (edit: changed meaning; noncanonical: same meaning, other bytes - both must fail the stored hash).", "vectors": vectors}, indent=1, ensure_ascii=False) + "\n")
-    (HERE / "safe_forms.json").write_text(json.dumps({"description": "Values JSON cannot carry exactly, after auditel.safe_value then canonical. {\"$float\": ...} stands for a non-finite float.", "vectors": safe}, indent=1, ensure_ascii=True) + "\n")
+    (HERE / "safe_forms.json").write_text(json.dumps({"description": "Values JSON cannot carry exactly, after auditel.record.safe_value then canonical. {\"$float\": ...} stands for a non-finite float.", "vectors": safe}, indent=1, ensure_ascii=True) + "\n")
     (HERE / "chain.json").write_text(json.dumps(chain_vector, indent=1, ensure_ascii=False) + "\n")
 
 

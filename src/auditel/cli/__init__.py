@@ -23,7 +23,7 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from auditel._version import __version__
 
     parser = argparse.ArgumentParser(prog="auditel", description="Look at, query, verify and ship the local audit trail.")
     parser.add_argument("--version", action="version", version=f"auditel {__version__}")

@@ -1,5 +1,5 @@
 import sys
 
-from . import main
+from auditel.cli import main
 
 sys.exit(main())

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, Settings
-from ..outbox import Outbox
+from auditel.config.settings import ConfigError, Settings
+from auditel.store.outbox import Outbox
 
 
 def settings_from(args: Any) -> Settings:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..shipping_queue import ShippingQueue
-from ._common import fmt_time, open_outbox, print_json
+from auditel.store.shipping_queue import ShippingQueue
+from auditel.cli._common import fmt_time, open_outbox, print_json
 
 
 def register(sub: Any) -> None:

@@ -16,8 +16,8 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.outbox:
         os.environ["AUDITEL_OUTBOX"] = args.outbox
-    from ..config import ConfigError
-    from ..demo import run_demo
+    from auditel.config.settings import ConfigError
+    from auditel.demo import run_demo
 
     try:
         return run_demo(sys.stdout)

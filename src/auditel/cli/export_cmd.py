@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from ..outbox import record_filter
-from .. import __version__
-from ..checkpoints import KEY_FILE_NAME, load_signer
-from ..config import ConfigError
-from ..signing import Ed25519Signer, public_key_pem
-from ..verify import open_readonly
-from ._common import settings_from
+from auditel.store.outbox import record_filter
+from auditel._version import __version__
+from auditel.integrity.checkpoints import KEY_FILE_NAME, load_signer
+from auditel.config.settings import ConfigError
+from auditel.integrity.signing import Ed25519Signer, public_key_pem
+from auditel.integrity.verify import open_readonly
+from auditel.cli._common import settings_from
 
 EXPORT_FORMAT = 1
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")

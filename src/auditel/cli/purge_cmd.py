@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from ._common import open_outbox
+from auditel.cli._common import open_outbox
 
 
 def register(sub: Any) -> None:
@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .query_cmd import parse_time
+    from auditel.cli.query_cmd import parse_time
 
     if args.include_unshipped and not args.yes:
         print("auditel purge: --include-unshipped deletes undelivered audit records; add --yes to confirm", file=sys.stderr)

@@ -8,9 +8,9 @@ import json
 import re
 from typing import Any
 
-from ..config import EVENT_KINDS
-from ..schema import EVENT_PREFIX
-from ._common import format_record, open_outbox
+from auditel.config.settings import EVENT_KINDS
+from auditel.record.schema import EVENT_PREFIX
+from auditel.cli._common import format_record, open_outbox
 
 
 def register(sub: Any) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..runtime import build_status
-from ._common import open_outbox, print_json
+from auditel.runtime import build_status
+from auditel.cli._common import open_outbox, print_json
 
 
 def register(sub: Any) -> None:

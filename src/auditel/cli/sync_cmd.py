@@ -7,10 +7,10 @@ import sys
 import time
 from typing import Any
 
-from ..config import ConfigError
-from ..otlp_config import exporter_from_env, tuning_from_env
-from ..shipping import Shipper
-from ._common import open_outbox, print_json
+from auditel.config.settings import ConfigError
+from auditel.config.otlp import exporter_from_env, tuning_from_env
+from auditel.delivery.shipper import Shipper
+from auditel.cli._common import open_outbox, print_json
 
 
 def register(sub: Any) -> None:

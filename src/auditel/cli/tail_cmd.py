@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from ._common import format_record, open_outbox
+from auditel.cli._common import format_record, open_outbox
 
 
 def register(sub: Any) -> None:

@@ -8,9 +8,9 @@ import os
 import sys
 from typing import Any
 
-from ..signing import KeyFormatError, VerifyKey, load_hmac_key
-from ..verify import load_public_key_file, verify_path
-from ._common import settings_from
+from auditel.integrity.signing import KeyFormatError, VerifyKey, load_hmac_key
+from auditel.integrity.verify import load_public_key_file, verify_path
+from auditel.cli._common import settings_from
 
 
 def register(subparsers: Any) -> None:

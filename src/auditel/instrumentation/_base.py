@@ -13,8 +13,8 @@ from typing import Any, Callable, TypeVar
 
 from opentelemetry import trace
 
-from .. import runtime as _rt
-from ..config import Settings
+from auditel import runtime as _rt
+from auditel.config.settings import Settings
 
 T = TypeVar("T")
 
@@ -31,7 +31,7 @@ def tracer() -> trace.Tracer:
     cached = _tracer
     if cached is not None and cached[0] is provider:
         return cached[1]
-    from .. import __version__
+    from auditel._version import __version__
 
     result = trace.get_tracer(TRACER_NAME, __version__, tracer_provider=provider)
     _tracer = (provider, result)

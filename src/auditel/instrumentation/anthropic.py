@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _base, genai
-from .genai import (
+from auditel.instrumentation import _base, genai
+from auditel.instrumentation.genai import (
     Request,
     ResponseFacts,
     as_int,

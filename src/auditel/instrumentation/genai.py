@@ -36,9 +36,9 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .. import runtime as _rt
-from ..api import model_call
-from . import _base
+from auditel import runtime as _rt
+from auditel.api.helpers import model_call
+from auditel.instrumentation import _base
 
 EVENT_DETAILS = "gen_ai.client.inference.operation.details"
 EMIT_EVENT_VAR = "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT"
@@ -315,7 +315,7 @@ class Invocation:
     def _emit_details_event(self, usage: dict[str, Any], error: BaseException | None) -> None:
         from opentelemetry._logs import get_logger
 
-        from .. import __version__
+        from auditel._version import __version__
 
         facts = self.facts
         req = self.request
@@ -353,7 +353,7 @@ def _usage_attributes(facts: ResponseFacts) -> dict[str, Any]:
 
 def _content_attributes(req: Request, facts: ResponseFacts, *, as_json: bool) -> dict[str, Any]:
     """Opt-in message content; JSON text on spans, structured on events (per the conventions)."""
-    from ..safe_value import safe_value
+    from auditel.record.safe_value import safe_value
 
     out: dict[str, Any] = {}
     pairs = (

@@ -24,9 +24,9 @@ from uuid import UUID
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from .. import api
-from ._base import count_error
-from ._toolcalls import AgentRun, Patcher, ToolRun, recording_enabled, wrap_async_generator, wrap_generator
+from auditel.api import helpers as api
+from auditel.instrumentation._base import count_error
+from auditel.api.runs import AgentRun, Patcher, ToolRun, recording_enabled, wrap_async_generator, wrap_generator
 
 _instruments = ("langchain-core >= 0.3",)
 FRAMEWORK = "langchain"
@@ -167,7 +167,7 @@ def provider_sdk_instrumented(provider: str | None) -> bool:
     name = PROVIDER_INSTRUMENTATIONS.get((provider or "").lower())
     if name is None:
         return False
-    from . import _active
+    from auditel.instrumentation import _active
 
     inst = _active.get(name)
     return bool(inst is not None and inst.is_instrumented_by_opentelemetry)

@@ -31,9 +31,9 @@ from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import SpanKind
 
-from .. import api
-from ._base import count_error
-from ._toolcalls import UNSET, Patcher, ToolRun, recording_enabled
+from auditel.api import helpers as api
+from auditel.instrumentation._base import count_error
+from auditel.api.runs import UNSET, Patcher, ToolRun, recording_enabled
 
 _instruments = ("mcp >= 2.0",)
 FRAMEWORK = "mcp"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import genai
-from .genai import (
+from auditel.instrumentation import genai
+from auditel.instrumentation.genai import (
     Request,
     ResponseFacts,
     as_int,

@@ -24,9 +24,9 @@ from typing import Any, Collection
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from .. import api
-from ._base import count_error
-from ._toolcalls import AgentRun, Patcher, ToolRun, recording_enabled
+from auditel.api import helpers as api
+from auditel.instrumentation._base import count_error
+from auditel.api.runs import AgentRun, Patcher, ToolRun, recording_enabled
 
 _instruments = ("openai-agents >= 0.1",)
 FRAMEWORK = "openai_agents"
@@ -188,7 +188,7 @@ async def _execute_handoffs(wrapped: Any, instance: Any, args: tuple[Any, ...], 
 
 
 def _record_handoff(source: str | None, target: str | None, error: BaseException | None) -> None:
-    from ._toolcalls import record_handoff
+    from auditel.api.runs import record_handoff
 
     record_handoff(source, target, framework=FRAMEWORK, error=error)
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from . import schema as S
+from auditel.record import schema as S
 
 try:  # orjson parses the stored JSON 3-5x faster when it is installed; the result is identical
     from orjson import loads as _loads
@@ -35,7 +35,7 @@ ScopeKey = tuple[str, str]
 
 
 def _scope_version() -> str:
-    from . import __version__
+    from auditel._version import __version__
 
     return __version__
 

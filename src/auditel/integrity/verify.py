@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from . import otlp_decode
-from . import schema as S
-from .canonical import canonical
-from .signing import (
+from auditel.integrity import otlp_decode
+from auditel.record import schema as S
+from auditel.record.canonical import canonical
+from auditel.integrity.signing import (
     ALG_ED25519,
     ALG_HMAC,
     ALGORITHMS,

@@ -31,10 +31,10 @@ from typing import Any, Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import schema as S
-from .config import ConfigError
-from .key_files import publish_new_file
-from .signing import (
+from auditel.record import schema as S
+from auditel.config.settings import ConfigError
+from auditel.store.key_files import publish_new_file
+from auditel.integrity.signing import (
     CHECKPOINT_FORMAT,
     Ed25519Signer,
     HmacSigner,

@@ -15,7 +15,7 @@ Standard variables (``OTEL_EXPORTER_OTLP_LOGS_*`` overrides ``OTEL_EXPORTER_OTLP
 * ``INSECURE``: ``true``/``false`` (gRPC without a scheme only).
 
 auditel's own variables (``AUDITEL_SHIP_*``) tune the shipper; see ``ShipTuning``.
-Every bad value raises :class:`auditel.config.ConfigError` naming the variable, the value
+Every bad value raises :class:`auditel.config.settings.ConfigError` naming the variable, the value
 (hidden for headers) and what is accepted.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from .config import ConfigError, _non_negative_float, _parse_bool
+from auditel.config.settings import ConfigError, _non_negative_float, _parse_bool
 
 PROTOCOLS = ("http/protobuf", "http/json", "grpc")
 COMPRESSIONS = ("gzip", "none")

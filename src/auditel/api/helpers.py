@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from . import runtime as _rt
-from . import schema as S
-from .config import Settings
+from auditel import runtime as _rt
+from auditel.record import schema as S
+from auditel.config.settings import Settings
 
 _UNSET: Any = object()
 
@@ -64,8 +64,8 @@ def content_attributes(
 
 
 def _as_json_text(value: Any) -> str:
-    from .canonical import canonical
-    from .safe_value import safe_value
+    from auditel.record.canonical import canonical
+    from auditel.record.safe_value import safe_value
 
     return canonical(safe_value(value))
 

@@ -28,13 +28,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .counters import Counters
-from .ids import new_stream_id
-from .otlp_config import ExporterConfig, ShipTuning, exporter_from_env, tuning_from_env
-from .otlp_encode import StoredRow, encode_json, encode_protobuf
-from .otlp_transport import Outcome, Transport, make_transport
-from .outbox import Outbox
-from .shipping_queue import Lease, ShippingQueue
+from auditel.counters import Counters
+from auditel.record.ids import new_stream_id
+from auditel.config.otlp import ExporterConfig, ShipTuning, exporter_from_env, tuning_from_env
+from auditel.delivery.encode import StoredRow, encode_json, encode_protobuf
+from auditel.delivery.transport import Outcome, Transport, make_transport
+from auditel.store.outbox import Outbox
+from auditel.store.shipping_queue import Lease, ShippingQueue
 
 # How long one run of the worker task may keep claiming batches before it yields to other tasks.
 _TASK_SLICE_S = 0.5

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
-from . import schema as S
+from auditel.record import schema as S
 
 MAX_DEPTH = 64
 

@@ -29,8 +29,8 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from .otlp_encode import StoredRow
-from .outbox import PENDING_WHERE, STATE_DEAD, STATE_PENDING, STATE_SHIPPED, Outbox, _rollback
+from auditel.delivery.encode import StoredRow
+from auditel.store.outbox import PENDING_WHERE, STATE_DEAD, STATE_PENDING, STATE_SHIPPED, Outbox, _rollback
 
 _IDS = "(SELECT value FROM json_each(?))"
 

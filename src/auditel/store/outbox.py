@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .fork_gate import GATE, GatedConnection
+from auditel.store.fork_gate import GATE, GatedConnection
 
 _PLAIN_EXECUTE = sqlite3.Connection.execute  # C: runs the statement on a plain cursor
 _INSERT_RECORD = (
@@ -131,7 +131,7 @@ _MIGRATIONS: list[tuple[int, str]] = [
     ),
     (
         2,
-        # Shipping leases, one row per claimed batch (auditel.shipping_queue): a lease on a rid range
+        # Shipping leases, one row per claimed batch (auditel.store.shipping_queue): a lease on a rid range
         # costs one small insert instead of rewriting every claimed record row (measured ~6x faster).
         """
         CREATE TABLE IF NOT EXISTS ship_leases (

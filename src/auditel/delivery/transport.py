@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
-from .otlp_config import ExporterConfig
+from auditel.config.otlp import ExporterConfig
 
 RETRY_HTTP = frozenset({429, 502, 503, 504})
 AUTH_HTTP = frozenset({401, 403})
@@ -160,7 +160,7 @@ def classify_http(status: int, headers: Any, body: bytes, *, json_body: bool) ->
 
 
 def _display_location(location: str) -> str:
-    from .otlp_config import display_url
+    from auditel.config.otlp import display_url
 
     return display_url(location)
 
@@ -286,7 +286,7 @@ class GrpcTransport:
         try:
             import grpc
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            from .config import ConfigError
+            from auditel.config.settings import ConfigError
 
             raise ConfigError(
                 f"OTEL_EXPORTER_OTLP_[LOGS_]PROTOCOL='grpc' needs grpcio: pip install 'auditel[grpc]' ({exc})"
@@ -425,7 +425,7 @@ def make_transport(config: ExporterConfig) -> Transport:
 
 
 def _user_agent() -> str:
-    from . import __version__
+    from auditel._version import __version__
 
     return f"auditel/{__version__}"
 

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Protocol, Union, runtime_checkable
 
-from .schema import event_kind
+from auditel.record.schema import event_kind
 
 
 @runtime_checkable

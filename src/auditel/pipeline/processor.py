@@ -19,14 +19,14 @@ from typing import Any, Callable, Mapping
 from opentelemetry import trace
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
-from . import schema as S
-from .canonical import canonical, canonical_json
-from .config import Settings
-from .counters import Counters
-from .ids import new_record_id, new_stream_id
-from .outbox import Outbox
-from .redaction import Redactor
-from .safe_value import Reasons, safe_attributes, safe_value
+from auditel.record import schema as S
+from auditel.record.canonical import canonical, canonical_json
+from auditel.config.settings import Settings
+from auditel.counters import Counters
+from auditel.record.ids import new_record_id, new_stream_id
+from auditel.store.outbox import Outbox
+from auditel.redaction.redactor import Redactor
+from auditel.record.safe_value import Reasons, safe_attributes, safe_value
 
 _tls = threading.local()
 
@@ -549,6 +549,6 @@ class AuditProcessor(LogRecordProcessor):
 
 
 def _version() -> str:
-    from . import __version__
+    from auditel._version import __version__
 
     return __version__

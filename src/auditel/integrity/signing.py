@@ -29,7 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .canonical import canonical
+from auditel.record.canonical import canonical
 
 CHECKPOINT_FORMAT = "auditel-checkpoint/1"
 ALG_ED25519 = "Ed25519"

@@ -29,11 +29,11 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
-from . import api
-from . import runtime as _rt
-from . import schema as S
-from .ids import new_record_id
-from .instrumentation._toolcalls import ToolRun, wrap_async_generator, wrap_generator
+from auditel.api import helpers as api
+from auditel import runtime as _rt
+from auditel.record import schema as S
+from auditel.record.ids import new_record_id
+from auditel.api.runs import ToolRun, wrap_async_generator, wrap_generator
 
 F = TypeVar("F", bound=Callable[..., Any])
 _UNSET = api._UNSET

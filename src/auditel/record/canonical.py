@@ -25,7 +25,7 @@ import json
 import math
 from typing import Any
 
-from .safe_value import MAX_DEPTH, MAX_ITEMS
+from auditel.record.safe_value import MAX_DEPTH, MAX_ITEMS
 
 MAX_SAFE_INT = 2**53 - 1
 

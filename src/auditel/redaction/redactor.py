@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from .config import ConfigError
+from auditel.config.settings import ConfigError
 
 # Bump whenever the built-in rules change what is redacted.
 POLICY_VERSION = "3"

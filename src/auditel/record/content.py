@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .canonical import canonical, fast_canonical_bytes, needs_general_path
-from .config import ConfigError
-from .key_files import publish_new_file
-from .safe_value import Reasons, safe_value
+from auditel.record.canonical import canonical, fast_canonical_bytes, needs_general_path
+from auditel.config.settings import ConfigError
+from auditel.store.key_files import publish_new_file
+from auditel.record.safe_value import Reasons, safe_value
 
 DIGEST_PREFIX = "hmac-sha256:"
 DIGEST_KEY_NAME = "digest.key"

@@ -28,12 +28,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from .. import api
-from .. import runtime as _rt
-from .. import schema as S
-from ..ids import new_record_id
-from ._base import count_error, settings
-from ._base import tracer as _new_tracer
+from auditel.api import helpers as api
+from auditel import runtime as _rt
+from auditel.record import schema as S
+from auditel.record.ids import new_record_id
+from auditel.instrumentation._base import count_error, settings
+from auditel.instrumentation._base import tracer as _new_tracer
 
 UNSET: Any = api._UNSET
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .counters import Counters
+from auditel.counters import Counters
 
 
 @dataclass

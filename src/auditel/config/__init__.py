@@ -1,0 +1,1 @@
+"""Configuration: the only reader of the environment (settings, OTLP exporter settings)."""

@@ -1,0 +1,1 @@
+"""Integrity: signing keys, signed checkpoints, the OTLP archive decoder and the verifier."""

@@ -1,0 +1,1 @@
+"""The audit pipeline: the LogRecordProcessor that sanitises, redacts, chains and commits each record, and the in-process sinks."""
