@@ -30,6 +30,7 @@ from auditel.store.outbox import Outbox, OutboxError
 from auditel.pipeline.processor import AuditProcessor, SanitizedLogRecord, take_result
 from auditel.redaction.redactor import Redactor
 from auditel.record.safe_value import Reasons, safe_attributes, safe_value
+from auditel.record.timestamps import to_unix_nano, valid_ns
 from auditel.pipeline.sinks import JsonlSink
 from auditel.delivery.worker import Worker
 
@@ -163,6 +164,10 @@ class Runtime:
                 self.counters.reject("bad_event_name")
                 return None
             reasons = Reasons()
+            if timestamp is not None and not valid_ns(timestamp):
+                timestamp = to_unix_nano(timestamp)  # seconds/ms/us/float converted; unusable refused
+                if timestamp is None:
+                    reasons.add("bad_timestamp")
             st = self.settings
             attrs = safe_attributes(attributes, max_value_bytes=st.max_value_bytes, reasons=reasons)
             safe_body = None if body is None else safe_value(body, max_value_bytes=st.max_value_bytes, reasons=reasons)
@@ -330,6 +335,16 @@ def build_status(settings: Settings, outbox: Outbox | None, runtime: Runtime | N
 
 
 # --- module-level access -----------------------------------------------------------------------
+def peek() -> Runtime | None:
+    """The configured runtime, if any, without configuring one."""
+    return _runtime
+
+
+def disabled_settings() -> Settings | None:
+    """The settings of the last ``configure()`` that left auditel disabled (None otherwise)."""
+    return _disabled_settings
+
+
 def current() -> Runtime | None:
     """The configured runtime, configuring from the environment on first use if AUDITEL_ENABLED=true."""
     rt = _runtime

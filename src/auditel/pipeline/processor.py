@@ -27,6 +27,7 @@ from auditel.record.ids import new_record_id, new_stream_id
 from auditel.store.outbox import Outbox
 from auditel.redaction.redactor import Redactor
 from auditel.record.safe_value import Reasons, safe_attributes, safe_value
+from auditel.record.timestamps import MAX_NS, to_unix_nano
 
 _tls = threading.local()
 
@@ -77,6 +78,9 @@ _BRIDGE_KEYS = (
     S.A_POLICY_ID,
     S.A_ERROR_TYPE,
 )
+
+# never replaced when an over-large record is shrunk (with every ``audit.sequence.*`` key)
+_KEEP_WHOLE = frozenset({S.A_RECORD_ID, S.A_SCHEMA_VERSION})
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -329,11 +333,17 @@ class AuditProcessor(LogRecordProcessor):
             self.counters.merge("redactions", counts)
 
         sev = lr.severity_number.value if lr.severity_number is not None else 9
-        time_ns = lr.timestamp or lr.observed_timestamp or time.time_ns()
+        time_ns = lr.timestamp
+        observed = lr.observed_timestamp
+        # only ever an int is stored (a float or "True" there would be unshippable); see record.timestamps
+        if type(observed) is not int or not 0 < observed <= MAX_NS:
+            observed = self._time_of(observed) or time.time_ns()
+        if type(time_ns) is not int or not 0 < time_ns <= MAX_NS:
+            time_ns = self._time_of(time_ns) or observed
         record: dict[str, Any] = {
             "event_name": name,
             "time_unix_nano": str(time_ns),
-            "observed_time_unix_nano": str(lr.observed_timestamp or time_ns),
+            "observed_time_unix_nano": str(observed),
             "severity_number": sev,
             "severity_text": lr.severity_text or "",
             "attributes": attrs,
@@ -360,6 +370,15 @@ class AuditProcessor(LogRecordProcessor):
         if self._pending_notify:
             self._drain_pending()
         self._notify(stored)
+
+    def _time_of(self, value: Any) -> int | None:
+        """A timestamp that is not already int nanoseconds: converted, or refused (None, counted)."""
+        if value is None or (type(value) is int and value == 0):
+            return None  # not given (OTel's 0 means unknown)
+        ns = to_unix_nano(value)
+        if ns is None:
+            self.counters.merge("sanitized", {"bad_timestamp": 1})
+        return ns
 
     def _commit(self, record: dict[str, Any], name: str, time_ns: int, *, simple: bool = False) -> dict[str, Any]:
         with self._lock:
@@ -416,22 +435,37 @@ class AuditProcessor(LogRecordProcessor):
         return record
 
     def _shrink(self, record: dict[str, Any]) -> str:
-        """Keep an over-large record in a safe form: drop the body, then the largest attributes."""
+        """Keep an over-large record in a safe form: drop the body, then the largest attributes.
+
+        Linear: each attribute is canonicalised once to learn its size, and the record's size is
+        then updated by difference (in JCS a member's text adds exactly its own length), so the
+        whole record is canonicalised at most three times whatever the number of attributes.
+        """
         self.counters.merge("sanitized", {"record_too_large": 1})
+        limit = self.settings.max_record_bytes
         if "body" in record:
             size = len(canonical_json(record["body"]) if not isinstance(record["body"], str) else record["body"])
             record["body"] = f"[omitted: body of {size} bytes exceeds AUDITEL_MAX_RECORD_BYTES]"
         data = canonical(record)
-        if len(data) <= self.settings.max_record_bytes:
+        if len(data) <= limit:
             return data
         attrs = record["attributes"]
-        for key in sorted(attrs, key=lambda k: -len(canonical(attrs[k]))):
-            if key.startswith("audit.sequence") or key in (S.A_RECORD_ID, S.A_SCHEMA_VERSION):
-                continue
-            attrs[key] = f"[omitted: value of {len(canonical(attrs[key]))} bytes exceeds AUDITEL_MAX_RECORD_BYTES]"
-            data = canonical(record)
-            if len(data) <= self.settings.max_record_bytes:
+        sizes = {k: len(canonical(v)) for k, v in attrs.items() if k not in _KEEP_WHOLE and not k.startswith("audit.sequence")}
+        total = len(data)
+        replaced: list[str] = []
+        for key in sorted(sizes, key=lambda k: -sizes[k]):
+            note = f"[omitted: value of {sizes[key]} bytes exceeds AUDITEL_MAX_RECORD_BYTES]"
+            attrs[key] = note
+            replaced.append(key)
+            total += len(note) + 2 - sizes[key]  # the note is ASCII without escapes: its JSON adds the quotes
+            if total <= limit:
                 break
+        data = canonical(record)
+        if len(data) > limit:  # so many attributes that even their names are too much: leave them out
+            for key in replaced:
+                del attrs[key]
+            attrs["audit.record.omitted_attributes"] = len(replaced)
+            data = canonical(record)
         return data
 
     # --- capacity -------------------------------------------------------------------
