@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import sqlite3
 import threading
 import time
 from typing import Any, Callable, Mapping
@@ -23,6 +24,7 @@ from auditel.record import schema as S
 from auditel.record.canonical import canonical, canonical_json
 from auditel.config.settings import Settings
 from auditel.counters import Counters
+from auditel.pipeline.capacity import CapacityPolicy, Rejected
 from auditel.record.ids import new_record_id, new_stream_id
 from auditel.store.outbox import Outbox
 from auditel.redaction.redactor import Redactor
@@ -84,11 +86,6 @@ _KEEP_WHOLE = frozenset({S.A_RECORD_ID, S.A_SCHEMA_VERSION})
 
 Listener = Callable[[dict[str, Any]], None]
 
-_CAP_CHECK_EVERY = 64
-
-
-class Rejected(Exception):
-    """A record that cannot be stored; the reason is counted."""
 
 
 class SanitizedLogRecord(ReadWriteLogRecord):
@@ -145,6 +142,7 @@ class AuditProcessor(LogRecordProcessor):
         self._lock = threading.Lock()
         self._closed = False
         self._events = settings.events
+        self.capacity = CapacityPolicy(outbox, settings, self.counters, lambda: self._wakers)
         self._stamp = self._stamp_attributes()
         self._new_stream()
         if hasattr(os, "register_at_fork"):
@@ -216,7 +214,6 @@ class AuditProcessor(LogRecordProcessor):
         self._stream_id = new_stream_id()
         self._seq = 0
         self._head: str | None = None
-        self._since_cap_check = _CAP_CHECK_EVERY
         self._stream_registered = False
         self._ended = False  # the end marker is written: only checkpoints may follow it
         self._pending_notify: list[dict[str, Any]] = []
@@ -297,6 +294,11 @@ class AuditProcessor(LogRecordProcessor):
             self._record(log_record, lr, name, scope)
         except Rejected as exc:
             self.counters.reject(str(exc))
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                self.counters.reject("disk_full")  # a record lost to a full disk is a rejection, with its reason
+            else:
+                self.counters.error("processor", exc)
         except Exception as exc:  # noqa: BLE001 - never raise into the host
             self.counters.error("processor", exc)
         finally:
@@ -357,6 +359,7 @@ class AuditProcessor(LogRecordProcessor):
         if scope is not None and scope.name != S.SCOPE_NAME:
             record["scope"] = {"name": scope.name, "version": scope.version or ""}
 
+        self.capacity.admit()  # may wait (AUDITEL_ON_FULL=block) or raise Rejected: never under the stream lock
         stored = self._commit(record, name, time_ns, simple=not reasons.general)
         _tls.result = record_id
         self.counters.recorded += 1
@@ -407,12 +410,9 @@ class AuditProcessor(LogRecordProcessor):
         }
         if body is not None:
             record["body"] = body
-        # integrity records (stream start/end, checkpoints) are small and never held back by the cap
-        return self._chain_and_append(record, name, time_ns, check_cap=False)
+        return self._chain_and_append(record, name, time_ns)
 
-    def _chain_and_append(
-        self, record: dict[str, Any], name: str, time_ns: int, *, check_cap: bool = True, simple: bool = False
-    ) -> dict[str, Any]:
+    def _chain_and_append(self, record: dict[str, Any], name: str, time_ns: int, *, simple: bool = False) -> dict[str, Any]:
         """Assign seq and prev_hash, hash the canonical text, commit. ``simple``: see ``Reasons.general``."""
         attrs = record["attributes"]
         seq = self._seq + 1
@@ -424,10 +424,6 @@ class AuditProcessor(LogRecordProcessor):
         if len(data) > self.settings.max_record_bytes:
             data = self._shrink(record)
         digest = hashlib.sha256(data.encode("utf-8")).hexdigest()
-        self._since_cap_check += 1
-        if check_cap and self._since_cap_check >= _CAP_CHECK_EVERY and self.settings.max_outbox_mb > 0:
-            self._since_cap_check = 0
-            self._make_room()
         self.outbox.append(attrs[S.A_RECORD_ID], self._stream_id, seq, time_ns, name, data, digest)
         self._seq = seq
         self._head = digest
@@ -467,38 +463,6 @@ class AuditProcessor(LogRecordProcessor):
             attrs["audit.record.omitted_attributes"] = len(replaced)
             data = canonical(record)
         return data
-
-    # --- capacity -------------------------------------------------------------------
-    def _make_room(self) -> None:
-        cap = self.settings.max_outbox_bytes
-        if self.outbox.logical_bytes() < cap:
-            return
-        while self.outbox.prune(shipped_only=True, reason="cap", limit=2000):
-            if self.outbox.logical_bytes() < cap:
-                return
-        mode = self.settings.on_full
-        if mode == "grow":
-            self.counters.merge("rejected", {"over_cap_kept": 1})
-            self._since_cap_check = _CAP_CHECK_EVERY  # check again on the next record
-            return
-        if mode == "drop_oldest":
-            dropped = self.outbox.prune(shipped_only=False, reason="cap_drop_oldest", limit=256)
-            if dropped:
-                self.counters.merge("rejected", {"dropped_oldest_unshipped": dropped})
-                self.counters.error("dropped_oldest_unshipped", f"{dropped} unshipped records deleted by AUDITEL_ON_FULL=drop_oldest")
-            self._since_cap_check = _CAP_CHECK_EVERY
-            return
-        if mode == "block":
-            deadline = time.monotonic() + self.settings.block_timeout_ms / 1000.0
-            while time.monotonic() < deadline:
-                for wake in self._wakers:
-                    wake()
-                time.sleep(0.05)
-                self.outbox.prune(shipped_only=True, reason="cap", limit=2000)
-                if self.outbox.logical_bytes() < cap:
-                    return
-        self._since_cap_check = _CAP_CHECK_EVERY
-        raise Rejected("outbox_full")
 
     # --- after commit ----------------------------------------------------------------
     def _bridge(self, name: str, stored: dict[str, Any], time_ns: int) -> None:

@@ -13,6 +13,7 @@ so a hostile value costs a field, never the record.
 
 from __future__ import annotations
 
+import reprlib
 import time
 from collections.abc import Mapping
 from typing import Any, Iterable, Protocol
@@ -38,19 +39,35 @@ class RecordingRuntime(Protocol):
 
 
 def text(value: Any, limit: int = _TEXT_MAX) -> str:
-    """``str(value)``, or ``<unprintable TYPE>`` when that raises or does not return a str."""
+    """``str(value)``, or ``<unprintable TYPE>`` when that raises or does not return a str.
+
+    Containers get a bounded ``reprlib`` form (a few levels, a few items), so a deep, cyclic or
+    shared (DAG) structure cannot make this slow; huge integers become hexadecimal.
+    """
     if type(value) is str:
         return value[:limit]
     try:
-        out = str(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            out = safe_value(int(value), max_value_bytes=limit)
+            return out if isinstance(out, str) else str(out)
+        if isinstance(value, (list, tuple, dict, set, frozenset, bytes, bytearray)):
+            out = _short_repr.repr(value)
+        else:
+            out = str(value)
         if type(out) is not str:
             out = str.__str__(out) if isinstance(out, str) else f"<unprintable {type(value).__name__}>"
-    except Exception:  # noqa: BLE001 - a hostile __str__
+    except Exception:  # noqa: BLE001 - a hostile __str__, a recursion...
         try:
             out = f"<unprintable {type(value).__name__}>"
         except Exception:  # noqa: BLE001
             out = "<unprintable>"
     return out[:limit]
+
+
+_short_repr = reprlib.Repr()
+_short_repr.maxlevel = 3
+_short_repr.maxstring = 200
+_short_repr.maxother = 200
 
 
 def opt_text(value: Any) -> str | None:

@@ -33,6 +33,7 @@ import dataclasses
 import datetime as _dt
 import enum
 import math
+import reprlib
 import uuid
 from collections.abc import Mapping
 from pathlib import PurePath
@@ -46,7 +47,9 @@ _REPR_MAX = 200
 
 
 _MAX_SAFE = 2**53 - 1
-MAX_NODES = 100_000
+MAX_NODES = 20_000
+_KEY_REPR = reprlib.Repr()
+_KEY_REPR.maxlevel = 3
 # the largest magnitude Python turns into decimal text by default (4,300 digits, sys.int_info)
 _MAX_DECIMAL_BITS = 14_000
 
@@ -139,7 +142,8 @@ def _is_clean_str(s: str) -> bool:
 
 def _safe_key(key: Any) -> str:
     try:
-        text = str(key)
+        # a tuple key may nest (or share) without bound: its reprlib form is bounded
+        text = _KEY_REPR.repr(key) if isinstance(key, tuple) else str(key)
     except Exception:
         text = f"<key {type(key).__name__}>"
     return _fix_surrogates(text)[:256]
