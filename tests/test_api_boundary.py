@@ -90,7 +90,9 @@ def _drive(data: st.DataObject) -> None:
         deco = getattr(auditel, name)
         kw = {k: data.draw(hostile, label=k) for k in ("attributes", "policy") if data.draw(st.booleans())}
         if data.draw(st.booleans(), label="hostile name"):
-            kw["name"] = data.draw(hostile, label="name")
+            name_value = data.draw(hostile, label="name")
+            if not callable(name_value):  # a callable "name" is the function to decorate (bare form)
+                kw["name"] = name_value
         sentinel = object()
 
         def body(*a: Any, **k: Any) -> Any:

@@ -364,10 +364,10 @@ def _auto_configure() -> Runtime | None:
             return None
         try:
             return configure()
-        except ConfigError as exc:
-            import sys
-
-            sys.stderr.write(f"auditel: not enabled: {exc}\n")
+        except Exception as exc:  # noqa: BLE001 - the automatic path never raises into the host
+            # ...and never leaves a program that asked for auditing unaudited silently: one clear line
+            detail = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            _stderr_line(f"auditel: AUDITEL_ENABLED=true but auditing is NOT running: {' '.join(detail.split())}")
             return None
 
 
@@ -395,9 +395,27 @@ def configure(*, sinks: Iterable[Any] = (), **overrides: Any) -> Runtime | None:
                 return _runtime
             _runtime.shutdown()
             _runtime = None
-        _runtime = Runtime(settings, sinks=sinks)
+        try:
+            _runtime = Runtime(settings, sinks=sinks)
+        except ConfigError:
+            raise
+        except Exception as exc:  # a full disk, an unreadable directory or key file...: name the path
+            raise ConfigError(
+                f"invalid auditel configuration:\n  AUDITEL_OUTBOX={str(settings.outbox)!r}: auditel could not start"
+                f" there: {type(exc).__name__}: {exc}"
+            ) from exc
         _disabled_settings = None
         return _runtime
+
+
+def _stderr_line(text: str) -> None:
+    import sys
+
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def shutdown(timeout: float = 5.0) -> None:

@@ -17,7 +17,6 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from opentelemetry import trace
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from auditel.record import schema as S
@@ -25,7 +24,9 @@ from auditel.record.canonical import canonical, canonical_json
 from auditel.config.settings import Settings
 from auditel.counters import Counters
 from auditel.pipeline.capacity import CapacityPolicy, Rejected
-from auditel.record.ids import new_record_id, new_stream_id
+from auditel.record.ids import new_record_id
+from auditel.pipeline.bridge import add_span_event
+from auditel.pipeline.streams import StreamState, start_body
 from auditel.store.outbox import Outbox
 from auditel.redaction.redactor import Redactor
 from auditel.record.safe_value import Reasons, safe_attributes, safe_value
@@ -62,23 +63,6 @@ _STAMPED_KEYS = frozenset(
         S.GEN_AI_AGENT_NAME,
         S.A_ENVIRONMENT,
     }
-)
-
-# What a span event repeats of its audit record (see AuditProcessor._bridge).
-_BRIDGE_KEYS = (
-    S.A_RECORD_ID,
-    S.A_STREAM_ID,
-    S.A_SEQ,
-    S.A_ACTION,
-    S.A_PHASE,
-    S.A_OUTCOME,
-    S.A_CORRELATION_ID,
-    S.GEN_AI_TOOL_NAME,
-    S.GEN_AI_TOOL_CALL_ID,
-    S.GEN_AI_REQUEST_MODEL,
-    S.A_POLICY_VERDICT,
-    S.A_POLICY_ID,
-    S.A_ERROR_TYPE,
 )
 
 # never replaced when an over-large record is shrunk (with every ``audit.sequence.*`` key)
@@ -162,22 +146,22 @@ class AuditProcessor(LogRecordProcessor):
 
     @property
     def stream_id(self) -> str:
-        return self._stream_id
+        return self._s.stream_id
 
     @property
     def sequence(self) -> int:
-        return self._seq
+        return self._s.seq
 
     @property
     def head_hash(self) -> str | None:
-        return self._head
+        return self._s.head
 
     def head(self) -> tuple[str, int, str | None]:
         """A consistent ``(stream_id, last seq, its hash)`` snapshot (seq 0: nothing written yet)."""
         with self._lock:
-            if os.getpid() != self._pid:  # forked child before its first record: nothing written yet
-                return self._stream_id, 0, None
-            return self._stream_id, self._seq, self._head
+            if self._s.forked():  # forked child before its first record: nothing written yet
+                return self._s.stream_id, 0, None
+            return self._s.stream_id, self._s.seq, self._s.head
 
     def _stamp_attributes(self) -> dict[str, Any]:
         st = self.settings
@@ -210,47 +194,26 @@ class AuditProcessor(LogRecordProcessor):
 
     # --- streams and fork ---------------------------------------------------------
     def _new_stream(self) -> None:
-        self._pid = os.getpid()
-        self._stream_id = new_stream_id()
-        self._seq = 0
-        self._head: str | None = None
-        self._stream_registered = False
-        self._ended = False  # the end marker is written: only checkpoints may follow it
+        self._s = StreamState()
         self._pending_notify: list[dict[str, Any]] = []
 
     def _ensure_stream(self) -> None:
         """Called with the lock held: register the stream and write its start record once."""
-        if self._stream_registered:
+        state = self._s
+        if state.registered:
             return
-        self._stream_registered = True
+        state.registered = True
         resource = dict(self.resource)
-        resource["process.pid"] = self._pid
-        self.outbox.register_stream(self._stream_id, resource, pid=self._pid, host=socket.gethostname())
-        body: dict[str, Any] = {
-            "auditel.version": _version(),
-            "config.hash": hashlib.sha256(
-                canonical(safe_value(self.settings.public_dict())).encode("utf-8")
-            ).hexdigest(),
-            "redaction.policy_version": self.redactor.policy_version,
-            "redaction.rules_hash": self.redactor.rules_hash,
-            "resource": safe_value(resource),
-            "host.name": socket.gethostname(),
-            "process.pid": self._pid,
-        }
-        if self._stream_start_extra is not None:
-            try:
-                body.update(self._stream_start_extra())
-            except Exception as exc:  # noqa: BLE001
-                self.counters.error("stream_start_extra", exc)
-        start = self._commit_locked(
-            S.EV_STREAM_START, {}, safe_value(body), severity=9, sev_text="INFO", time_ns=time.time_ns()
-        )
+        resource["process.pid"] = state.pid
+        self.outbox.register_stream(state.stream_id, resource, pid=state.pid, host=socket.gethostname())
+        body = start_body(state, self.settings, self.redactor, resource, self.counters, self._stream_start_extra)
+        start = self._commit_locked(S.EV_STREAM_START, {}, body, severity=9, sev_text="INFO", time_ns=time.time_ns())
         self._pending_notify.append(start)
 
     def start_stream(self) -> None:
         """Write this process's stream-start record now (otherwise it is written before the first record)."""
         with self._lock:
-            if os.getpid() != self._pid:
+            if self._s.forked():
                 self._new_stream()
             self._ensure_stream()
         if self._pending_notify:
@@ -369,7 +332,7 @@ class AuditProcessor(LogRecordProcessor):
             if "body" in stored:
                 lr.body = stored["body"]
         if lr.trace_id:  # no trace id: no span is active (a recording span always has one)
-            self._bridge(name, stored, time_ns)
+            add_span_event(self.counters, name, stored, time_ns)
         if self._pending_notify:
             self._drain_pending()
         self._notify(stored)
@@ -385,9 +348,9 @@ class AuditProcessor(LogRecordProcessor):
 
     def _commit(self, record: dict[str, Any], name: str, time_ns: int, *, simple: bool = False) -> dict[str, Any]:
         with self._lock:
-            if os.getpid() != self._pid:  # forked without the at-fork hook (e.g. os.fork from C)
+            if self._s.forked():  # forked without the at-fork hook (e.g. os.fork from C)
                 self._new_stream()
-            if self._ended:  # another thread wrote the end marker while we waited for the lock
+            if self._s.ended:  # another thread wrote the end marker while we waited for the lock
                 raise Rejected("after_shutdown")
             self._ensure_stream()
             return self._chain_and_append(record, name, time_ns, simple=simple)
@@ -415,18 +378,19 @@ class AuditProcessor(LogRecordProcessor):
     def _chain_and_append(self, record: dict[str, Any], name: str, time_ns: int, *, simple: bool = False) -> dict[str, Any]:
         """Assign seq and prev_hash, hash the canonical text, commit. ``simple``: see ``Reasons.general``."""
         attrs = record["attributes"]
-        seq = self._seq + 1
-        attrs[S.A_STREAM_ID] = self._stream_id
+        state = self._s
+        seq = state.seq + 1
+        attrs[S.A_STREAM_ID] = state.stream_id
         attrs[S.A_SEQ] = seq
-        if self._head is not None:
-            attrs[S.A_PREV_HASH] = self._head
+        if state.head is not None:
+            attrs[S.A_PREV_HASH] = state.head
         data = canonical_json(record, simple=True) if simple else canonical(record)
         if len(data) > self.settings.max_record_bytes:
             data = self._shrink(record)
         digest = hashlib.sha256(data.encode("utf-8")).hexdigest()
-        self.outbox.append(attrs[S.A_RECORD_ID], self._stream_id, seq, time_ns, name, data, digest)
-        self._seq = seq
-        self._head = digest
+        self.outbox.append(attrs[S.A_RECORD_ID], state.stream_id, seq, time_ns, name, data, digest)
+        state.seq = seq
+        state.head = digest
         record["hash"] = digest
         return record
 
@@ -465,24 +429,6 @@ class AuditProcessor(LogRecordProcessor):
         return data
 
     # --- after commit ----------------------------------------------------------------
-    def _bridge(self, name: str, stored: dict[str, Any], time_ns: int) -> None:
-        """Add the record to the active recording span as an event that points at it.
-
-        The event carries the keys that identify the record and say what happened (id, stream,
-        sequence, action, phase, outcome, tool, verdict, error type), not every attribute: the full
-        record is the log record, and copying ~30 attributes again costs the SDK as much as the
-        commit. Content never rides along.
-        """
-        try:
-            span = trace.get_current_span()
-            if not span.is_recording():
-                return
-            attrs = stored["attributes"]
-            flat = {key: attrs[key] for key in _BRIDGE_KEYS if key in attrs}
-            span.add_event(name, attributes=flat, timestamp=time_ns)
-        except Exception as exc:  # noqa: BLE001
-            self.counters.error("span_event", exc)
-
     def _drain_pending(self) -> None:
         pending, self._pending_notify = self._pending_notify, []
         for item in pending:
@@ -504,13 +450,13 @@ class AuditProcessor(LogRecordProcessor):
     def end_stream(self) -> None:
         """Write the stream-end marker (clean shutdown). Idempotent; later records are rejected."""
         with self._lock:
-            if self._closed or self._ended or not self._stream_registered or os.getpid() != self._pid:
+            if self._closed or self._s.ended or not self._s.registered or self._s.forked():
                 return
-            self._ended = True
+            self._s.ended = True
             try:
                 attrs = {S.A_SEQ_END: True}
                 stored = self._commit_locked(S.EV_STREAM_END, attrs, None, severity=9, sev_text="INFO", time_ns=time.time_ns())
-                self.outbox.end_stream(self._stream_id)
+                self.outbox.end_stream(self._s.stream_id)
             except Exception as exc:  # noqa: BLE001
                 self.counters.error("stream_end", exc)
                 return
@@ -525,9 +471,9 @@ class AuditProcessor(LogRecordProcessor):
         with self._lock:
             if self._closed:
                 return None
-            if os.getpid() != self._pid:
+            if self._s.forked():
                 self._new_stream()
-            if self._ended and name != S.EV_CHECKPOINT:
+            if self._s.ended and name != S.EV_CHECKPOINT:
                 return None
             self._ensure_stream()
             stored = self._commit_locked(name, attrs, body, severity=9, sev_text="INFO", time_ns=time.time_ns())
@@ -544,9 +490,3 @@ class AuditProcessor(LogRecordProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True  # every record is committed before on_emit returns
-
-
-def _version() -> str:
-    from auditel._version import __version__
-
-    return __version__
