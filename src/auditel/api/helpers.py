@@ -21,11 +21,8 @@ from auditel.record.events import UNSET
 __all__ = [
     "UNSET", "emit", "tool_call", "tool_discovery", "model_call", "policy_decision", "file_access",
     "network_access", "session_start", "session_end", "heartbeat", "set_identity", "status", "flush",
-    "subscribe", "unsubscribe", "content_attributes",
+    "subscribe", "unsubscribe"
 ]
-
-content_attributes = E.content_attributes  # kept for importers of the old location
-
 
 def _emit_built(rt: Any, built: E.Built) -> str | None:
     name, attrs, severity = built

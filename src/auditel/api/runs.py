@@ -16,7 +16,6 @@ Everything auditel-side is guarded: failures are counted in ``status()``, never 
 
 from __future__ import annotations
 
-import importlib
 import sys
 import threading
 import time
@@ -70,11 +69,7 @@ def _as_text(value: Any) -> str:
     try:
         return E.json_text(value)
     except Exception:  # noqa: BLE001
-        return repr(value)
-
-
-error_type_of = E.error_type
-
+        return E.text(value)
 
 
 @contextmanager
@@ -252,7 +247,7 @@ class ToolRun:
                 self._span_content(S.GEN_AI_TOOL_RESULT, result)
                 if outcome != "success":
                     span.set_attribute(S.A_OUTCOME, outcome)
-                etype = error_type_of(error) or ({"failure": "tool_error", "denied": "denied"}.get(outcome))
+                etype = E.error_type(error) or ({"failure": "tool_error", "denied": "denied"}.get(outcome))
                 if etype:
                     span.set_attribute(S.A_ERROR_TYPE, etype)
                     span.set_status(Status(StatusCode.ERROR))
@@ -472,10 +467,3 @@ class Patcher:
     @property
     def applied(self) -> list[str]:
         return [f"{getattr(o, '__name__', o)}.{a}" for o, a, _ in self._applied]
-
-
-def import_optional(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
