@@ -157,7 +157,7 @@ class Runtime:
         attributes: Mapping[str, Any] | None = None,
         body: Any = None,
         severity: str | int | None = None,
-        timestamp: int | None = None,
+        timestamp: Any = None,
     ) -> str | None:
         try:
             if not isinstance(event_name, str) or not event_name.strip():
