@@ -180,8 +180,9 @@ def tool_call(
         S.A_TARGET_TYPE: "tool",
         S.A_TARGET_ID: name,
         S.A_CORRELATION_ID: opt_text(correlation_id),
-        S.A_REASON: opt_text(reason),
     }
+    if reason is not None:  # absent otherwise: a caller's attributes may carry it
+        attrs[S.A_REASON] = text(reason)
     out: str | None = None
     if phase == "outcome":
         out = _outcome(outcome, error)
