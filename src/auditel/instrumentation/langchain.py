@@ -44,9 +44,29 @@ PROVIDER_INSTRUMENTATIONS = {
 
 
 # --- tools -------------------------------------------------------------------------------------
+def _model_supplied(instance: Any, tool_input: Any) -> Any:
+    """The arguments the model supplied: injected ones (``runtime: ToolRuntime``, ``InjectedState``,
+    ``InjectedToolCallId``, callbacks) are dropped, as LangChain drops them from the tool-call schema
+    and from its own callbacks. Recording them would store the whole graph state (and digests that
+    change run to run), and the digest would never match the model's requested arguments."""
+    if not isinstance(tool_input, dict):
+        return tool_input
+    drop_injected = getattr(instance, "_filter_injected_args", None)
+    if callable(drop_injected):
+        try:
+            return drop_injected(tool_input)
+        except Exception:  # noqa: BLE001 - fall back to the tool-call schema's fields
+            pass
+    schema = getattr(instance, "tool_call_schema", None)
+    fields = getattr(schema, "model_fields", None)
+    if isinstance(fields, dict):
+        return {k: v for k, v in tool_input.items() if k in fields}
+    return tool_input
+
+
 def _start_tool(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolRun | None:
     try:
-        tool_input = args[0] if args else kwargs.get("tool_input")
+        tool_input = _model_supplied(instance, args[0] if args else kwargs.get("tool_input"))
         run = ToolRun(
             str(getattr(instance, "name", type(instance).__name__)),
             call_id=kwargs.get("tool_call_id"),
