@@ -13,11 +13,18 @@ import os
 import sys
 
 
+REPORT_VAR = "AUDITEL_RUN_REPORT"  # set by ``auditel run`` (cli/run_cmd.py) for its command only, not grandchildren
+
+
 def _bootstrap() -> None:
+    report = os.environ.pop(REPORT_VAR, "") == "1"
     try:
-        from auditel.distro import bootstrap
+        from auditel import runtime
+        from auditel.distro import bootstrap, coverage_line
 
         bootstrap()
+        if report and runtime.current() is not None:
+            sys.stderr.write(coverage_line() + "\n")
     except Exception as exc:  # noqa: BLE001
         sys.stderr.write(f"auditel: start-up failed, the program runs without auditing: {type(exc).__name__}: {exc}\n")
 

@@ -25,8 +25,9 @@ from uuid import UUID
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from auditel.api import helpers as api
-from auditel.instrumentation._base import count_error
-from auditel.api.runs import AgentRun, Patcher, ToolRun, recording_enabled, wrap_async_generator, wrap_generator
+from auditel.instrumentation._base import adopt_tracer_provider, count_error, release_tracer_provider
+from auditel.api.runs import AgentRun, ToolRun, recording_enabled, wrap_async_generator, wrap_generator
+from auditel.instrumentation.patching import Patcher
 
 _instruments = ("langchain-core >= 0.3",)
 FRAMEWORK = "langchain"
@@ -271,13 +272,21 @@ def _messages_payload(batches: list[list[Any]]) -> list[dict[str, Any]]:
 
 
 _handler: Any = None
+_handler_wanted = False  # made on first use: instrumenting must not import langchain_core
 
 
 def _manager_init(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    global _handler
     wrapped(*args, **kwargs)
     handler = _handler
     if handler is None:
-        return
+        if not _handler_wanted:
+            return
+        try:
+            handler = _handler = _make_handler_class()()  # langchain_core is imported by now
+        except Exception as exc:  # noqa: BLE001
+            count_error("langchain", exc)
+            return
     try:
         if not any(h is handler for h in instance.inheritable_handlers):
             instance.add_handler(handler, inherit=True)
@@ -292,8 +301,9 @@ class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
-        global _handler
-        _handler = _make_handler_class()()
+        global _handler_wanted
+        _handler_wanted = True
+        adopt_tracer_provider(self, kwargs)
         _patcher.patch("langchain_core.tools.base", "BaseTool.run", _tool_run)
         _patcher.patch("langchain_core.tools.base", "BaseTool.arun", _tool_arun)
         _patcher.patch("langchain_core.tools.base", "_handle_tool_error", _handled_error)
@@ -303,6 +313,7 @@ class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         _patcher.patch("langgraph.pregel.main", "Pregel.astream", _graph_astream)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        global _handler
-        _handler = None
+        global _handler, _handler_wanted
+        _handler, _handler_wanted = None, False
         _patcher.unpatch_all()
+        release_tracer_provider(self)

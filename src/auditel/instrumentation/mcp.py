@@ -34,8 +34,9 @@ from opentelemetry.trace import SpanKind
 
 from auditel.api import helpers as api
 from auditel.config import child_env
-from auditel.instrumentation._base import count_error
-from auditel.api.runs import UNSET, Patcher, ToolRun, recording_enabled
+from auditel.instrumentation._base import adopt_tracer_provider, count_error, release_tracer_provider
+from auditel.api.runs import UNSET, ToolRun, recording_enabled
+from auditel.instrumentation.patching import Patcher
 
 _instruments = ("mcp >= 2.0",)
 FRAMEWORK = "mcp"
@@ -387,6 +388,7 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
+        adopt_tracer_provider(self, kwargs)
         _patcher.patch("mcp.client.session", "ClientSession.call_tool", _call_tool)
         _patcher.patch("mcp.client.session", "ClientSession.list_tools", _list_tools)
         _patcher.patch("mcp.shared.jsonrpc_dispatcher", "otel_span", _sdk_span)
@@ -396,6 +398,7 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _patcher.unpatch_all()
+        release_tracer_provider(self)
 
 
 __all__ = ["MCPInstrumentor", "UNSET"]
