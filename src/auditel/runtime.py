@@ -301,6 +301,7 @@ def build_status(settings: Settings, outbox: Outbox | None, runtime: Runtime | N
         "recorded": 0,
         "filtered": 0,
         "last_error": None,
+        "instrumentations": _instrumentation_coverage(),
     }
     if outbox is not None:
         try:
@@ -327,6 +328,16 @@ def build_status(settings: Settings, outbox: Outbox | None, runtime: Runtime | N
             except Exception as exc:  # noqa: BLE001
                 runtime.counters.error("status", exc)
     return out
+
+
+def _instrumentation_coverage() -> dict[str, Any] | None:
+    """Installed frameworks audited / auditable / not audited (``auditel.instrumentation.coverage``)."""
+    try:
+        from auditel.instrumentation import coverage
+
+        return coverage()
+    except Exception:  # noqa: BLE001 - status() never raises
+        return None
 
 
 # --- module-level access -----------------------------------------------------------------------
