@@ -79,6 +79,13 @@ def test_tracer_provider_given_to_instrument_receives_the_spans(tmp_path: Path, 
     assert not [s for s in global_spans.get_finished_spans() if s.name == "chat gpt-4o"]
     record = model_records(tmp_path / "outbox.db")[0]
     assert record["span_id"] == format(ours[0].context.span_id, "016x")  # the record sits in that span
+    # auditel.instrument passes it on
+    auditel.instrument("openai", tracer_provider=provider)
+    try:
+        openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test").chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    finally:
+        auditel.uninstrument()
+    assert len([s for s in own.get_finished_spans() if s.name == "chat gpt-4o"]) == 2
     # after uninstrument the global provider is used again
     auditel.instrument("openai")
     try:
@@ -86,7 +93,7 @@ def test_tracer_provider_given_to_instrument_receives_the_spans(tmp_path: Path, 
     finally:
         auditel.uninstrument()
     assert [s.name for s in global_spans.get_finished_spans()].count("chat gpt-4o") == 1
-    assert len([s for s in own.get_finished_spans() if s.name == "chat gpt-4o"]) == 1
+    assert len([s for s in own.get_finished_spans() if s.name == "chat gpt-4o"]) == 2
 
 
 def test_emit_event_switch_comes_from_the_settings(tmp_path: Path) -> None:

@@ -39,11 +39,13 @@ from auditel.runtime import configure, shutdown
 from auditel.pipeline.sinks import FanoutSink, InMemorySink, JsonlSink
 
 
-def instrument(*names: str) -> list[str]:
-    """Switch on auditel's auto-instrumentations (all available ones, or those named)."""
+def instrument(*names: str, **kwargs: object) -> list[str]:
+    """Switch on auditel's auto-instrumentations (all available ones, or those named).
+
+    ``kwargs`` go to each ``BaseInstrumentor.instrument`` (e.g. ``tracer_provider=``)."""
     from auditel.instrumentation import instrument as _instrument
 
-    return _instrument(*names)
+    return _instrument(*names, **kwargs)
 
 
 def uninstrument(*names: str) -> list[str]:

@@ -12,12 +12,18 @@ import importlib.util
 import os
 import sys
 
-
 REPORT_VAR = "AUDITEL_RUN_REPORT"  # set by ``auditel run`` (cli/run_cmd.py) for its command only, not grandchildren
+
+
+# Values that certainly mean "off": then auditel is not even imported (start-up cost). Anything
+# else, typos included, goes to auditel's own parser, which reports what it cannot accept.
+_OFF = ("", "0", "false", "no", "off")
 
 
 def _bootstrap() -> None:
     report = os.environ.pop(REPORT_VAR, "") == "1"
+    if os.environ.get("AUDITEL_ENABLED", "").strip().lower() in _OFF:
+        return
     try:
         from auditel import runtime
         from auditel.distro import bootstrap, coverage_line

@@ -19,7 +19,11 @@ import sys
 from typing import Any
 
 import auditel._bootstrap as _bootstrap_pkg
-from auditel.config.instrumentation import ConfigError, check_settings, zero_code_enabled
+from auditel.config.instrumentation import (
+    ConfigError,
+    check_settings,
+    zero_code_enabled,
+)
 
 REPORT_VAR = "AUDITEL_RUN_REPORT"  # read (and removed) by the bootstrap of the command itself
 

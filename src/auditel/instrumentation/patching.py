@@ -104,7 +104,7 @@ class Patcher:
         return [f"{getattr(o, '__name__', o)}.{a}" for o, a, _, _ in self._applied]
 
 
-def _drop_inner(owner: Any, attr: str, ours: Any) -> None:
+def _drop_inner(owner: Any, attr: str, ours: wrapt.FunctionWrapper) -> None:
     """Another instrumentation wrapped on top of ours: drop our layer from inside the chain (our
     wrapper stays, switched off by its ``active`` flag, when the outer layer cannot be re-pointed)."""
     outer = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)

@@ -20,28 +20,45 @@ sizes. Nothing here raises into the host's call: every auditel-side failure is c
 
 from __future__ import annotations
 
+from auditel.instrumentation.genai.calling import (
+    Describe,
+    FromResponse,
+    GenAIInstrumentor,
+    Observe,
+    RawResponseProxy,
+    call_async,
+    call_sync,
+    classify,
+    wrapper,
+)
+from auditel.instrumentation.genai.invocation import (
+    ContentPolicy,
+    Invocation,
+    content_policy,
+    start,
+)
 from auditel.instrumentation.genai.shapes import (
     CACHE_CREATION,
     CACHE_READ,
     ERROR_TYPE,
     EVENT_DETAILS,
     FINISH,
-    INPUT_MESSAGES,
     IN_TOKENS,
+    INPUT_MESSAGES,
     NOT_GIVEN_NAMES,
     OPERATION,
-    OUTPUT_MESSAGES,
     OUT_TOKENS,
+    OUTPUT_MESSAGES,
     PROVIDER,
     REASONING,
     REQ_MODEL,
     RESP_ID,
     RESP_MODEL,
-    Request,
-    ResponseFacts,
     SYSTEM_INSTRUCTIONS,
     TOOL_DEFINITIONS,
     TTFC,
+    Request,
+    ResponseFacts,
     as_int,
     field_of,
     given,
@@ -54,28 +71,11 @@ from auditel.instrumentation.genai.shapes import (
     tool_call_part,
     usage_total,
 )
-from auditel.instrumentation.genai.invocation import (
-    ContentPolicy,
-    Invocation,
-    content_policy,
-    start,
-)
 from auditel.instrumentation.genai.streams import (
     AsyncStreamProxy,
     StreamState,
     SyncStreamProxy,
     stream_state_of,
-)
-from auditel.instrumentation.genai.calling import (
-    Describe,
-    FromResponse,
-    GenAIInstrumentor,
-    Observe,
-    RawResponseProxy,
-    call_async,
-    call_sync,
-    classify,
-    wrapper,
 )
 from auditel.instrumentation.patching import Patcher, Patches
 

@@ -18,7 +18,11 @@ from auditel import runtime as _rt
 from auditel.instrumentation import _base
 from auditel.instrumentation.genai.invocation import Invocation, start
 from auditel.instrumentation.genai.shapes import Request, ResponseFacts
-from auditel.instrumentation.genai.streams import AsyncStreamProxy, StreamState, SyncStreamProxy
+from auditel.instrumentation.genai.streams import (
+    AsyncStreamProxy,
+    StreamState,
+    SyncStreamProxy,
+)
 from auditel.instrumentation.patching import Patcher
 
 # --- calling ---------------------------------------------------------------------------------------

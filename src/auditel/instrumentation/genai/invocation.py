@@ -40,6 +40,7 @@ from auditel.instrumentation.genai.shapes import (
     ResponseFacts,
 )
 
+
 # --- content settings ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ContentPolicy:

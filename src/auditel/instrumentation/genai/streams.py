@@ -14,6 +14,7 @@ from auditel.instrumentation import _base
 from auditel.instrumentation.genai.invocation import Invocation
 from auditel.instrumentation.genai.shapes import ResponseFacts
 
+
 # --- stream proxies --------------------------------------------------------------------------------
 class StreamState:
     """What a stream proxy shares with its GC finalizer (never the proxy itself)."""
