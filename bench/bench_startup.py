@@ -87,7 +87,9 @@ def breakdown(n: int) -> dict[str, float]:
     runs: list[dict[str, float]] = []
     for _ in range(n):
         with tempfile.TemporaryDirectory() as tmp:
-            out = subprocess.run([PY, "-c", BREAKDOWN], env=_env(tmp, AUDITEL_ENABLED="true"), capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [PY, "-c", BREAKDOWN], env=_env(tmp, AUDITEL_ENABLED="true"), capture_output=True, text=True, check=True
+            )
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
@@ -109,7 +111,9 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, {args.n} runs each, median wall-clock seconds")
     print(f"{'command':<28} {'median s':>9} {'added s':>9} {'min s':>8} {'max s':>8}")
     for name, values in samples.items():
-        print(f"{name:<28} {medians[name]:>9.3f} {medians[name] - base[name]:>+9.3f} {min(values):>8.3f} {max(values):>8.3f}")
+        print(
+            f"{name:<28} {medians[name]:>9.3f} {medians[name] - base[name]:>+9.3f} {min(values):>8.3f} {max(values):>8.3f}"
+        )
     print("\nwhere the time goes (inside one process, median seconds)")
     for step, seconds in breakdown(args.n).items():
         print(f"  {step:<26} {seconds:>9.3f}")

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import openai
 import pytest
 import tomllib
-from fake_llm_server import REPLY_TEXT, FakeLLMServer
-from genai_support import model_records, telemetry
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -24,6 +23,8 @@ from auditel import instrumentation as registry
 from auditel.instrumentation import genai
 from auditel.instrumentation.openai import OpenAIInstrumentor
 from auditel.instrumentation.patching import Patcher
+from fake_llm_server import REPLY_TEXT, FakeLLMServer
+from genai_support import model_records, telemetry
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -52,9 +53,29 @@ def test_every_registered_instrumentor_loads_and_names_its_framework() -> None:
 
 
 def test_genai_keeps_the_names_provider_instrumentations_use() -> None:
-    for name in ("Request", "Invocation", "start", "wrapper", "call_sync", "call_async", "StreamState", "SyncStreamProxy",
-                 "AsyncStreamProxy", "Patches", "Patcher", "content_policy", "field_of", "given", "listed",
-                 "parts_of_content", "tool_call_part", "text_part", "usage_total", "GenAIInstrumentor", "ResponseFacts"):
+    for name in (
+        "Request",
+        "Invocation",
+        "start",
+        "wrapper",
+        "call_sync",
+        "call_async",
+        "StreamState",
+        "SyncStreamProxy",
+        "AsyncStreamProxy",
+        "Patches",
+        "Patcher",
+        "content_policy",
+        "field_of",
+        "given",
+        "listed",
+        "parts_of_content",
+        "tool_call_part",
+        "text_part",
+        "usage_total",
+        "GenAIInstrumentor",
+        "ResponseFacts",
+    ):
         assert hasattr(genai, name), name
     assert genai.Patches is Patcher
 
@@ -71,7 +92,9 @@ def test_tracer_provider_given_to_instrument_receives_the_spans(tmp_path: Path, 
     inst.instrument(tracer_provider=provider)
     try:
         client = openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test")
-        assert client.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices[0].message.content == REPLY_TEXT
+        assert (
+            client.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices[0].message.content == REPLY_TEXT
+        )
     finally:
         inst.uninstrument()
     ours = [s for s in own.get_finished_spans() if s.name == "chat gpt-4o"]
@@ -82,14 +105,18 @@ def test_tracer_provider_given_to_instrument_receives_the_spans(tmp_path: Path, 
     # auditel.instrument passes it on
     auditel.instrument("openai", tracer_provider=provider)
     try:
-        openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test").chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test").chat.completions.create(
+            model="gpt-4o", messages=MESSAGES
+        )
     finally:
         auditel.uninstrument()
     assert len([s for s in own.get_finished_spans() if s.name == "chat gpt-4o"]) == 2
     # after uninstrument the global provider is used again
     auditel.instrument("openai")
     try:
-        openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test").chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test").chat.completions.create(
+            model="gpt-4o", messages=MESSAGES
+        )
     finally:
         auditel.uninstrument()
     assert [s.name for s in global_spans.get_finished_spans()].count("chat gpt-4o") == 1

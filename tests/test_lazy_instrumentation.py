@@ -12,10 +12,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+
 from fake_llm_server import REPLY_TEXT, FakeLLMServer
 from genai_support import model_records
 
@@ -81,10 +82,18 @@ def _tool_records(outbox: Path) -> list[dict[str, object]]:
 
 def test_instrument_imports_no_framework_and_patches_on_later_import(server: FakeLLMServer, tmp_path: Path) -> None:
     outbox = tmp_path / "outbox.db"
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=_env(server, outbox), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=_env(server, outbox), capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(out["done"]) >= {"auditel_openai", "auditel_anthropic", "auditel_mcp", "auditel_langchain", "auditel_openai_agents"}
+    assert set(out["done"]) >= {
+        "auditel_openai",
+        "auditel_anthropic",
+        "auditel_mcp",
+        "auditel_langchain",
+        "auditel_openai_agents",
+    }
     assert out["loaded"] == []  # instrument() imported none of them
     assert out["reply"] == REPLY_TEXT and out["total"] == 5
     assert out["patched"] == {"anthropic": True, "mcp": True, "agents": True}
@@ -99,7 +108,12 @@ def test_auditel_run_imports_no_framework(server: FakeLLMServer, tmp_path: Path)
     outbox = tmp_path / "outbox.db"
     code = f"import sys, json; print(json.dumps(sorted(m for m in {FRAMEWORKS!r} if m in sys.modules)))"
     auditel_bin = Path(sys.executable).with_name("auditel")
-    proc = subprocess.run([str(auditel_bin), "run", "--", sys.executable, "-c", code], env=_env(server, outbox),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(auditel_bin), "run", "--", sys.executable, "-c", code],
+        env=_env(server, outbox),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

@@ -12,10 +12,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+
 from fake_llm_server import FakeLLMServer
 from genai_support import model_records
 
@@ -72,7 +73,9 @@ def test_auditel_run_with_auditing_switched_off_explicitly_runs(tmp_path: Path) 
 
 @pytest.mark.parametrize("named", [True, False], ids=["distro_named", "distro_found"])
 def test_opentelemetry_instrument_reports_a_typo_in_auditel_enabled(tmp_path: Path, named: bool) -> None:
-    extra = {"OTEL_PYTHON_DISTRO": "auditel_distro", "OTEL_PYTHON_CONFIGURATOR": "auditel_configurator"} if named else {}
+    extra = (
+        {"OTEL_PYTHON_DISTRO": "auditel_distro", "OTEL_PYTHON_CONFIGURATOR": "auditel_configurator"} if named else {}
+    )
     proc = _run([str(BIN / "opentelemetry-instrument"), *PRINT_HI], _env(tmp_path, AUDITEL_ENABLED="ture", **extra))
     assert proc.returncode == 0 and "program ran" in proc.stdout  # the host is never stopped from here
     _names_variable_value_and_accepted(proc.stderr)
@@ -107,7 +110,9 @@ def _with_path(site: Path) -> str:
 def test_auditel_run_says_what_is_audited_and_what_is_not(tmp_path: Path) -> None:
     site = _stand_in_framework(tmp_path)
     code = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'pass'])"  # a grandchild stays quiet
-    proc = _run([str(BIN / "auditel"), "run", "--", sys.executable, "-c", code], _env(tmp_path, PYTHONPATH=_with_path(site)))
+    proc = _run(
+        [str(BIN / "auditel"), "run", "--", sys.executable, "-c", code], _env(tmp_path, PYTHONPATH=_with_path(site))
+    )
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("auditel: auditing")]
     assert len(lines) == 1, proc.stderr

@@ -19,10 +19,11 @@ configure auditel on first use when ``AUDITEL_ENABLED=true`` (``auditel.runtime.
 from __future__ import annotations
 
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
 from auditel.config.instrumentation import ConfigError, zero_code_enabled
@@ -58,11 +59,13 @@ def start_auditel() -> bool:
     try:
         return runtime.configure() is not None
     except ConfigError as exc:
-        sys.stderr.write(f"auditel: not enabled: {exc}\nauditel: this program runs WITHOUT auditing until the setting is fixed\n")
+        sys.stderr.write(
+            f"auditel: not enabled: {exc}\nauditel: this program runs WITHOUT auditing until the setting is fixed\n"
+        )
         return False
 
 
-class AuditelConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
+class AuditelConfigurator(_OTelSDKConfigurator):
     def _configure(self, **kwargs: Any) -> None:
         if not auditel_enabled():
             return
@@ -72,7 +75,7 @@ class AuditelConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
         super()._configure(**kwargs)
 
 
-class AuditelDistro(BaseDistro):  # type: ignore[misc]
+class AuditelDistro(BaseDistro):
     def _configure(self, **kwargs: Any) -> None:
         pass
 

@@ -68,7 +68,11 @@ def run(args: Any) -> int:
         if zero_code_enabled(env):
             check_settings(env)
     except ConfigError as exc:
-        print(f"auditel run: {exc}\nauditel run: not started (fix the setting, or set AUDITEL_ENABLED=false to run unaudited)", file=sys.stderr)
+        print(
+            f"auditel run: {exc}\n"
+            "auditel run: not started (fix the setting, or set AUDITEL_ENABLED=false to run unaudited)",
+            file=sys.stderr,
+        )
         return 2
     sys.stdout.flush()
     sys.stderr.flush()

@@ -32,9 +32,15 @@ class Instrumentation:
 
 
 INSTRUMENTATIONS: tuple[Instrumentation, ...] = (
-    Instrumentation("auditel_openai", "auditel.instrumentation.openai:OpenAIInstrumentor", "openai", "openai", "OpenAI SDK"),
     Instrumentation(
-        "auditel_anthropic", "auditel.instrumentation.anthropic:AnthropicInstrumentor", "anthropic", "anthropic", "Anthropic SDK"
+        "auditel_openai", "auditel.instrumentation.openai:OpenAIInstrumentor", "openai", "openai", "OpenAI SDK"
+    ),
+    Instrumentation(
+        "auditel_anthropic",
+        "auditel.instrumentation.anthropic:AnthropicInstrumentor",
+        "anthropic",
+        "anthropic",
+        "Anthropic SDK",
     ),
     Instrumentation("auditel_mcp", "auditel.instrumentation.mcp:MCPInstrumentor", "mcp", "mcp", "MCP SDK"),
     Instrumentation(

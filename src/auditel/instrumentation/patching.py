@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import wrapt
 
@@ -67,7 +68,9 @@ class Patcher:
                 return  # uninstrumented since this hook was registered
             try:
                 owner, attr = _resolve(module, path)
-                original = owner.__dict__[attr] if isinstance(owner, type) and attr in owner.__dict__ else getattr(owner, attr)
+                original = (
+                    owner.__dict__[attr] if isinstance(owner, type) and attr in owner.__dict__ else getattr(owner, attr)
+                )
                 if isinstance(original, wrapt.FunctionWrapper) and original._self_wrapper is wrapper:
                     return  # already ours
                 ours = wrapt.FunctionWrapper(original, wrapper)

@@ -6,12 +6,13 @@ model-call instrumentors (its wrappers go through the one ``Patcher``, hooked la
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Collection
+from collections.abc import Callable, Collection
+from typing import Any
 
 import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from auditel import runtime as _rt
@@ -142,7 +143,7 @@ def _suppressed() -> bool:
 
 
 # --- raw responses ---------------------------------------------------------------------------------
-class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class RawResponseProxy(wrapt.ObjectProxy):
     """A ``with_raw_response`` / ``with_streaming_response`` result.
 
     Used when the body is not in memory yet (a stream, ``with_streaming_response``, or an async
@@ -221,7 +222,7 @@ def wrapper(describe: Describe, from_response: FromResponse, observe: Observe, *
     return sync_wrapper
 
 
-class GenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class GenAIInstrumentor(BaseInstrumentor):
     """Base of auditel's model-call instrumentors: ``_apply(patches)`` wraps, uninstrument undoes it."""
 
     requirement = ""

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -182,7 +183,7 @@ class Invocation:
             finish_reasons=facts.finish_reasons or None,
             input_tokens=facts.input_tokens,
             output_tokens=facts.output_tokens,
-            tool_calls=facts.tool_calls or None,
+            tool_calls=cast("list[Mapping[str, Any]]", facts.tool_calls) or None,
             attributes=extra,
             **kwargs,
         )

@@ -5,8 +5,9 @@ readers that take them out of SDK objects and plain dicts alike (``field_of``, `
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 EVENT_DETAILS = "gen_ai.client.inference.operation.details"
 
@@ -84,7 +85,7 @@ class ResponseFacts:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"name", "id", "arguments"}
     complete: bool = False  # the provider said the response is finished
     scratch: dict[str, Any] = field(default_factory=dict)  # stream accumulators' working state
-    build: Callable[["ResponseFacts"], None] | None = None  # turns scratch into the fields above
+    build: Callable[[ResponseFacts], None] | None = None  # turns scratch into the fields above
 
 
 def as_int(value: Any) -> int | None:
@@ -159,7 +160,8 @@ def parts_of_content(content: Any) -> list[dict[str, Any]]:
         elif kind == "tool_use":
             parts.append(tool_call_part(field_of(block, "id"), field_of(block, "name"), field_of(block, "input")))
         elif kind == "tool_result":
-            parts.append({"type": "tool_call_response", "id": field_of(block, "tool_use_id"), "response": field_of(block, "content")})
+            call_id, response = field_of(block, "tool_use_id"), field_of(block, "content")
+            parts.append({"type": "tool_call_response", "id": call_id, "response": response})
         elif kind in ("thinking", "reasoning"):
             parts.append({"type": "reasoning", "content": field_of(block, "thinking") or field_of(block, "text")})
         else:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import time
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, SupportsIndex
 
 import wrapt
 
@@ -56,7 +57,7 @@ def _watch(proxy: Any, state: StreamState) -> None:
     weakref.finalize(proxy, StreamState.abandoned, state.invocation)
 
 
-class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class SyncStreamProxy(wrapt.ObjectProxy):
     """An SDK stream that finishes its invocation exactly once, whatever way it ends."""
 
     def __init__(self, wrapped: Any, state: StreamState) -> None:
@@ -64,7 +65,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_state = state
         _watch(self, state)
 
-    def __iter__(self) -> "SyncStreamProxy":
+    def __iter__(self) -> SyncStreamProxy:
         return self
 
     def __next__(self) -> Any:
@@ -79,7 +80,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_state.on_item(item)
         return item
 
-    def __enter__(self) -> "SyncStreamProxy":
+    def __enter__(self) -> SyncStreamProxy:
         self.__wrapped__.__enter__()
         return self
 
@@ -98,11 +99,11 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         finally:
             self._self_state.closed()
 
-    def __reduce_ex__(self, protocol: int) -> Any:  # pragma: no cover - streams are not picklable anyway
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:  # pragma: no cover - streams are not picklable anyway
         return self.__wrapped__.__reduce_ex__(protocol)
 
 
-class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class AsyncStreamProxy(wrapt.ObjectProxy):
     """The async twin of ``SyncStreamProxy``."""
 
     def __init__(self, wrapped: Any, state: StreamState) -> None:
@@ -110,7 +111,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_state = state
         _watch(self, state)
 
-    def __aiter__(self) -> "AsyncStreamProxy":
+    def __aiter__(self) -> AsyncStreamProxy:
         return self
 
     async def __anext__(self) -> Any:
@@ -125,7 +126,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_state.on_item(item)
         return item
 
-    async def __aenter__(self) -> "AsyncStreamProxy":
+    async def __aenter__(self) -> AsyncStreamProxy:
         await self.__wrapped__.__aenter__()
         return self
 
