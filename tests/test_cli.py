@@ -95,7 +95,7 @@ def test_query_filters(outbox_path: Path) -> None:
     assert run_cli("query", "--since", "1h", "--count", outbox=outbox_path).stdout.strip() == str(len(_all(outbox_path)))
     assert run_cli("query", "--until", "1h", "--count", outbox=outbox_path).stdout.strip() == "0"
     bad = run_cli("query", "--since", "yesterday-ish", outbox=outbox_path)
-    assert bad.returncode != 0 and "--since/--until" in bad.stderr
+    assert bad.returncode != 0 and "--since" in bad.stderr
 
 
 def _all(outbox: Path) -> list[Any]:

@@ -33,6 +33,7 @@ from auditel.api.helpers import (
     unsubscribe,
 )
 from auditel.api.audited import AuditScope, ToolDenied, audited, tool
+from auditel.api.read import query, read_all
 from auditel.config.settings import ConfigError, Settings
 from auditel.pipeline.processor import AuditProcessor
 from auditel.runtime import configure, shutdown
@@ -75,6 +76,8 @@ __all__ = [
     "model_call",
     "network_access",
     "policy_decision",
+    "query",
+    "read_all",
     "session_end",
     "session_start",
     "set_identity",
