@@ -226,6 +226,8 @@ def build_timeline(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         kind = _kind(str(rec.get("event_name", "")))
         t = int(rec.get("time_unix_nano") or 0)
         corr = a.get("audit.correlation.id")
+        if not corr and kind == "tool_call" and a.get("gen_ai.tool.call.id"):
+            corr = f"call:{a.get('audit.sequence.stream_id')}:{a['gen_ai.tool.call.id']}"
         if corr and kind == "tool_call" and corr in by_corr:
             row = by_corr[corr]
             row["records"].append(rec)
