@@ -182,23 +182,26 @@ class Trail:
     def max_rid(self) -> int:
         return int(self._conn.execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0])
 
-    def summary_rows(self, after_rid: int = 0) -> Iterator[tuple[Any, ...]]:
-        """For the session index: ``(rid, time_ns, event_name, stream_id, state, *SUMMARY_PATHS)``
-        for every record after ``after_rid``, in pages; the JSON is parsed once per row by SQLite."""
+    def summary_rows(self, *, above: int = 0, below: int | None = None, limit: int = 20000) -> list[tuple[Any, ...]]:
+        """For the session index: ``(rid, time_ns, event_name, stream_id, state, *SUMMARY_PATHS)`` for up
+        to ``limit`` records with ``above < rid < below``, newest first when ``below`` is given (the
+        index is built from the newest records back), else oldest first. One JSON parse per row, in SQLite."""
         paths = ", ".join("?" for _ in SUMMARY_PATHS)
-        sql = (
-            f"SELECT rid, time_ns, event_name, stream_id, state, json_extract(data, {paths}) FROM records "
-            f"WHERE rid>? ORDER BY rid LIMIT 20000"
-        )
-        lo = after_rid
-        while True:
-            rows = self._conn.execute(sql, (*SUMMARY_PATHS, lo)).fetchall()
-            for rid, t, ev, stream, state, extracted in rows:
-                values = json.loads(extracted) if extracted else [None] * len(SUMMARY_PATHS)
-                yield (rid, t, ev, stream, state, *values)
-            if len(rows) < 20000:
-                return
-            lo = rows[-1][0]
+        cols = f"rid, time_ns, event_name, stream_id, state, json_extract(data, {paths})"
+        if below is None:
+            sql = f"SELECT {cols} FROM records WHERE rid>? ORDER BY rid LIMIT {int(limit)}"
+            params: tuple[Any, ...] = (*SUMMARY_PATHS, above)
+        else:
+            sql = f"SELECT {cols} FROM records WHERE rid>? AND rid<? ORDER BY rid DESC LIMIT {int(limit)}"
+            params = (*SUMMARY_PATHS, above, below)
+        out = []
+        for rid, t, ev, stream, state, extracted in self._conn.execute(sql, params).fetchall():
+            values = json.loads(extracted) if extracted else [None] * len(SUMMARY_PATHS)
+            out.append((rid, t, ev, stream, state, *values))
+        return out
+
+    def min_rid(self) -> int:
+        return int(self._conn.execute("SELECT coalesce(min(rid), 0) FROM records").fetchone()[0])
 
     def streams(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

@@ -80,22 +80,71 @@ FILTERS = ("kind", "tool", "model", "outcome", "verdict")
 
 
 class SessionIndex:
-    """Per-session summaries of one outbox, kept up to date by rid."""
+    """Per-session summaries of one outbox, built from the newest records back and kept up to date.
 
-    def __init__(self, path: str | Path) -> None:
+    ``refresh`` reads what is new (a rid range above ``high``) and, the first time, the newest
+    ``first_chunk`` records, so the first page of the newest sessions is ready at once even on a
+    huge trail; ``index_older`` reads one more chunk below ``low`` (the viewer runs it in the
+    background until ``complete``). Summaries merge by min/max, so the order of reading does not matter.
+    """
+
+    def __init__(self, path: str | Path, *, first_chunk: int = 20000) -> None:
         self.path = Path(path)
         self.sessions: dict[str, Session] = {}
-        self.last_rid = 0
+        self.high = 0  # every record with rid <= high ...
+        self.low = 1  # ... and >= low is indexed
+        self.floor = 0  # the smallest rid in the outbox when last looked
+        self.first_chunk = first_chunk
         self._lock = threading.Lock()
+
+    @property
+    def complete(self) -> bool:
+        return self.low <= max(self.floor, 1)
+
+    def progress(self) -> dict[str, Any]:
+        span = max(1, self.high - self.floor + 1)
+        done = self.high - self.low + 1
+        return {"complete": self.complete, "indexed_fraction": 1.0 if self.complete else max(0.0, min(1.0, done / span))}
 
     def refresh(self) -> None:
         with self._lock, Trail(self.path) as trail:
-            if trail.max_rid() < self.last_rid:  # newest records purged: rids are reused, start over
+            top = trail.max_rid()
+            if top < self.high:  # the newest records were purged: rids are reused, start over
                 self.sessions.clear()
-                self.last_rid = 0
-            for row in trail.summary_rows(self.last_rid):
-                self._add(row)
-                self.last_rid = row[0]
+                self.high, self.low = 0, 1
+            self.floor = trail.min_rid()
+            if self.high == 0:
+                self.high, self.low = top, top + 1
+                self._older(trail, self.first_chunk)
+            while True:
+                rows = trail.summary_rows(above=self.high)
+                for row in rows:
+                    self._add(row)
+                    self.high = row[0]
+                if len(rows) < 20000:
+                    break
+
+    def index_older(self, chunk: int = 20000) -> bool:
+        """Index one more chunk of older records; False once everything is indexed."""
+        with self._lock, Trail(self.path) as trail:
+            self.floor = trail.min_rid()
+            return self._older(trail, chunk)
+
+    def index_all(self) -> None:
+        self.refresh()
+        while self.index_older(50000):
+            pass
+
+    def _older(self, trail: Trail, chunk: int) -> bool:
+        if self.complete:
+            return False
+        rows = trail.summary_rows(below=self.low, limit=chunk)
+        for row in rows:
+            self._add(row)
+            self.low = row[0]
+        if len(rows) < chunk:
+            self.low = min(self.low, max(self.floor, 1))
+        return not self.complete
 
     def _add(self, row: tuple[Any, ...]) -> None:
         rid, t, event_name, stream, _state, sid, trace, agent, outcome, verdict, tool, model, phase, _action, _dur = row
@@ -104,12 +153,12 @@ class SessionIndex:
         if s is None:
             s = self.sessions[key] = Session(key, str(sid) if sid else None, t, t, rid, rid)
         s.start_ns, s.end_ns = min(s.start_ns, t), max(s.end_ns, t)
-        s.last_rid = rid
+        s.first_rid, s.last_rid = min(s.first_rid, rid), max(s.last_rid, rid)
         s.records += 1
         kind = _kind(event_name)
         s.kinds.add(kind)
         s.streams.add(stream)
-        if agent and not s.agent:
+        if agent and (not s.agent or rid == s.first_rid):
             s.agent = str(agent)
         if kind == "model_call":
             s.model_calls += 1
@@ -166,7 +215,8 @@ class SessionIndex:
             found.append(s)
         found.sort(key=lambda s: s.start_ns, reverse=True)
         page = found[offset: offset + limit]
-        return {"total": len(found), "offset": offset, "limit": limit, "sessions": [s.as_dict() for s in page]}
+        return {"total": len(found), "offset": offset, "limit": limit, "sessions": [s.as_dict() for s in page],
+                "index": self.progress()}
 
 
 # --- one session's timeline ----------------------------------------------------------------------

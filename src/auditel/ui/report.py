@@ -35,7 +35,7 @@ def build_report(
 ) -> tuple[str, dict[str, Any]]:
     """The HTML text and the data it embeds."""
     index = SessionIndex(path)
-    index.refresh()
+    index.index_all()
     selected = [
         s for s in index.sessions.values()
         if (since_ns is None or s.end_ns >= since_ns) and (session is None or s.key == session or s.session_id == session)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,10 +43,23 @@ class Viewer:
         self.index = SessionIndex(self.path)
         self.integrity = IntegrityCache(self.path)
         self._refresh_lock = threading.Lock()
+        self.index_error: str | None = None
 
     def refresh(self) -> None:
         with self._refresh_lock:
             self.index.refresh()
+
+    def start_indexing(self) -> None:
+        """Index older records in the background, a chunk at a time (pages are served meanwhile)."""
+
+        def run() -> None:
+            try:
+                while self.index.index_older():
+                    time.sleep(0.001)  # let page requests take the index's lock between chunks
+            except Exception as exc:  # noqa: BLE001 - the list then says the index is incomplete
+                self.index_error = f"{type(exc).__name__}: {exc}"
+
+        threading.Thread(target=run, name="auditel-ui-index", daemon=True).start()
 
     def api(self, route: str, query: dict[str, str]) -> Any:
         if route == "/api/sessions":
@@ -124,6 +138,7 @@ def serve(path: str | Path, *, host: str = "127.0.0.1", port: int = 8787) -> Thr
     """A server bound and ready (not yet serving: call ``serve_forever``)."""
     viewer = Viewer(path)
     viewer.refresh()
+    viewer.start_indexing()
     viewer.integrity.get()  # start verifying in the background now
     server = ThreadingHTTPServer((host, port), make_handler(viewer, set()))
     server.daemon_threads = True

@@ -166,7 +166,12 @@
         tbody.appendChild(tr);
       });
       if (!page.sessions.length) tbody.appendChild(el("tr", {}, el("td", { colspan: "9", class: "muted", text: "No sessions match these filters." })));
-      $("page").textContent = page.total ? (page.offset + 1) + "–" + (page.offset + page.sessions.length) + " of " + page.total : "0 sessions";
+      var more = page.index && !page.index.complete;
+      $("page").textContent = (page.total ? (page.offset + 1) + "–" + (page.offset + page.sessions.length) + " of " + page.total : "0 sessions") +
+        (more ? " · reading older records: " + Math.floor(page.index.indexed_fraction * 100) + "% of the trail indexed" : "");
+      if (more && !state.indexPoll) {
+        state.indexPoll = setTimeout(function () { state.indexPoll = null; loadSessions(); }, 1500);
+      }
       $("prev").disabled = page.offset <= 0;
       $("next").disabled = page.offset + page.sessions.length >= page.total;
     }).catch(function (e) { $("sessions-error").textContent = String(e.message || e); });
