@@ -124,15 +124,27 @@ class SessionIndex:
                 if len(rows) < 20000:
                     break
 
-    def index_older(self, chunk: int = 20000) -> bool:
-        """Index one more chunk of older records; False once everything is indexed."""
-        with self._lock, Trail(self.path) as trail:
-            self.floor = trail.min_rid()
-            return self._older(trail, chunk)
+    def index_older(self, chunk: int = 5000) -> bool:
+        """Index one more chunk of older records; False once everything is indexed. The records are
+        read before the lock is taken (only one indexer moves ``low``), so pages are served meanwhile."""
+        with Trail(self.path) as trail:
+            floor = trail.min_rid()
+            low = self.low
+            rows = [] if low <= max(floor, 1) else trail.summary_rows(below=low, limit=chunk)
+        with self._lock:
+            if self.low != low:  # the index was reset or moved meanwhile: read again next time
+                return not self.complete
+            self.floor = floor
+            for row in rows:
+                self._add(row)
+                self.low = row[0]
+            if len(rows) < chunk:
+                self.low = min(self.low, max(self.floor, 1))
+            return not self.complete
 
     def index_all(self) -> None:
         self.refresh()
-        while self.index_older(50000):
+        while self.index_older(20000):
             pass
 
     def _older(self, trail: Trail, chunk: int) -> bool:
@@ -174,13 +186,18 @@ class SessionIndex:
 
     def facets(self) -> dict[str, list[str]]:
         out: dict[str, set[str]] = {"kind": set(), "tool": set(), "model": set(), "outcome": set(), "verdict": set()}
-        for s in self.sessions.values():
-            out["kind"] |= s.kinds
-            out["tool"] |= s.tools
-            out["model"] |= s.models
-            out["outcome"] |= s.outcomes
-            out["verdict"] |= s.verdicts
+        with self._lock:
+            for s in self.sessions.values():
+                self.facet_into(out, s)
         return {k: sorted(v) for k, v in out.items()}
+
+    @staticmethod
+    def facet_into(out: dict[str, set[str]], s: Session) -> None:
+        out["kind"] |= s.kinds
+        out["tool"] |= s.tools
+        out["model"] |= s.models
+        out["outcome"] |= s.outcomes
+        out["verdict"] |= s.verdicts
 
     def select(
         self,
@@ -194,6 +211,12 @@ class SessionIndex:
     ) -> dict[str, Any]:
         """One page of sessions (most recent first) matching every filter given."""
         needle = text.strip().lower()
+        with self._lock:  # the background indexer updates sessions meanwhile
+            return self._select(needle, since_ns, until_ns, offset, limit, wanted)
+
+    def _select(
+        self, needle: str, since_ns: int | None, until_ns: int | None, offset: int, limit: int, wanted: dict[str, Any]
+    ) -> dict[str, Any]:
         found = []
         for s in self.sessions.values():
             if since_ns is not None and s.end_ns < since_ns:
@@ -217,6 +240,12 @@ class SessionIndex:
         page = found[offset: offset + limit]
         return {"total": len(found), "offset": offset, "limit": limit, "sessions": [s.as_dict() for s in page],
                 "index": self.progress()}
+
+    def get(self, key: str) -> tuple[Session, dict[str, Any]] | None:
+        """A session and its summary as it is now (the indexer may still add to it)."""
+        with self._lock:
+            s = self.sessions.get(key)
+            return None if s is None else (s, s.as_dict())
 
 
 # --- one session's timeline ----------------------------------------------------------------------
@@ -341,13 +370,14 @@ def plain_record(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def timeline_payload(path: str | Path, index: SessionIndex, key: str, *, limit: int = 5000) -> dict[str, Any] | None:
-    session = index.sessions.get(key)
-    if session is None:
+    got = index.get(key)
+    if got is None:
         return None
+    session, summary = got
     records, truncated = session_records(path, session, limit=limit)
     rows = build_timeline(records)
     return {
-        "session": session.as_dict(),
+        "session": summary,
         "rows": rows,
         "records": {str(r["_rid"]): plain_record(r) for r in records},
         "truncated": truncated,

@@ -45,11 +45,7 @@ def build_report(
     timelines = {}
     for s in selected:
         timelines[s.key] = timeline_payload(path, index, s.key, limit=1_000_000)
-        facets["kind"] |= s.kinds
-        facets["tool"] |= s.tools
-        facets["model"] |= s.models
-        facets["outcome"] |= s.outcomes
-        facets["verdict"] |= s.verdicts
+        SessionIndex.facet_into(facets, s)
     integrity = run_verify(path)
     data = {
         "mode": "report",

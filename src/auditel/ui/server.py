@@ -55,7 +55,7 @@ class Viewer:
         def run() -> None:
             try:
                 while self.index.index_older():
-                    time.sleep(0.001)  # let page requests take the index's lock between chunks
+                    time.sleep(0.005)  # between chunks: page requests get the GIL and the index's lock
             except Exception as exc:  # noqa: BLE001 - the list then says the index is incomplete
                 self.index_error = f"{type(exc).__name__}: {exc}"
 
