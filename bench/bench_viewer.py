@@ -38,14 +38,17 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import auditel
 from auditel.store.outbox import Outbox
 from auditel.ui.model import SessionIndex, build_timeline, session_records
 from auditel.ui.server import serve
+
+INSERT = "INSERT INTO records(record_id, stream_id, seq, time_ns, event_name, data, record_hash) VALUES (?,?,?,?,?,?,?)"
 
 
 def generate(path: Path, records: int) -> None:
@@ -74,22 +77,41 @@ def generate(path: Path, records: int) -> None:
     for i in range(sessions):
         sid, stream = uuid.uuid4().hex, uuid.uuid4().hex
         base = time.time_ns() - span_ns + i * (span_ns // sessions)
-        for record_id, old_stream, seq, t, ev, data, rhash in template:
+        for record_id, _stream, seq, t, ev, data, rhash in template:
             text = data.replace(template[0][1], stream)
             obj = json.loads(text)
             obj["attributes"]["session.id"] = sid
             obj["attributes"]["audit.record.id"] = f"{record_id[:16]}{i:010d}"
             when = base + (t - t_first)
             obj["time_unix_nano"] = obj["observed_time_unix_nano"] = str(when)
-            if i % 50 == 0 and obj["attributes"].get("gen_ai.tool.name") == "read_file" and obj["attributes"].get("audit.phase") == "outcome":
+            if (
+                i % 50 == 0
+                and obj["attributes"].get("gen_ai.tool.name") == "read_file"
+                and obj["attributes"].get("audit.phase") == "outcome"
+            ):
                 obj["attributes"]["audit.outcome"] = "failure"
-            batch.append((obj["attributes"]["audit.record.id"], stream, seq, when, ev,
-                          json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False), rhash))
+            batch.append(
+                (
+                    obj["attributes"]["audit.record.id"],
+                    stream,
+                    seq,
+                    when,
+                    ev,
+                    json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+                    rhash,
+                )
+            )
         if len(batch) >= 20000:
-            conn.executemany("INSERT INTO records(record_id, stream_id, seq, time_ns, event_name, data, record_hash) VALUES (?,?,?,?,?,?,?)", batch)
+            conn.executemany(
+                INSERT,
+                batch,
+            )
             batch.clear()
     if batch:
-        conn.executemany("INSERT INTO records(record_id, stream_id, seq, time_ns, event_name, data, record_hash) VALUES (?,?,?,?,?,?,?)", batch)
+        conn.executemany(
+            INSERT,
+            batch,
+        )
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
@@ -167,14 +189,22 @@ def main() -> None:
     server.shutdown()
     server.server_close()
 
-    t, got = timed(lambda: list(auditel.query(kind="policy_decision", where={"audit.policy.verdict": "deny"}, limit=50, outbox=path)), args.repeat)
+    t, got = timed(
+        lambda: list(
+            auditel.query(kind="policy_decision", where={"audit.policy.verdict": "deny"}, limit=50, outbox=path)
+        ),
+        args.repeat,
+    )
     rows.append((f"auditel.query(kind=policy_decision, verdict deny, limit=50) -> {len(got)}", t))
     t, got = timed(lambda: list(auditel.query(session=some.key, outbox=path)), args.repeat)
     rows.append((f"auditel.query(session=…) -> {len(got)} (full scan in SQL)", t))
     t, got = timed(lambda: list(islice(auditel.read_all(outbox=path), 50)), args.repeat)
     rows.append(("first 50 records of auditel.read_all()", t))
 
-    print(f"\n{total:,} records, {len(index.sessions):,} sessions, {size_mb:,.0f} MB; median of {args.repeat} (open: 1 run)\n")
+    print(
+        f"\n{total:,} records, {len(index.sessions):,} sessions, {size_mb:,.0f} MB; "
+        f"median of {args.repeat} (indexing steps: 1 run)\n"
+    )
     print("| operation | time |")
     print("|---|---:|")
     for name, secs in rows:

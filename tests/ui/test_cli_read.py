@@ -33,7 +33,9 @@ def cli(outbox: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def demo(outbox_path: Path) -> Path:
     done = cli(outbox_path, "demo")
     assert done.returncode == 0, done.stderr
-    long_reason = "the quarterly numbers are confidential and may not leave the finance team under any circumstances " * 3
+    long_reason = (
+        "the quarterly numbers are confidential and may not leave the finance team under any circumstances " * 3
+    )
     auditel.configure(outbox=str(outbox_path))
     auditel.policy_decision("deny", policy_id="dlp", tool_name="upload", reason=long_reason)
     auditel.shutdown()
@@ -76,16 +78,25 @@ def test_verbose_shows_every_attribute_uncut(demo: Path) -> None:
 
 def test_json_is_unchanged(demo: Path) -> None:
     lines = cli(demo, "query", "--json").stdout.splitlines()
-    stored = [(data, rhash) for data, rhash in sqlite3.connect(demo).execute("SELECT data, record_hash FROM records ORDER BY rid")]
+    stored = [
+        (data, rhash)
+        for data, rhash in sqlite3.connect(demo).execute("SELECT data, record_hash FROM records ORDER BY rid")
+    ]
     assert [json.loads(line) for line in lines] == [dict(json.loads(d), hash=h) for d, h in stored]
     tail = cli(demo, "tail", "-n", "3", "--json").stdout.splitlines()
     assert [json.loads(line) for line in tail] == [json.loads(line) for line in lines[-3:]]
 
 
 def test_tail_follow_prints_new_records(demo: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDITEL_", "OTEL_"))} | {"AUDITEL_OUTBOX": str(demo)}
-    proc = subprocess.Popen([*AUDITEL, "tail", "-n", "1", "-f", "--interval", "0.1", "--max-seconds", "8"],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDITEL_", "OTEL_"))} | {
+        "AUDITEL_OUTBOX": str(demo)
+    }
+    proc = subprocess.Popen(
+        [*AUDITEL, "tail", "-n", "1", "-f", "--interval", "0.1", "--max-seconds", "8"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stdout is not None and proc.stdout.readline()  # following now
     auditel.configure(outbox=str(demo))
     auditel.tool_call("followed_tool", phase="intent")

@@ -35,18 +35,26 @@ def test_query_json_shape_and_filters(outbox_path: Path) -> None:
     everything = list(auditel.read_all(outbox=outbox_path))
     assert everything[0]["event_name"] == "auditel.stream.start" and len(everything) >= 7
     # the same dicts `auditel query --json` prints
-    out = subprocess.run([sys.executable, "-m", "auditel.cli", "query", "--json"], capture_output=True, text=True,
-                         env={**os.environ, "AUDITEL_OUTBOX": str(outbox_path)}, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "auditel.cli", "query", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AUDITEL_OUTBOX": str(outbox_path)},
+        check=True,
+    ).stdout
     assert [json.loads(line) for line in out.splitlines()] == everything
     assert all("hash" in r and "_rid" not in r for r in everything)
 
     tools = list(auditel.query(kind="tool_call", outbox=outbox_path))
     assert [r["attributes"]["audit.phase"] for r in tools] == ["intent", "outcome"]
     assert [r["event_name"] for r in auditel.query(kind=["model_call", "policy_decision"], outbox=outbox_path)] == [
-        "auditel.model_call", "auditel.policy_decision"]
+        "auditel.model_call",
+        "auditel.policy_decision",
+    ]
     assert len(list(auditel.query(session="s-2", kind="policy_decision", outbox=outbox_path))) == 1
     assert [r["attributes"]["session.id"] for r in auditel.query(session="s-1", outbox=outbox_path)] and all(
-        r["attributes"]["session.id"] == "s-1" for r in auditel.query(session="s-1", outbox=outbox_path))
+        r["attributes"]["session.id"] == "s-1" for r in auditel.query(session="s-1", outbox=outbox_path)
+    )
     assert len(list(auditel.query(outcome="failure", outbox=outbox_path))) == 1
     assert len(list(auditel.query(where={"x.n": 5}, outbox=outbox_path))) == 1
     assert len(list(auditel.query(where={"x.n": "5"}, outbox=outbox_path))) == 1
@@ -75,15 +83,24 @@ def test_query_rejects_bad_input_at_the_call(outbox_path: Path) -> None:
 
 def test_reading_never_writes(outbox_path: Path) -> None:
     _populate(outbox_path)
-    before = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in outbox_path.parent.iterdir() if p.name.startswith("outbox.db")}
+    before = {
+        p.name: (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in outbox_path.parent.iterdir()
+        if p.name.startswith("outbox.db")
+    }
     os.chmod(outbox_path, 0o400)  # a read-only file still reads
     try:
         assert len(list(auditel.read_all(outbox=outbox_path))) > 5
     finally:
         os.chmod(outbox_path, 0o600)
-    after = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in outbox_path.parent.iterdir()
-             if p.name.startswith("outbox.db") and p.name in before}
-    assert {k: v for k, v in after.items() if not k.endswith("-shm")} == {k: v for k, v in before.items() if not k.endswith("-shm")}
+    after = {
+        p.name: (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in outbox_path.parent.iterdir()
+        if p.name.startswith("outbox.db") and p.name in before
+    }
+    assert {k: v for k, v in after.items() if not k.endswith("-shm")} == {
+        k: v for k, v in before.items() if not k.endswith("-shm")
+    }
 
 
 WRITER = """
@@ -125,8 +142,11 @@ def test_parse_time_forms() -> None:
     now = 1_800_000_000 * 10**9
     assert parse_time("90s", now_ns=now) == now - 90 * 10**9
     assert parse_time("1w", now_ns=now) == now - 7 * 86400 * 10**9
-    assert parse_time("2026-01-31T12:00:00Z") == parse_time("2026-01-31T12:00:00+00:00") == parse_time(
-        dt.datetime(2026, 1, 31, 12, tzinfo=dt.timezone.utc))
+    assert (
+        parse_time("2026-01-31T12:00:00Z")
+        == parse_time("2026-01-31T12:00:00+00:00")
+        == parse_time(dt.datetime(2026, 1, 31, 12, tzinfo=dt.timezone.utc))
+    )
     assert parse_time(5) == 5 and parse_time(1.5) == 1_500_000_000
     for bad in ("soon", "", True):
         with pytest.raises(ValueError, match="ISO-8601"):

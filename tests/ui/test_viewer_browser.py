@@ -9,10 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from ui_support import (
-    AUDITEL, HOSTILE, HOSTILE_IMG, browser, clean_env, copy_outbox, make_demo_outbox, session_rows, tamper,
-    ui_server, wait_ready, wait_until,
+    AUDITEL,
+    HOSTILE,
+    HOSTILE_IMG,
+    browser,
+    clean_env,
+    copy_outbox,
+    make_demo_outbox,
+    session_rows,
+    tamper,
+    ui_server,
+    wait_ready,
+    wait_until,
 )
 
 
@@ -45,10 +54,11 @@ def check_sessions_and_timeline(page: Any) -> None:
     assert "policy_decision" in denied and "tool_call" in denied, denied
     # the policy decision sits inside its tool call (nested one level deeper)
     depth = page.eval_on_selector_all(
-        ".trow", "rs => rs.map(r => [r.getAttribute('data-kind'), r.querySelector('.label').style.paddingLeft])")
+        ".trow", "rs => rs.map(r => [r.getAttribute('data-kind'), r.querySelector('.label').style.paddingLeft])"
+    )
     tool_depth = [d for k, d in depth if k == "tool_call"]
     policy_depth = [d for k, d in depth if k == "policy_decision"]
-    assert policy_depth and all(p != t for p, t in zip(policy_depth, tool_depth)), depth
+    assert policy_depth and all(p != t for p, t in zip(policy_depth, tool_depth, strict=False)), depth
     # click the denial: every attribute of the decision record, digests marked as digests
     page.click(".trow.denied[data-kind='policy_decision']")
     detail = page.inner_text("#detail")
@@ -141,8 +151,13 @@ def test_live_viewer_shows_a_record_edited_behind_its_back(demo_outbox: Path, tm
 
 
 def write_report(outbox: Path, home: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*AUDITEL, "report", "--out", str(out), *extra], env=clean_env(outbox, home),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [*AUDITEL, "report", "--out", str(out), *extra],
+        env=clean_env(outbox, home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_report_offline_from_disk(demo_outbox: Path, tmp_path: Path) -> None:
@@ -152,7 +167,8 @@ def test_report_offline_from_disk(demo_outbox: Path, tmp_path: Path) -> None:
     assert (out.stat().st_mode & 0o777) == 0o600
     html = out.read_text()
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html.replace(
-        "https://api.example.com", "")  # the demo's recorded URL is data, not a resource
+        "https://api.example.com", ""
+    )  # the demo's recorded URL is data, not a resource
     with browser(offline=True) as page:
         page.goto(out.as_uri())
         wait_ready(page)

@@ -11,17 +11,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 AUDITEL = [sys.executable, "-m", "auditel.cli"]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 HOSTILE = "<script>alert(1)</script>"
 HOSTILE_IMG = '<img src=x onerror="alert(2)">'
@@ -50,8 +57,14 @@ def make_demo_outbox(directory: Path) -> Path:
     outbox = directory / "audit" / "outbox.db"
     env = clean_env(outbox, directory)
     subprocess.run([*AUDITEL, "demo"], env=env, check=True, capture_output=True, text=True, timeout=120)
-    subprocess.run([sys.executable, "-c", HOSTILE_SCRIPT], env=env | {"AUDITEL_ENABLED": "true"}, check=True,
-                   capture_output=True, text=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", HOSTILE_SCRIPT],
+        env=env | {"AUDITEL_ENABLED": "true"},
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return outbox
 
 
@@ -80,8 +93,13 @@ def tamper(outbox: Path, *, seq: int, old: str, new: str) -> int:
 
 @contextmanager
 def ui_server(outbox: Path, home: Path) -> Iterator[str]:
-    proc = subprocess.Popen([*AUDITEL, "ui", "--port", "0"], env=clean_env(outbox, home), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*AUDITEL, "ui", "--port", "0"],
+        env=clean_env(outbox, home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -111,8 +129,12 @@ def browser(*, offline: bool = False) -> Iterator[Any]:
     try:
         with sync_playwright() as p:
             ctx = p.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-                viewport={"width": 1280, "height": 900}, offline=offline,
+                profile,
+                executable_path=CHROMIUM,
+                args=CHROMIUM_ARGS,
+                headless=True,
+                viewport={"width": 1280, "height": 900},
+                offline=offline,
             )
             try:
                 page = ctx.new_page()
@@ -122,12 +144,14 @@ def browser(*, offline: bool = False) -> Iterator[Any]:
                 page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
                 page.on("pageerror", lambda e: page.errors.append(str(e)))  # type: ignore[attr-defined]
                 if offline:
+
                     def refuse(route: Any) -> None:
                         if route.request.url.startswith("file://"):
                             route.continue_()
                         else:
                             page.blocked.append(route.request.url)  # type: ignore[attr-defined]
                             route.abort()
+
                     ctx.route("**/*", refuse)
                 yield page
             finally:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from auditel.cli.times import parse_time
 from auditel.config.read import outbox_path
@@ -27,6 +28,7 @@ __all__ = ["KNOWN_KINDS", "TrailMissing", "query", "read_all", "record_from_row"
 
 # Kinds an app records plus the chain's own markers.
 KNOWN_KINDS: tuple[str, ...] = tuple(EVENT_KINDS) + ("stream.start", "stream.end", "checkpoint")
+
 
 def record_from_row(row: tuple[int, int, str | None, str]) -> dict[str, Any]:
     """A stored row as the ``query --json`` dict."""
@@ -116,14 +118,26 @@ def query(
 
 
 def _run(
-    outbox: Any, names: list[str] | None, since_ns: int | None, until_ns: int | None,
-    wanted: list[tuple[str, Any]], session: str | None, trace: str | None, stream: str | None, limit: int | None,
+    outbox: Any,
+    names: list[str] | None,
+    since_ns: int | None,
+    until_ns: int | None,
+    wanted: list[tuple[str, Any]],
+    session: str | None,
+    trace: str | None,
+    stream: str | None,
+    limit: int | None,
 ) -> Iterator[dict[str, Any]]:
     trail = Trail(outbox)
     with trail:
         rows = trail.iter_rows(
-            event_names=names, stream_id=stream, since_ns=since_ns, until_ns=until_ns,
-            session=session, trace=trace, newest_first=limit is not None,
+            event_names=names,
+            stream_id=stream,
+            since_ns=since_ns,
+            until_ns=until_ns,
+            session=session,
+            trace=trace,
+            newest_first=limit is not None,
         )
         if limit is None:
             for row in rows:

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from auditel.cli.format import fmt_time, format_record  # noqa: F401  (moved to cli.format; re-exported for old callers)
 from auditel.config.settings import ConfigError, Settings
 from auditel.store.outbox import Outbox
-from auditel.cli.format import fmt_time, format_record  # noqa: F401  (moved to cli.format; re-exported for old callers)
 
 
 def settings_from(args: Any) -> Settings:

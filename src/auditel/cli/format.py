@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 WIDTH = 120
 
@@ -47,12 +48,17 @@ def _essentials(kind: str, a: Mapping[str, Any]) -> list[str]:
         out.append(str(a.get("gen_ai.request.model") or a.get("audit.target.id") or "?"))
         tokens = (a.get("gen_ai.usage.input_tokens"), a.get("gen_ai.usage.output_tokens"))
         if any(t is not None for t in tokens):
-            out.append(f"tokens {tokens[0] if tokens[0] is not None else '?'}/{tokens[1] if tokens[1] is not None else '?'}")
+            out.append(
+                f"tokens {tokens[0] if tokens[0] is not None else '?'}/{tokens[1] if tokens[1] is not None else '?'}"
+            )
         names = a.get("audit.tool_calls.names")
         if isinstance(names, list) and names:
             out.append("asks " + ",".join(str(n) for n in names))
     elif kind == "policy_decision":
-        out += [str(a.get("audit.policy.verdict") or "?"), str(a.get("gen_ai.tool.name") or a.get("audit.target.id") or "")]
+        out += [
+            str(a.get("audit.policy.verdict") or "?"),
+            str(a.get("gen_ai.tool.name") or a.get("audit.target.id") or ""),
+        ]
         if a.get("audit.policy.id"):
             out.append(f"policy {a['audit.policy.id']}")
     else:
@@ -67,7 +73,9 @@ def _essentials(kind: str, a: Mapping[str, Any]) -> list[str]:
         if a.get("http.response.status_code") is not None:
             out.append(str(a["http.response.status_code"]))
     if kind != "policy_decision" and a.get("audit.outcome"):
-        out.append(str(a["audit.outcome"]).upper() if a["audit.outcome"] in ("failure", "denied") else str(a["audit.outcome"]))
+        out.append(
+            str(a["audit.outcome"]).upper() if a["audit.outcome"] in ("failure", "denied") else str(a["audit.outcome"])
+        )
     if a.get("audit.duration_ms") is not None:
         out.append(_ms(a["audit.duration_ms"]))
     if a.get("audit.reason"):

@@ -18,7 +18,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("query", help="filter records (kind, attribute, time, outcome, session)")
     p.add_argument("--kind", action="append", default=[], help=f"event kind ({', '.join(KNOWN_KINDS)}); repeatable")
     p.add_argument("--event", action="append", default=[], help="full event name; repeatable")
-    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE", help="attribute equals value; repeatable")
+    p.add_argument(
+        "--where", action="append", default=[], metavar="KEY=VALUE", help="attribute equals value; repeatable"
+    )
     p.add_argument("--outcome", help="success | failure | denied | unknown")
     p.add_argument("--session", help="session.id")
     p.add_argument("--trace", help="trace id (32 hex digits)")
@@ -52,9 +54,17 @@ def run(args: argparse.Namespace) -> int:
     path = outbox_path(getattr(args, "outbox", None))
     try:
         records = query(
-            kind=args.kind or None, event=args.event or None, since=since, until=until, where=wheres,
-            session=args.session, trace=args.trace, stream=args.stream, outcome=args.outcome,
-            limit=args.limit or None, outbox=path,
+            kind=args.kind or None,
+            event=args.event or None,
+            since=since,
+            until=until,
+            where=wheres,
+            session=args.session,
+            trace=args.trace,
+            stream=args.stream,
+            outcome=args.outcome,
+            limit=args.limit or None,
+            outbox=path,
         )
     except TrailMissing as exc:
         return fail(str(exc))

@@ -24,7 +24,9 @@ def run(args: argparse.Namespace) -> int:
 
     since = parse_time_arg(args.since, "--since", "report") if args.since else None
     path = outbox_path(getattr(args, "outbox", None))
-    scope = " · ".join(p for p in (f"since {args.since}" if args.since else "", f"session {args.session}" if args.session else "") if p)
+    scope = " · ".join(
+        p for p in (f"since {args.since}" if args.since else "", f"session {args.session}" if args.session else "") if p
+    )
     try:
         html, data = build_report(path, since_ns=since, session=args.session, scope=scope)
     except TrailMissing as exc:

@@ -7,7 +7,8 @@ import itertools
 import json
 import sys
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from auditel.api.read import record_from_row
 from auditel.cli.format import format_record, label_for, writer_labels

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import urllib.parse
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from auditel.store.outbox import PENDING_WHERE, STATE_DEAD, STATE_SHIPPED
 
@@ -60,7 +61,11 @@ def _prefilter(where: list[str], params: list[Any], key: str, value: Any) -> Non
     string attribute appears literally as ``"key":"value"``. ``instr`` finds that text at memory speed
     and spares the JSON parse of every other row; ``json_extract`` then confirms. Only for text that
     needs no escaping, so the literal is exact."""
-    if not isinstance(value, str) or any(c in value or c in key for c in '"\\') or any(ord(c) < 0x20 for c in value + key):
+    if (
+        not isinstance(value, str)
+        or any(c in value or c in key for c in '"\\')
+        or any(ord(c) < 0x20 for c in value + key)
+    ):
         return
     where.append("instr(data, ?) > 0")
     params.append(f'"{key}":"{value}"')
@@ -149,10 +154,16 @@ class Trail:
         ``equals``: ``(attribute, value)`` pairs compared in SQL (exact, typed: JSON numbers match
         numbers, strings match strings)."""
         where, params = self._where(
-            event_names=event_names, stream_id=stream_id, since_ns=since_ns, until_ns=until_ns,
-            session=session, trace=trace, equals=equals,
+            event_names=event_names,
+            stream_id=stream_id,
+            since_ns=since_ns,
+            until_ns=until_ns,
+            session=session,
+            trace=trace,
+            equals=equals,
         )
-        lo, hi = after_rid, before_rid
+        lo: int | None = after_rid
+        hi: int | None = before_rid
         while True:
             bounds = ["rid>?"] if lo is not None else []
             bparams: list[Any] = [lo] if lo is not None else []
@@ -162,7 +173,8 @@ class Trail:
             clause = " AND ".join(bounds + where) or "1=1"
             order = "DESC" if newest_first else "ASC"
             rows = self._conn.execute(
-                f"SELECT rid, state, record_hash, data FROM records WHERE {clause} ORDER BY rid {order} LIMIT {PAGE_ROWS}",
+                f"SELECT rid, state, record_hash, data FROM records WHERE {clause} "
+                f"ORDER BY rid {order} LIMIT {PAGE_ROWS}",
                 bparams + params,
             ).fetchall()
             yield from rows
@@ -175,9 +187,13 @@ class Trail:
 
     def count(self, **filters: Any) -> int:
         where, params = self._where(
-            event_names=filters.get("event_names"), stream_id=filters.get("stream_id"),
-            since_ns=filters.get("since_ns"), until_ns=filters.get("until_ns"),
-            session=filters.get("session"), trace=filters.get("trace"), equals=filters.get("equals", ()),
+            event_names=filters.get("event_names"),
+            stream_id=filters.get("stream_id"),
+            since_ns=filters.get("since_ns"),
+            until_ns=filters.get("until_ns"),
+            session=filters.get("session"),
+            trace=filters.get("trace"),
+            equals=filters.get("equals", ()),
         )
         sql = "SELECT count(*) FROM records" + (" WHERE " + " AND ".join(where) if where else "")
         return int(self._conn.execute(sql, params).fetchone()[0])
@@ -237,7 +253,9 @@ class Trail:
         conn = self._conn
         conn.execute("BEGIN")  # one read transaction, so the counts agree with each other
         try:
-            counts = dict(conn.execute("SELECT state, count(*) FROM records WHERE state != 0 GROUP BY state").fetchall())
+            counts = dict(
+                conn.execute("SELECT state, count(*) FROM records WHERE state != 0 GROUP BY state").fetchall()
+            )
             pending = conn.execute(f"SELECT count(*) FROM records WHERE {PENDING_WHERE}").fetchone()[0]
             oldest = conn.execute(f"SELECT time_ns FROM records WHERE {PENDING_WHERE} ORDER BY rid LIMIT 1").fetchone()
             dead = conn.execute(
@@ -251,8 +269,13 @@ class Trail:
             shipped=int(counts.get(STATE_SHIPPED, 0)),
             dead_lettered=int(counts.get(STATE_DEAD, 0)),
             oldest_pending_ns=None if oldest is None else int(oldest[0]),
-            last_dead_letter=None if dead is None else {
-                "record_id": dead[0], "reason": dead[1], "status": dead[2], "time_ns": dead[3],
+            last_dead_letter=None
+            if dead is None
+            else {
+                "record_id": dead[0],
+                "reason": dead[1],
+                "status": dead[2],
+                "time_ns": dead[3],
             },
         )
 
@@ -261,4 +284,3 @@ class Trail:
             return {k: v for k, v in self._conn.execute("SELECT key, value FROM meta")}
         except sqlite3.Error:
             return {}
-

@@ -14,7 +14,9 @@ from auditel.ui.model import session_key
 
 # What each finding means for someone who is not an engineer.
 PLAIN: dict[str, str] = {
-    "hash_mismatch": "This record was changed after it was written: its content no longer matches the fingerprint the next record holds.",
+    "hash_mismatch": (
+        "This record was changed after it was written: its content no longer matches its fingerprint in the chain."
+    ),
     "link": "The chain is broken here: this record does not point to the record before it.",
     "gap": "Records are missing here: the numbering jumps.",
     "out_of_order": "Records are stored out of order here.",
@@ -29,7 +31,9 @@ PLAIN: dict[str, str] = {
     "key": "A signing key problem: checkpoints cannot be trusted.",
     "untrusted_key": "Checkpoints are signed with a key that is not the expected one.",
     "pruned_conflict": "Records said to be deleted by retention do not match what remains.",
-    "end_unknown": "This writer has no end marker: it may still be running, or it stopped without closing (a crash or a cut).",
+    "end_unknown": (
+        "This writer has no end marker: it may still be running, or it stopped without closing (a crash or a cut)."
+    ),
     "unanchored_tail": "The newest records are not yet covered by a signed checkpoint.",
     "pruned": "Older records were deleted by retention (recorded, so this is not tampering).",
 }
@@ -75,8 +79,16 @@ def run_verify(path: str | Path) -> dict[str, Any]:
                     target.append(item)
     for bucket, target in (("problems", problems), ("notes", notes)):
         for f in data.get(bucket, []):
-            target.append({"stream_id": None, "code": f.get("code"), "message": f.get("message"),
-                           "plain": _plain(str(f.get("code")), str(f.get("message"))), "seq": None, "rid": None})
+            target.append(
+                {
+                    "stream_id": None,
+                    "code": f.get("code"),
+                    "message": f.get("message"),
+                    "plain": _plain(str(f.get("code")), str(f.get("message"))),
+                    "seq": None,
+                    "rid": None,
+                }
+            )
     streams = data.get("streams", [])
     if report.ok:
         headline = (
@@ -91,8 +103,21 @@ def run_verify(path: str | Path) -> dict[str, Any]:
         "headline": headline,
         "checked_ns": str(started),
         "streams": [
-            {k: s.get(k) for k in ("stream_id", "records", "first_seq", "last_seq", "checkpoints", "anchored_through",
-                                   "key_id", "end", "ok", "pruned_through")}
+            {
+                k: s.get(k)
+                for k in (
+                    "stream_id",
+                    "records",
+                    "first_seq",
+                    "last_seq",
+                    "checkpoints",
+                    "anchored_through",
+                    "key_id",
+                    "end",
+                    "ok",
+                    "pruned_through",
+                )
+            }
             for s in streams
         ],
         "problems": problems,
@@ -113,7 +138,7 @@ class IntegrityCache:
         self._running = False
 
     def fingerprint(self) -> tuple[Any, ...]:
-        out = []
+        out: list[tuple[int, int] | None] = []
         for suffix in ("", "-wal"):
             try:
                 st = (self.path.parent / (self.path.name + suffix)).stat()
@@ -138,8 +163,15 @@ class IntegrityCache:
         try:
             result = run_verify(self.path)
         except Exception as exc:  # noqa: BLE001 - shown on the page, never kills the server
-            result = {"state": "error", "ok": False, "headline": f"Could not verify: {type(exc).__name__}: {exc}",
-                      "problems": [], "notes": [], "streams": [], "key_ids": []}
+            result = {
+                "state": "error",
+                "ok": False,
+                "headline": f"Could not verify: {type(exc).__name__}: {exc}",
+                "problems": [],
+                "notes": [],
+                "streams": [],
+                "key_ids": [],
+            }
         with self._lock:
             self._result, self._fingerprint, self._running = result, fp, False
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from auditel.api.read import record_from_row
 from auditel.record.schema import EVENT_PREFIX
@@ -30,7 +31,7 @@ def session_key(record: dict[str, Any]) -> str:
 
 
 def _kind(event_name: str) -> str:
-    return event_name[len(EVENT_PREFIX):] if event_name.startswith(EVENT_PREFIX) else event_name
+    return event_name[len(EVENT_PREFIX) :] if event_name.startswith(EVENT_PREFIX) else event_name
 
 
 @dataclass
@@ -104,7 +105,10 @@ class SessionIndex:
     def progress(self) -> dict[str, Any]:
         span = max(1, self.high - self.floor + 1)
         done = self.high - self.low + 1
-        return {"complete": self.complete, "indexed_fraction": 1.0 if self.complete else max(0.0, min(1.0, done / span))}
+        return {
+            "complete": self.complete,
+            "indexed_fraction": 1.0 if self.complete else max(0.0, min(1.0, done / span)),
+        }
 
     def refresh(self) -> None:
         with self._lock, Trail(self.path) as trail:
@@ -237,9 +241,14 @@ class SessionIndex:
                 continue
             found.append(s)
         found.sort(key=lambda s: s.start_ns, reverse=True)
-        page = found[offset: offset + limit]
-        return {"total": len(found), "offset": offset, "limit": limit, "sessions": [s.as_dict() for s in page],
-                "index": self.progress()}
+        page = found[offset : offset + limit]
+        return {
+            "total": len(found),
+            "offset": offset,
+            "limit": limit,
+            "sessions": [s.as_dict() for s in page],
+            "index": self.progress(),
+        }
 
     def get(self, key: str) -> tuple[Session, dict[str, Any]] | None:
         """A session and its summary as it is now (the indexer may still add to it)."""
@@ -257,9 +266,9 @@ def session_records(path: str | Path, session: Session, *, limit: int = 5000) ->
     if session.session_id:
         filters["session"] = session.session_id
     elif key.startswith("trace:"):
-        filters["trace"] = key[len("trace:"):]
+        filters["trace"] = key[len("trace:") :]
     else:
-        filters["stream_id"] = key[len("stream:"):]
+        filters["stream_id"] = key[len("stream:") :]
     with Trail(path) as trail:
         for row in trail.iter_rows(after_rid=session.first_rid - 1, before_rid=session.last_rid + 1, **filters):
             rec = record_from_row(row)
@@ -288,7 +297,8 @@ def _label(kind: str, a: dict[str, Any]) -> str:
     if kind == "model_call":
         return f"model {a.get('gen_ai.request.model') or a.get('audit.target.id') or '?'}"
     if kind == "policy_decision":
-        return f"policy {a.get('audit.policy.verdict', '?')}: {a.get('gen_ai.tool.name') or a.get('audit.target.id') or ''}".rstrip(": ")
+        subject = a.get("gen_ai.tool.name") or a.get("audit.target.id") or ""
+        return f"policy {a.get('audit.policy.verdict', '?')}" + (f": {subject}" if subject else "")
     action = a.get("audit.action")
     target = a.get("audit.target.id")
     return " ".join(str(p) for p in (action or kind, target) if p)
@@ -337,8 +347,11 @@ def build_timeline(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     stacks: dict[Any, list[dict[str, Any]]] = {}
     for row in rows:
         stack = stacks.setdefault(row["stream"], [])
-        while stack and not (stack[-1]["start_ns"] <= row["start_ns"] and row["end_ns"] <= stack[-1]["end_ns"]
-                             and stack[-1]["end_ns"] > stack[-1]["start_ns"]):
+        while stack and not (
+            stack[-1]["start_ns"] <= row["start_ns"]
+            and row["end_ns"] <= stack[-1]["end_ns"]
+            and stack[-1]["end_ns"] > stack[-1]["start_ns"]
+        ):
             stack.pop()
         row["depth"] = len(stack)
         if row["end_ns"] > row["start_ns"]:
@@ -393,7 +406,11 @@ def delivery_payload(path: str | Path) -> dict[str, Any]:
     last_error = meta.get("last_error") or meta.get("last_delivery_error")
     if not last_error and d.last_dead_letter:
         dl = d.last_dead_letter
-        last_error = f"record {dl['record_id']} rejected" + (f" ({dl['status']})" if dl.get("status") else "") + f": {dl['reason']}"
+        last_error = (
+            f"record {dl['record_id']} rejected"
+            + (f" ({dl['status']})" if dl.get("status") else "")
+            + f": {dl['reason']}"
+        )
     return {
         "records_total": d.records_total,
         "pending": d.pending,

@@ -37,8 +37,10 @@ def build_report(
     index = SessionIndex(path)
     index.index_all()
     selected = [
-        s for s in index.sessions.values()
-        if (since_ns is None or s.end_ns >= since_ns) and (session is None or s.key == session or s.session_id == session)
+        s
+        for s in index.sessions.values()
+        if (since_ns is None or s.end_ns >= since_ns)
+        and (session is None or s.key == session or s.session_id == session)
     ]
     selected.sort(key=lambda s: s.start_ns, reverse=True)
     facets: dict[str, set[str]] = {"kind": set(), "tool": set(), "model": set(), "outcome": set(), "verdict": set()}
@@ -59,14 +61,21 @@ def build_report(
         "delivery": delivery_payload(path),
     }
     css, js = static_text("app.css"), static_text("app.js")
-    csp = (f"default-src 'none'; script-src {_sha256(js)}; style-src {_sha256(css)}; img-src data:; "
-           "base-uri 'none'; form-action 'none'")
+    csp = (
+        f"default-src 'none'; script-src {_sha256(js)}; style-src {_sha256(css)}; img-src data:; "
+        "base-uri 'none'; form-action 'none'"
+    )
     html = static_text("index.html")
-    html = html.replace('<meta charset="utf-8">', f'<meta charset="utf-8">\n<meta http-equiv="Content-Security-Policy" content="{csp}">', 1)
+    html = html.replace(
+        '<meta charset="utf-8">',
+        f'<meta charset="utf-8">\n<meta http-equiv="Content-Security-Policy" content="{csp}">',
+        1,
+    )
     html = html.replace('<link rel="stylesheet" href="/app.css">', f"<style>{css}</style>", 1)
     html = html.replace(
         '<script src="/app.js"></script>',
-        f'<script type="application/json" id="auditel-data">{_json_for_html(data)}</script>\n<script>{js}</script>', 1,
+        f'<script type="application/json" id="auditel-data">{_json_for_html(data)}</script>\n<script>{js}</script>',
+        1,
     )
     html = html.replace("<title>auditel: audit trail</title>", "<title>auditel: audit trail report</title>", 1)
     return html, data

@@ -27,12 +27,15 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-          "/app.css": ("app.css", "text/css; charset=utf-8")}
+STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/app.css": ("app.css", "text/css; charset=utf-8"),
+}
 
 
 def static_text(name: str) -> str:
-    return resources.files("auditel.ui").joinpath("static", name).read_text(encoding="utf-8")
+    return resources.files("auditel.ui").joinpath("static").joinpath(name).read_text(encoding="utf-8")
 
 
 class Viewer:
@@ -67,8 +70,11 @@ class Viewer:
             since = parse_time(query["since"]) if query.get("since") else None
             until = parse_time(query["until"]) if query.get("until") else None
             return self.index.select(
-                since_ns=since, until_ns=until, text=query.get("q", ""),
-                offset=max(0, int(query.get("offset", 0) or 0)), limit=min(500, max(1, int(query.get("limit", 50) or 50))),
+                since_ns=since,
+                until_ns=until,
+                text=query.get("q", ""),
+                offset=max(0, int(query.get("offset", 0) or 0)),
+                limit=min(500, max(1, int(query.get("limit", 50) or 50))),
                 **{k: query.get(k) or None for k in FILTERS},
             ) | {"facets": self.index.facets()}
         if route == "/api/session":
@@ -103,7 +109,9 @@ def make_handler(viewer: Viewer, allowed_hosts: set[str] | None) -> type[BaseHTT
             self.wfile.write(body)
 
         def _json(self, status: int, obj: Any) -> None:
-            self._send(status, json.dumps(obj, ensure_ascii=False, default=str).encode(), "application/json; charset=utf-8")
+            self._send(
+                status, json.dumps(obj, ensure_ascii=False, default=str).encode(), "application/json; charset=utf-8"
+            )
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             if allowed_hosts is not None and self.headers.get("Host", "") not in allowed_hosts:
@@ -154,6 +162,6 @@ def serve(path: str | Path, *, host: str = "127.0.0.1", port: int = 8787) -> Thr
 
 
 def url_of(server: ThreadingHTTPServer) -> str:
-    host, port = server.server_address[0], server.server_address[1]
-    shown = f"[{host}]" if ":" in str(host) else str(host)
+    host, port = str(server.server_address[0]), server.server_address[1]
+    shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/"
