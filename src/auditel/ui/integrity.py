@@ -36,6 +36,11 @@ PLAIN: dict[str, str] = {
     ),
     "unanchored_tail": "The newest records are not yet covered by a signed checkpoint.",
     "pruned": "Older records were deleted by retention (recorded, so this is not tampering).",
+    "key_not_pinned": (
+        "Signatures were checked with the key each writer announced. To rule out someone re-signing a rewritten "
+        "trail, check it against your own copy of the public key: auditel verify --public-key FILE."
+    ),
+    "redelivered": "Some records were stored twice, identically (delivery retried): not a problem.",
 }
 
 

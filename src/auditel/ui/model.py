@@ -21,6 +21,11 @@ from auditel.api.read import record_from_row
 from auditel.record.schema import EVENT_PREFIX
 from auditel.store.trail import Trail
 
+# A model call is one request to a provider: the agent's other actions happen between model calls, not
+# inside one, so a model call never contains other rows (concurrent work overlapping it in time is
+# not its child).
+LEAF_KINDS = {"model_call", "policy_decision", "file_access", "network_access", "heartbeat"}
+
 DENY_VERDICTS = {"deny", "denied", "block", "blocked", "reject", "rejected"}
 
 
@@ -307,7 +312,7 @@ def _label(kind: str, a: dict[str, Any]) -> str:
 def build_timeline(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows to draw: a tool call's intent and outcome form one row (its policy decision nests in it); records with
     a duration cover [time - duration, time]; a row nests under the innermost row of the same
-    stream whose span of time (or whose span id, when the trail has trace context) contains it."""
+    stream whose span of time contains it (model calls and other single facts are never containers)."""
     rows: list[dict[str, Any]] = []
     by_corr: dict[str, dict[str, Any]] = {}
     for rec in records:
@@ -354,7 +359,7 @@ def build_timeline(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ):
             stack.pop()
         row["depth"] = len(stack)
-        if row["end_ns"] > row["start_ns"]:
+        if row["end_ns"] > row["start_ns"] and row["kind"] not in LEAF_KINDS:
             stack.append(row)
     out = []
     for i, row in enumerate(rows):

@@ -128,7 +128,13 @@
       });
       body.appendChild(kv);
     }
-    (data.notes || []).slice(0, 5).forEach(function (n) { body.appendChild(el("div", { class: "muted", text: "Note: " + (n.plain || n.message) })); });
+    var shown = {};
+    (data.notes || []).forEach(function (n) { // "ended cleanly" is already said per stream above
+      var text = n.plain || n.message;
+      if (n.code === "ended" || shown[text]) return;
+      shown[text] = true;
+      body.appendChild(el("div", { class: "muted", text: "Note: " + text }));
+    });
   }
   function renderDelivery(d) {
     var body = clear($("delivery").querySelector(".body"));
