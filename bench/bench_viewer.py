@@ -12,7 +12,7 @@ times; every 50th session's tool call fails. (The clones are not re-chained: thi
 
 Measured (wall time, median of ``--repeat`` rounds, one process, warm page cache):
 
-* open: a new session index over the newest 20,000 records and the first page of the newest sessions
+* open: a new session index over the newest 10,000 records and the first page of the newest sessions
   (what ``auditel ui`` does before it prints its URL); then the rest of the trail is indexed in the
   background, newest to oldest, while pages are served (timed here as one step, and in total)
 * refresh: bringing the index up to date when nothing is new (every later page load)

@@ -56,21 +56,6 @@ def _json_path_for(key: str) -> str:
     return '$.attributes."' + key.replace('"', '""') + '"'
 
 
-def _prefilter(where: list[str], params: list[Any], key: str, value: Any) -> None:
-    """Records are stored as canonical JSON (RFC 8785: compact, no escaping beyond JSON's own), so a
-    string attribute appears literally as ``"key":"value"``. ``instr`` finds that text at memory speed
-    and spares the JSON parse of every other row; ``json_extract`` then confirms. Only for text that
-    needs no escaping, so the literal is exact."""
-    if (
-        not isinstance(value, str)
-        or any(c in value or c in key for c in '"\\')
-        or any(ord(c) < 0x20 for c in value + key)
-    ):
-        return
-    where.append("instr(data, ?) > 0")
-    params.append(f'"{key}":"{value}"')
-
-
 class Trail:
     """A read-only handle on one outbox file. Cheap to create; one connection per handle."""
 
@@ -126,11 +111,9 @@ class Trail:
         if session is not None:
             pairs.append(("session.id", session))
         for key, value in pairs:
-            _prefilter(where, params, key, value)
             where.append("json_extract(data, ?)=?")
             params.extend((_json_path_for(key), value))
         if trace is not None:
-            _prefilter(where, params, "trace_id", trace)
             where.append("json_extract(data, '$.trace_id')=?")
             params.append(trace)
         return where, params

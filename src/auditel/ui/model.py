@@ -94,7 +94,7 @@ class SessionIndex:
     background until ``complete``). Summaries merge by min/max, so the order of reading does not matter.
     """
 
-    def __init__(self, path: str | Path, *, first_chunk: int = 20000) -> None:
+    def __init__(self, path: str | Path, *, first_chunk: int = 10000) -> None:
         self.path = Path(path)
         self.sessions: dict[str, Session] = {}
         self.high = 0  # every record with rid <= high ...
@@ -117,11 +117,13 @@ class SessionIndex:
 
     def refresh(self) -> None:
         with self._lock, Trail(self.path) as trail:
-            top = trail.max_rid()
-            if top < self.high:  # the newest records were purged: rids are reused, start over
+            top, floor = trail.max_rid(), trail.min_rid()
+            # Records this index counted are gone: the newest (their rids will be reused) or, after a
+            # purge or retention, the oldest ones (floor above what was indexed). Start over.
+            if top < self.high or (self.high and floor > self.low):
                 self.sessions.clear()
                 self.high, self.low = 0, 1
-            self.floor = trail.min_rid()
+            self.floor = floor
             if self.high == 0:
                 self.high, self.low = top, top + 1
                 self._older(trail, self.first_chunk)
