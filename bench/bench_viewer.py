@@ -22,6 +22,8 @@ Measured (wall time, median of ``--repeat`` rounds, one process, warm page cache
 * query: ``auditel.query(kind="policy_decision", where={"audit.policy.verdict": "deny"}, limit=50)``
   (newest first, stops at 50), ``auditel.query(session=…)`` (one session, a full scan in SQL),
   and the first 50 records of ``auditel.read_all()``.
+
+The latest figures (1,000,000 records) are in docs/viewer.md, "Large trails".
 """
 
 from __future__ import annotations

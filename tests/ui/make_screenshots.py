@@ -57,7 +57,8 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="auditel-shots-"))
     outbox = home / "audit" / "outbox.db"
     env = clean_env(outbox, home)
-    subprocess.run([*AUDITEL, "demo"], env=env | {"AUDITEL_AGENT_NAME": "research-agent"}, check=True, capture_output=True)
+    renamed = env | {"AUDITEL_AGENT_NAME": "research-agent"}
+    subprocess.run([*AUDITEL, "demo"], env=renamed, check=True, capture_output=True)
     subprocess.run([sys.executable, "-c", SUPPORT_AGENT], env=env | {"AUDITEL_ENABLED": "true"}, check=True)
     subprocess.run([*AUDITEL, "demo"], env=env, check=True, capture_output=True)
     top = "document.querySelector('#timeline-section').getBoundingClientRect().top + window.scrollY"
