@@ -137,6 +137,24 @@ def test_live_viewer(demo_outbox: Path, tmp_path: Path) -> None:
         check_hostile_text(page, scripts_expected=1)
 
 
+def test_live_viewer_follows_an_app_that_keeps_recording(demo_outbox: Path, tmp_path: Path) -> None:
+    outbox = copy_outbox(demo_outbox, tmp_path)
+    with ui_server(outbox, tmp_path) as url, browser() as page:
+        page.goto(url)
+        wait_ready(page)
+        assert len(session_rows(page)) == 2
+        env = clean_env(outbox, tmp_path) | {"AUDITEL_ENABLED": "true", "AUDITEL_AGENT_NAME": "late-agent"}
+        done = subprocess.run([*AUDITEL, "demo"], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr  # the app recorded while the viewer had the file open
+        wait_until(lambda: len(session_rows(page)) == 3, 20)
+        assert "late-agent" in session_rows(page)[0]
+        wait_until(
+            lambda: "Intact" in page.inner_text("#integrity-headline") and "3 stream" in page.inner_text("#integrity"),
+            30,
+        )
+        assert "3 stream(s)" in page.inner_text("#integrity-headline")
+
+
 def test_live_viewer_shows_a_record_edited_behind_its_back(demo_outbox: Path, tmp_path: Path) -> None:
     outbox = copy_outbox(demo_outbox, tmp_path)
     with ui_server(outbox, tmp_path) as url, browser() as page:

@@ -283,6 +283,7 @@
           if (JSON.stringify(d.problems) !== before) refreshTimelineMarks();
         }).catch(function () {});
         getDelivery().then(renderDelivery).catch(function () {});
+        if (state.offset === 0 && !state.indexPoll) loadSessions(); // new sessions appear at the top
       }, 3000);
     }
     getIntegrity().then(function (d) { renderIntegrity(d); refreshTimelineMarks(); });
