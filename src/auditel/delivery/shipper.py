@@ -296,10 +296,14 @@ class Shipper:
         small = len(rows) < self.tuning.batch_records and sum(len(row[2]) for row in rows) < self.tuning.batch_bytes // 2
         stop = "partial" if small else None
         try:
-            payload = self._encode(rows, self._resources_for(rows))
-            if len(payload) <= self.tuning.batch_bytes or len(rows) == 1:
+            rows, payload = self._encode_isolating(rows)
+            lease.rows = rows  # without the records that could not be encoded (now dead letters)
+            if payload is None:
+                ok = True  # every record of the batch was a dead letter: nothing to send
+            elif len(payload) <= self.tuning.batch_bytes or len(rows) == 1:
                 return stop, (lease, payload), False
-            ok = self._deliver_halves(rows)
+            else:
+                ok = self._deliver_halves(rows)
         except Exception as exc:  # noqa: BLE001 - a bug or a database error: count, back off
             ok = self._failed_with(exc)
         self._end_lease(lease)
@@ -375,10 +379,34 @@ class Shipper:
     def _deliver(self, rows: Sequence[StoredRow]) -> bool:
         """Encode and send ``rows`` on this thread (split when too large); True when they are
         settled (shipped or dead-lettered), False to back off."""
-        payload = self._encode(rows, self._resources_for(rows))
+        rows, payload = self._encode_isolating(rows)
+        if payload is None:
+            return True
         if len(payload) > self.tuning.batch_bytes and len(rows) > 1:
             return self._deliver_halves(rows)
         return self._settle(rows, self._send(payload))
+
+    def _encode_isolating(self, rows: Sequence[StoredRow]) -> tuple[list[StoredRow], bytes | None]:
+        """Encode ``rows``; a record that cannot be encoded (a corrupt or hostile stored form, e.g.
+        ``time_unix_nano`` stored as ``"1.5e+18"``) goes to the dead letters with the reason, so it can
+        never hold back the records after it. Returns the rows encoded and their payload (None: none left)."""
+        resources = self._resources_for(rows)
+        try:
+            return list(rows), self._encode(rows, resources)
+        except Exception:  # noqa: BLE001 - find the record(s) at fault, one by one
+            pass
+        good: list[StoredRow] = []
+        for row in rows:
+            try:
+                self._encode([row], resources)
+            except Exception as exc:  # noqa: BLE001 - this record cannot be encoded: isolate it
+                why = f"{type(exc).__name__}: {str(exc)[:200]}"
+                self._dead_letter([row[0]], Outcome("unencodable", "cannot encode", why))
+                continue
+            good.append(row)
+        if not good:
+            return good, None
+        return good, self._encode(good, resources)
 
     def _settle(self, rows: Sequence[StoredRow], outcome: Outcome, *, marked: bool = False, clean: bool = True) -> bool:
         """Act on the answer for ``rows`` (``marked``: a sender thread already marked them shipped).
@@ -456,10 +484,12 @@ class Shipper:
         self.dead_lettered_total += moved
         self.last_error = f"dead-lettered {moved} records: {outcome.describe()}"
         self.last_error_kind = outcome.kind
-        if "dead_letter" not in self._reported:
-            self._reported.add("dead_letter")
+        key = "dead_letter_encode" if outcome.kind == "unencodable" else "dead_letter"
+        if key not in self._reported:
+            self._reported.add(key)
+            who = "cannot be encoded as OTLP" if outcome.kind == "unencodable" else "were rejected by the backend"
             _stderr(
-                f"auditel: the backend rejected {moved} audit records ({outcome.describe()}); they are kept in the"
+                f"auditel: {moved} audit records {who} ({outcome.describe()}); they are kept in the"
                 " outbox as dead letters, not deleted: list them with `auditel dead-letters`, resend with"
                 " `auditel dead-letters --requeue` (reported once; counted in status()['dead_lettered_total'])"
             )
