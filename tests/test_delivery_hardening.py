@@ -118,3 +118,236 @@ def test_an_unencodable_record_does_not_stall_the_worker(tmp_path: Path, capture
     status = auditel.status()
     assert status["dead_lettered_total"] == 1
     assert status["pending"] == 0
+
+
+# --- hostile endpoints (test doubles: see the module docstring) --------------------------------------------------
+class HostileServer:
+    """A raw TCP server on 127.0.0.1 that reads one HTTP request per connection and then answers as
+    ``mode`` says: ``"slowloris"`` trickles a status line one byte every ``gap_s`` for ever;
+    ``"huge"`` answers 200 with a 3 GB Content-Length and streams zeros (up to ``limit`` bytes, then
+    stalls). ``sent`` counts the body bytes the kernel took from it (what the client could read)."""
+
+    def __init__(self, mode: str, *, gap_s: float = 0.5, limit: int = 96 * 1024 * 1024) -> None:
+        self.mode = mode
+        self.gap_s = gap_s
+        self.limit = limit
+        self.sent = 0
+        self.requests = 0
+        self._stop = threading.Event()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.2)
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _read_request(self, conn: socket.socket) -> bool:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            body += chunk
+        self.requests += 1
+        return True
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(60)
+        try:
+            if not self._read_request(conn):
+                return
+            if self.mode == "slowloris":
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100000:
+                    if self._stop.wait(self.gap_s):
+                        return
+                    conn.sendall(bytes([byte]))
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 3000000000\r\n\r\n")
+                chunk = b"\0" * 65536
+                while self.sent < self.limit and not self._stop.is_set():
+                    conn.sendall(chunk)
+                    self.sent += len(chunk)
+                self._stop.wait(30)  # stall with the connection open
+        except OSError:
+            pass  # the client hung up: what we want
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._sock.close()
+
+
+@pytest.fixture
+def slowloris() -> Iterator[HostileServer]:
+    server = HostileServer("slowloris")
+    yield server
+    server.stop()
+
+
+def ship_in_thread(shipper: Shipper) -> str:
+    """``ship_batch`` on a helper thread; the test fails (instead of hanging) if it never returns."""
+    result: list[str] = []
+    thread = threading.Thread(target=lambda: result.append(shipper.ship_batch()), daemon=True)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive(), "the request was never cut off"
+    return result[0]
+
+
+def test_a_slowloris_endpoint_is_cut_off_at_the_timeout_and_counted(tmp_path: Path, slowloris: HostileServer) -> None:
+    path, _ids = make_backlog(tmp_path, 10)
+    shipper = make_shipper(path, slowloris.endpoint, OTEL_EXPORTER_OTLP_TIMEOUT="1000")
+    try:
+        assert ship_in_thread(shipper) == "failed"
+    finally:
+        shipper.close()
+    status = shipper.status()
+    assert status["request_timeouts"] == 1
+    assert "RequestTimeout" in status["last_ship_error"]
+    assert status["possibly_delivered"] == len(_ids)  # the request was sent: it may have been processed
+    assert outbox_ids(path, STATE_PENDING) == _ids  # nothing lost, retried later
+
+
+def test_the_worker_reports_a_slowloris_endpoint_in_status(tmp_path: Path, slowloris: HostileServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import auditel
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", slowloris.endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1000")
+    runtime.configure(outbox=tmp_path / "o.db")
+    emit_many(5)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not auditel.status().get("request_timeouts"):
+        time.sleep(0.1)
+    status = auditel.status()
+    assert status["request_timeouts"] >= 1
+    assert "RequestTimeout" in (status["last_ship_error"] or "")
+    assert status["pending"] >= 5
+
+
+def test_sync_timeout_bounds_the_command_against_a_slowloris_endpoint(tmp_path: Path, slowloris: HostileServer) -> None:
+    path, ids = make_backlog(tmp_path, 10)
+    started = time.monotonic()
+    # the per-request timeout (30 s) is longer than --timeout: the command's bound must win
+    done = run_sync(path, slowloris.endpoint, "--timeout", "3", "--json", timeout=120, OTEL_EXPORTER_OTLP_TIMEOUT="30000")
+    elapsed = time.monotonic() - started
+    print(f"sync --timeout 3 against slowloris returned after {elapsed:.1f} s")
+    assert done.returncode == 1
+    assert f'"pending": {len(ids)}' in done.stdout
+    assert slowloris.requests >= 1
+    assert sorted(outbox_ids(path, STATE_PENDING)) == sorted(ids)
+
+
+def test_a_huge_response_body_is_not_read_beyond_the_limit(tmp_path: Path) -> None:
+    from auditel.delivery.transport import MAX_RESPONSE_BYTES
+
+    server = HostileServer("huge")
+    path, ids = make_backlog(tmp_path, 10)
+    shipper = make_shipper(path, server.endpoint, OTEL_EXPORTER_OTLP_TIMEOUT="5000")
+    try:
+        assert ship_in_thread(shipper) == "done"  # a 200 is an acceptance, whatever follows it
+        time.sleep(0.5)  # let the server notice the hang-up
+    finally:
+        shipper.close()
+        server.stop()
+    # what the server could push = what we read + the two loopback socket buffers (a few MiB);
+    # reading the body to its end would have taken all 96 MiB offered
+    assert server.sent < MAX_RESPONSE_BYTES + 32 * 1024 * 1024, server.sent
+    assert outbox_ids(path, STATE_PENDING) == []
+    assert "not read" in (shipper.status()["last_ship_warning"] or "")
+
+
+# --- item 13: nothing sent is never "possibly delivered" ------------------------------------------------------------
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_connection_refused_is_not_possibly_delivered(tmp_path: Path, protocol: str) -> None:
+    path, _ids = make_backlog(tmp_path, 10)
+    shipper = make_shipper(path, f"http://127.0.0.1:{_closed_port()}", OTEL_EXPORTER_OTLP_PROTOCOL=protocol)
+    try:
+        assert ship_in_thread(shipper) == "failed"
+    finally:
+        shipper.close()
+    status = shipper.status()
+    assert status["last_ship_error_kind"] == "transport"
+    assert status["possibly_delivered"] == 0
+
+
+def test_a_tls_handshake_failure_is_not_possibly_delivered(tmp_path: Path, capture: CaptureServer) -> None:
+    path, _ids = make_backlog(tmp_path, 10)
+    # https:// to a plain-HTTP server: the TLS handshake fails before any request byte is sent
+    shipper = make_shipper(path, f"https://127.0.0.1:{capture.port}")
+    try:
+        assert ship_in_thread(shipper) == "failed"
+    finally:
+        shipper.close()
+    status = shipper.status()
+    assert "SSL" in status["last_ship_error"]
+    assert status["possibly_delivered"] == 0
+    assert capture.records == []
+
+
+def test_grpc_deadline_bounds_a_hung_call_and_is_counted(tmp_path: Path) -> None:
+    import grpc
+    from concurrent import futures
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+
+    release = threading.Event()
+
+    def export(request: Any, context: Any) -> Any:
+        release.wait(60)  # a hung backend
+        return logs_service_pb2.ExportLogsServiceResponse()
+
+    handler = grpc.method_handlers_generic_handler(
+        "opentelemetry.proto.collector.logs.v1.LogsService",
+        {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                export,
+                request_deserializer=logs_service_pb2.ExportLogsServiceRequest.FromString,
+                response_serializer=logs_service_pb2.ExportLogsServiceResponse.SerializeToString,
+            )
+        },
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    path, _ids = make_backlog(tmp_path, 10)
+    shipper = make_shipper(path, f"http://127.0.0.1:{port}", OTEL_EXPORTER_OTLP_PROTOCOL="grpc", OTEL_EXPORTER_OTLP_TIMEOUT="1000")
+    try:
+        assert ship_in_thread(shipper) == "failed"
+    finally:
+        release.set()
+        shipper.close()
+        server.stop(0)
+    status = shipper.status()
+    assert status["request_timeouts"] == 1
+    assert "DEADLINE_EXCEEDED" in status["last_ship_error"]
+    assert status["possibly_delivered"] == len(_ids)

@@ -178,6 +178,8 @@ class Shipper:
         self.retried = 0
         self.dead_lettered_total = 0
         self.possibly_delivered = 0
+        self.request_timeouts = 0  # requests cut off at their deadline (hung or trickling endpoint)
+        self._deadline: float | None = None  # set while a bounded caller (sync, flush) ships
         self.failures = 0
         self.last_error: str | None = None
         self.last_error_kind: str | None = None
@@ -437,8 +439,10 @@ class Shipper:
             self.backoff_s = 0.0
             return True
         self._count_attempt(rows)
-        if outcome.kind == "transport":
+        if outcome.kind == "transport" and outcome.maybe_delivered:
             self.possibly_delivered += len(rows)
+        if outcome.timed_out:
+            self.request_timeouts += 1
         self._schedule(outcome, escalate=clean)
         return False
 
@@ -453,7 +457,11 @@ class Shipper:
     def _send(self, payload: bytes) -> Outcome:
         if self._transport is None:
             self._transport = self._transport_factory(self.config)
-        return self._transport.send(payload)
+        deadline = self._deadline
+        if deadline is None:
+            return self._transport.send(payload)
+        # a bounded caller (``auditel sync --timeout``, ``flush``): no request outlives its deadline
+        return self._transport.send(payload, min(self.config.timeout_s, deadline - time.monotonic()))
 
     def _count_attempt(self, rows: Sequence[StoredRow]) -> None:
         try:
@@ -548,23 +556,32 @@ class Shipper:
             if now < self.next_attempt:
                 time.sleep(min(self.next_attempt - now, deadline - now))
                 continue
-            if self.pump(deadline - now) == "empty":
+            self._deadline = deadline
+            try:
+                result = self.pump(deadline - now)
+            finally:
+                self._deadline = None
+            if result == "empty":
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))  # others hold leases
 
     def drain(self, timeout: float, progress: Callable[[], None] | None = None) -> None:
         """Ship on the calling thread until nothing is pending or ``timeout`` passes (``auditel sync``)."""
         deadline = time.monotonic() + max(0.0, timeout)
-        while time.monotonic() < deadline:
-            result = self.pump(deadline - time.monotonic(), progress)
-            if progress is not None:
-                progress()
-            if result in ("empty", "partial"):
-                if not self.queue.any_pending():
-                    return
-                if result == "empty":
-                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))  # leased by another process
-            elif result == "failed":
-                time.sleep(max(0.0, min(self.next_attempt, deadline) - time.monotonic()))
+        self._deadline = deadline  # every request ends by the deadline too (a hung endpoint cannot hold it)
+        try:
+            while time.monotonic() < deadline:
+                result = self.pump(deadline - time.monotonic(), progress)
+                if progress is not None:
+                    progress()
+                if result in ("empty", "partial"):
+                    if not self.queue.any_pending():
+                        return
+                    if result == "empty":
+                        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))  # leased by another process
+                elif result == "failed":
+                    time.sleep(max(0.0, min(self.next_attempt, deadline) - time.monotonic()))
+        finally:
+            self._deadline = None
 
     def close(self) -> None:
         for pool in (self._senders, self._marker):
@@ -585,6 +602,7 @@ class Shipper:
             "batches_sent": self.batches_sent,
             "retried": self.retried,
             "possibly_delivered": self.possibly_delivered,
+            "request_timeouts": self.request_timeouts,
             "dead_lettered_total": self.dead_lettered_total,
             "consecutive_failures": self.failures,
             "ship_pauses_for_app": self.paused_for_app,
