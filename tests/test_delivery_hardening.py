@@ -20,12 +20,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
-from auditel import runtime
-from auditel.config.otlp import exporter_from_env, tuning_from_env
-from auditel.delivery.shipper import Shipper
-from auditel.store.outbox import STATE_DEAD, STATE_PENDING, Outbox
-from auditel.store.shipping_queue import ShippingQueue
 from otlp_harness import CaptureServer, RotelCollector
 from shipping_support import (  # noqa: F401 - fixtures
     FAST_SHIP_ENV,
@@ -36,6 +30,12 @@ from shipping_support import (  # noqa: F401 - fixtures
     isolated,
     outbox_ids,
 )
+
+from auditel import runtime
+from auditel.config.otlp import exporter_from_env, tuning_from_env
+from auditel.delivery.shipper import Shipper
+from auditel.store.outbox import STATE_DEAD, STATE_PENDING, Outbox
+from auditel.store.shipping_queue import ShippingQueue
 
 BAD_TIMES = ['"1.5e+18"', '"True"', "true", '"-5"', "-5", '"12abc"']
 
@@ -261,9 +261,10 @@ def test_sync_timeout_bounds_the_command_against_a_slowloris_endpoint(tmp_path: 
     assert sorted(outbox_ids(path, STATE_PENDING)) == sorted(ids)
 
 
-def test_a_huge_response_body_is_not_read_beyond_the_limit(tmp_path: Path) -> None:
-    from auditel.delivery.transport import MAX_RESPONSE_BYTES
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # what an OTLP answer can sensibly be (transport.MAX_RESPONSE_BYTES)
 
+
+def test_a_huge_response_body_is_not_read_beyond_the_limit(tmp_path: Path) -> None:
     server = HostileServer("huge")
     path, ids = make_backlog(tmp_path, 10)
     shipper = make_shipper(path, server.endpoint, OTEL_EXPORTER_OTLP_TIMEOUT="5000")
@@ -315,8 +316,9 @@ def test_a_tls_handshake_failure_is_not_possibly_delivered(tmp_path: Path, captu
 
 
 def test_grpc_deadline_bounds_a_hung_call_and_is_counted(tmp_path: Path) -> None:
-    import grpc
     from concurrent import futures
+
+    import grpc
     from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 
     release = threading.Event()

@@ -26,7 +26,7 @@ from auditel.record import schema as S
 try:  # orjson parses the stored JSON 3-5x faster when it is installed; the result is identical
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover - depends on the environment
-    _loads = json.loads
+    _loads = json.loads  # type: ignore[assignment]
 _b64decode = base64.b64decode
 
 # (rid, stream_id, data) as claimed from the outbox

@@ -52,7 +52,7 @@ CONFIG_HTTP = frozenset({404, 405, 415})
 _GRPC_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 _GRPC_RETRY = frozenset({"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE", "DATA_LOSS"})
 _GRPC_AUTH = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
-_GRPC_NOT_SENT = re.compile(r"failed to connect|connection refused|handshake|DNS resolution failed|name resolution", re.I)
+_GRPC_NOT_SENT = re.compile(r"failed to connect|connection refused|handshake|DNS resolution failed|name resolution", re.IGNORECASE)
 _BODY_SNIPPET = 300
 # An OTLP answer is an ExportLogsServiceResponse (a count and a message) or a short error: a body
 # larger than this is never read (a hostile or broken endpoint must not take the app's memory).
@@ -488,7 +488,7 @@ class GrpcTransport:
             outcome.maybe_delivered = not (name == "UNAVAILABLE" and _GRPC_NOT_SENT.search(details or ""))
         elif name == "RESOURCE_EXHAUSTED":
             outcome = Outcome(Kind.RETRY, label, details, retry_after_s=retry_after) if retry_after is not None else Outcome(
-                "permanent", label, details
+                Kind.PERMANENT, label, details
             )
         elif name in _GRPC_AUTH:
             outcome = Outcome(Kind.AUTH, label, details or "credentials rejected: check OTEL_EXPORTER_OTLP_HEADERS")
