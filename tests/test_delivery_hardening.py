@@ -353,3 +353,17 @@ def test_grpc_deadline_bounds_a_hung_call_and_is_counted(tmp_path: Path) -> None
     assert status["request_timeouts"] == 1
     assert "DEADLINE_EXCEEDED" in status["last_ship_error"]
     assert status["possibly_delivered"] == len(_ids)
+
+
+def test_sync_without_grpcio_is_a_configuration_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """grpcio is installed here, so its absence is simulated (``sys.modules['grpc'] = None`` makes the
+    import fail): ``sync`` must exit 2 naming the fix, not retry until its timeout."""
+    from auditel.cli import main as cli_main
+
+    path, _ids = make_backlog(tmp_path, 3)
+    monkeypatch.setitem(sys.modules, "grpc", None)
+    monkeypatch.setenv("AUDITEL_OUTBOX", str(path))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    code = cli_main(["sync", "--quiet", "--timeout", "2", "--endpoint", "http://127.0.0.1:4317"])
+    assert code == 2
+    assert "pip install 'auditel[grpc]'" in capsys.readouterr().err
