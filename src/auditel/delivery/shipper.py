@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 _TASK_SLICE_S = 0.5
 _RESOURCE_CACHE_MAX = 1024
 _FLOOR_AUDIT_EVERY_S = 86400.0
+_MIN_REQUEST_S = 1.0  # the least time a request is given, even at a bounded caller's deadline
 
 
 class Shipper:
@@ -324,8 +325,10 @@ class Shipper:
         deadline = self._deadline
         if deadline is None:
             return self._transport.send(payload)
-        # a bounded caller (``auditel sync --timeout``, ``flush``): no request outlives its deadline
-        return self._transport.send(payload, min(self.config.timeout_s, deadline - time.monotonic()))
+        # a bounded caller (``auditel sync --timeout``, ``flush``): no request outlives its deadline by
+        # more than _MIN_REQUEST_S (a request started just before it still gets a fair chance to finish)
+        remaining = max(_MIN_REQUEST_S, deadline - time.monotonic())
+        return self._transport.send(payload, min(self.config.timeout_s, remaining))
 
     def _count_attempt(self, rows: Sequence[StoredRow]) -> None:
         try:
