@@ -64,7 +64,7 @@ ATTRS = {
 class BlackholeCollector:
     """rotel-agent on loopback with the blackhole exporter (acknowledges and discards)."""
 
-    def __enter__(self) -> "BlackholeCollector":
+    def __enter__(self) -> BlackholeCollector:
         self.http_port, self.grpc_port = free_port(), free_port()
         args = [
             str(rotel_binary()), "start",
@@ -128,7 +128,8 @@ def build_backlog(path: Path, n: int) -> None:
             rows.append((rid, stream_id, i + 1, now + i, "auditel.tool_call", data, None))
         conn.execute("BEGIN")
         conn.executemany(
-            "INSERT INTO records(record_id, stream_id, seq, time_ns, event_name, data, record_hash) VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO records(record_id, stream_id, seq, time_ns, event_name, data, record_hash)"
+            " VALUES (?,?,?,?,?,?,?)",
             rows,
         )
         conn.execute("COMMIT")
@@ -139,8 +140,8 @@ def build_backlog(path: Path, n: int) -> None:
 def make_shipper(path: Path, endpoint: str, protocol: str, inflight: int | None = None) -> Any:
     """A shipper with the default settings (or ``inflight`` batches in flight)."""
     from auditel.config.otlp import exporter_from_env, tuning_from_env
-    from auditel.store.outbox import Outbox
     from auditel.delivery.shipper import Shipper
+    from auditel.store.outbox import Outbox
 
     config = exporter_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
     assert config is not None
@@ -299,7 +300,8 @@ def print_table(rounds: list[list[Row]], n: int) -> None:
     print(f"Drain of {n:,} records to a local rotel collector (blackhole exporter), {os.cpu_count()} CPUs,"
           f" {len(rounds)} round(s), medians; load average {load:.1f} at the end")
     print()
-    print(f"| {'pipeline':<54} | {'records/s':>10} | {'vs stock':>8} | {'CPU µs/record':>13} | {'per round (records/s)':<30} |")
+    print(f"| {'pipeline':<54} | {'records/s':>10} | {'vs stock':>8} | {'CPU µs/record':>13} |"
+          f" {'per round (records/s)':<30} |")
     print(f"|{'-' * 56}|{'-' * 12}|{'-' * 10}|{'-' * 15}|{'-' * 32}|")
     for index, (name, protocol, _s, _n, _c) in enumerate(rounds[0]):
         rates, ratios, cpus = [], [], []
@@ -348,9 +350,10 @@ def measure_rss(workdir: Path, n: int) -> None:
 def emit_cost(master: Path, workdir: Path, endpoint: str | None, protocol: str, n: int) -> tuple[list[float], int]:
     """Seconds per ``auditel.emit`` on this thread while the runtime's worker ships the backlog to
     ``endpoint`` (None: no shipping), and the records shipped during the emit loop."""
+    from bench_emit import ATTRS as EMIT_ATTRS
+
     import auditel
     from auditel import runtime
-    from bench_emit import ATTRS as EMIT_ATTRS
 
     copy = workdir / "emit.db"
     shutil.copy(master, copy)
@@ -386,7 +389,8 @@ def emit_cost(master: Path, workdir: Path, endpoint: str | None, protocol: str, 
 
 
 def measure_emit(master: Path, workdir: Path, collector: BlackholeCollector, n: int, target_us: float) -> None:
-    cases = [("no shipping", None, "http/protobuf"), ("while draining over OTLP/HTTP", "http/protobuf", "http/protobuf"),
+    cases = [("no shipping", None, "http/protobuf"),
+             ("while draining over OTLP/HTTP", "http/protobuf", "http/protobuf"),
              ("while draining over OTLP/gRPC", "grpc", "grpc")]
     print()
     print(f"The app's emit cost while the shipper drains the backlog ({n:,} emits on the app's thread)")

@@ -85,9 +85,13 @@ def child_stock(n: int, endpoint: str, deliver: bool) -> dict[str, Any]:
         provider.force_flush(600_000)
     wall2, cpu2 = time.perf_counter(), time.process_time()
     provider.shutdown()
-    return {"caller_us": (wall1 - wall0) / n * 1e6, "caller_cpu_us": (thread1 - thread0) / n * 1e6,
-            "total_cpu_us": (cpu2 - cpu0) / n * 1e6, "total_wall_us": (wall2 - wall0) / n * 1e6,
-            "delivered": delivered[0] - before}
+    return {
+        "caller_us": (wall1 - wall0) / n * 1e6,
+        "caller_cpu_us": (thread1 - thread0) / n * 1e6,
+        "total_cpu_us": (cpu2 - cpu0) / n * 1e6,
+        "total_wall_us": (wall2 - wall0) / n * 1e6,
+        "delivered": delivered[0] - before,
+    }
 
 
 def child_auditel(n: int, endpoint: str | None, durability: str) -> dict[str, Any]:
@@ -117,9 +121,14 @@ def child_auditel(n: int, endpoint: str | None, durability: str) -> dict[str, An
         status = auditel.status()
         assert not status["errors"], status["errors"]
         shipped = (shipper.shipped_total - before) if shipper is not None else 0
-        return {"caller_us": (wall1 - wall0) / n * 1e6, "caller_cpu_us": (thread1 - thread0) / n * 1e6,
-                "total_cpu_us": (cpu2 - cpu0) / n * 1e6, "total_wall_us": (wall2 - wall0) / n * 1e6,
-                "delivered": shipped, "pending": status["pending"]}
+        return {
+            "caller_us": (wall1 - wall0) / n * 1e6,
+            "caller_cpu_us": (thread1 - thread0) / n * 1e6,
+            "total_cpu_us": (cpu2 - cpu0) / n * 1e6,
+            "total_wall_us": (wall2 - wall0) / n * 1e6,
+            "delivered": shipped,
+            "pending": status["pending"],
+        }
     finally:
         runtime._reset_for_tests()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -127,7 +136,9 @@ def child_auditel(n: int, endpoint: str | None, durability: str) -> dict[str, An
 
 def run_child(*args: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDITEL_", "OTEL_"))}
-    out = subprocess.run([sys.executable, __file__, "--child", *args], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *args], env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -165,8 +176,10 @@ def main() -> None:
         return statistics.median(r[field] for r in results[key])
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\nemit cost, {args.events} events x {args.repeat} rounds (medians), Python {sys.version.split()[0]},"
-          f" {os.cpu_count()} cores, load average {load:.1f} at the end\n")
+    print(
+        f"\nemit cost, {args.events} events x {args.repeat} rounds (medians), Python {sys.version.split()[0]},"
+        f" {os.cpu_count()} cores, load average {load:.1f} at the end\n"
+    )
     print("Pair 1 — caller only vs caller only (the app's thread)\n")
     print("| pipeline | µs/emit (wall) | caller CPU µs/emit | vs stock (CPU) |")
     print("|---|---|---|---|")
@@ -181,11 +194,16 @@ def main() -> None:
         label = next(label for k, label, _a in CASES if k == key)
         ratio = med(key, "total_cpu_us") / med("stock_e2e", "total_cpu_us")
         delivered = min(r["delivered"] for r in results[key])
-        print(f"| {label} | {med(key, 'total_cpu_us'):.1f} | {ratio:.2f}x | {med(key, 'total_wall_us'):.1f} |"
-              f" {med(key, 'caller_cpu_us'):.1f} | {delivered:,} |")
-    per_round = [a["total_cpu_us"] / s["total_cpu_us"] for a, s in zip(results["auditel_e2e"], results["stock_e2e"])]
-    print(f"\nauditel / stock, total CPU per delivered record, per round: {', '.join(f'{r:.2f}' for r in per_round)}"
-          " (goal <= 0.8)")
+        print(
+            f"| {label} | {med(key, 'total_cpu_us'):.1f} | {ratio:.2f}x | {med(key, 'total_wall_us'):.1f} |"
+            f" {med(key, 'caller_cpu_us'):.1f} | {delivered:,} |"
+        )
+    pairs = zip(results["auditel_e2e"], results["stock_e2e"], strict=True)
+    per_round = [a["total_cpu_us"] / s["total_cpu_us"] for a, s in pairs]
+    print(
+        f"\nauditel / stock, total CPU per delivered record, per round: {', '.join(f'{r:.2f}' for r in per_round)}"
+        " (goal <= 0.8)"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@
   collector can be made to trickle one byte every few seconds or stream gigabytes on demand.
 """
 
+# ruff: noqa: F811 - pytest fixtures imported from shipping_support are parameters of the tests
+
 from __future__ import annotations
 
 import socket
@@ -16,10 +18,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+
+from auditel import runtime
+from auditel.config.otlp import exporter_from_env, tuning_from_env
+from auditel.delivery.shipper import Shipper
+from auditel.store.outbox import STATE_DEAD, STATE_PENDING, Outbox
+from auditel.store.shipping_queue import ShippingQueue
 from otlp_harness import CaptureServer, RotelCollector
 from shipping_support import (  # noqa: F401 - fixtures
     FAST_SHIP_ENV,
@@ -30,12 +39,6 @@ from shipping_support import (  # noqa: F401 - fixtures
     isolated,
     outbox_ids,
 )
-
-from auditel import runtime
-from auditel.config.otlp import exporter_from_env, tuning_from_env
-from auditel.delivery.shipper import Shipper
-from auditel.store.outbox import STATE_DEAD, STATE_PENDING, Outbox
-from auditel.store.shipping_queue import ShippingQueue
 
 BAD_TIMES = ['"1.5e+18"', '"True"', "true", '"-5"', "-5", '"12abc"']
 
@@ -67,7 +70,9 @@ def corrupt_times(path: Path, ids: list[str], bad: list[str]) -> list[str]:
     return spoiled
 
 
-def run_sync(outbox: Path, endpoint: str, *args: str, timeout: float = 90, **env: str) -> subprocess.CompletedProcess[str]:
+def run_sync(
+    outbox: Path, endpoint: str, *args: str, timeout: float = 90, **env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "import sys; from auditel.cli import main; sys.exit(main())", "sync", "--quiet", *args],
         env=child_env(outbox, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, **env),
@@ -91,7 +96,9 @@ def test_unencodable_records_become_dead_letters_and_the_rest_is_delivered(
     path, ids = make_backlog(tmp_path)
     spoiled = corrupt_times(path, ids, BAD_TIMES)
     endpoint = collector.grpc_endpoint if protocol == "grpc" else collector.http_endpoint
-    done = run_sync(path, endpoint, "--timeout", "20", OTEL_EXPORTER_OTLP_PROTOCOL=protocol, AUDITEL_SHIP_BATCH_RECORDS="16")
+    done = run_sync(
+        path, endpoint, "--timeout", "20", OTEL_EXPORTER_OTLP_PROTOCOL=protocol, AUDITEL_SHIP_BATCH_RECORDS="16"
+    )
     assert outbox_ids(path, STATE_PENDING) == [], done.stderr
     assert sorted(outbox_ids(path, STATE_DEAD)) == sorted(spoiled)
     healthy = set(ids) - set(spoiled)
@@ -104,7 +111,9 @@ def test_unencodable_records_become_dead_letters_and_the_rest_is_delivered(
     assert done.returncode == 1  # dead letters remain: the command says so
 
 
-def test_an_unencodable_record_does_not_stall_the_worker(tmp_path: Path, capture: CaptureServer, collector: RotelCollector, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unencodable_record_does_not_stall_the_worker(
+    tmp_path: Path, capture: CaptureServer, collector: RotelCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import auditel
 
     path, ids = make_backlog(tmp_path, 20)
@@ -185,7 +194,9 @@ class HostileServer:
                         return
                     conn.sendall(bytes([byte]))
             else:
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 3000000000\r\n\r\n")
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 3000000000\r\n\r\n"
+                )
                 chunk = b"\0" * 65536
                 while self.sent < self.limit and not self._stop.is_set():
                     conn.sendall(chunk)
@@ -232,7 +243,9 @@ def test_a_slowloris_endpoint_is_cut_off_at_the_timeout_and_counted(tmp_path: Pa
     assert outbox_ids(path, STATE_PENDING) == _ids  # nothing lost, retried later
 
 
-def test_the_worker_reports_a_slowloris_endpoint_in_status(tmp_path: Path, slowloris: HostileServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_worker_reports_a_slowloris_endpoint_in_status(
+    tmp_path: Path, slowloris: HostileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import auditel
 
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", slowloris.endpoint)
@@ -252,7 +265,9 @@ def test_sync_timeout_bounds_the_command_against_a_slowloris_endpoint(tmp_path: 
     path, ids = make_backlog(tmp_path, 10)
     started = time.monotonic()
     # the per-request timeout (30 s) is longer than --timeout: the command's bound must win
-    done = run_sync(path, slowloris.endpoint, "--timeout", "3", "--json", timeout=120, OTEL_EXPORTER_OTLP_TIMEOUT="30000")
+    done = run_sync(
+        path, slowloris.endpoint, "--timeout", "3", "--json", timeout=120, OTEL_EXPORTER_OTLP_TIMEOUT="30000"
+    )
     elapsed = time.monotonic() - started
     print(f"sync --timeout 3 against slowloris returned after {elapsed:.1f} s")
     assert done.returncode == 1
@@ -342,7 +357,9 @@ def test_grpc_deadline_bounds_a_hung_call_and_is_counted(tmp_path: Path) -> None
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     path, _ids = make_backlog(tmp_path, 10)
-    shipper = make_shipper(path, f"http://127.0.0.1:{port}", OTEL_EXPORTER_OTLP_PROTOCOL="grpc", OTEL_EXPORTER_OTLP_TIMEOUT="1000")
+    shipper = make_shipper(
+        path, f"http://127.0.0.1:{port}", OTEL_EXPORTER_OTLP_PROTOCOL="grpc", OTEL_EXPORTER_OTLP_TIMEOUT="1000"
+    )
     try:
         assert ship_in_thread(shipper) == "failed"
     finally:
@@ -355,7 +372,9 @@ def test_grpc_deadline_bounds_a_hung_call_and_is_counted(tmp_path: Path) -> None
     assert status["possibly_delivered"] == len(_ids)
 
 
-def test_sync_without_grpcio_is_a_configuration_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sync_without_grpcio_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """grpcio is installed here, so its absence is simulated (``sys.modules['grpc'] = None`` makes the
     import fail): ``sync`` must exit 2 naming the fix, not retry until its timeout."""
     from auditel.cli import main as cli_main

@@ -7,11 +7,11 @@ import sys
 import time
 from typing import Any
 
-from auditel.config.settings import ConfigError
+from auditel.cli._common import open_outbox, print_json
 from auditel.config.otlp import exporter_from_env, tuning_from_env
+from auditel.config.settings import ConfigError
 from auditel.delivery.shipper import Shipper
 from auditel.delivery.transport import make_transport
-from auditel.cli._common import open_outbox, print_json
 
 
 def register(sub: Any) -> None:

@@ -17,7 +17,8 @@ import base64
 import json
 import struct
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
@@ -354,7 +355,9 @@ def _log_record(record: dict[str, Any]) -> bytes:
         t = type(value)
         if key in _UNIQUE_KEYS:  # ids, hashes, digests, sequence numbers: cached prefix + the value's bytes
             if t is str or t is int or t is float:
-                raw = value.encode("utf-8") if t is str else _varint(value & _INT64_MASK) if t is int else _pack_d(value)
+                raw = (
+                    value.encode("utf-8") if t is str else _varint(value & _INT64_MASK) if t is int else _pack_d(value)
+                )
                 prefix = prefix_of((key, t, len(raw)))
                 if prefix is not None:
                     append(prefix + raw)

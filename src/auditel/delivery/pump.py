@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Protocol
+from typing import Protocol
 
 from auditel.delivery.retry import ShipState
 from auditel.delivery.senders import Pacer, Senders
@@ -67,7 +68,7 @@ class Flight:
     """A batch on the network: its lease and the sender's answer to come."""
 
     lease: Lease
-    answer: "Future[Sent]"
+    answer: Future[Sent]
 
 
 class Batches(Protocol):
@@ -78,7 +79,7 @@ class Batches(Protocol):
     state: ShipState
     paused_for_app: int
 
-    def prepare(self) -> "tuple[PumpResult | None, tuple[Lease, bytes] | None, bool]": ...
+    def prepare(self) -> tuple[PumpResult | None, tuple[Lease, bytes] | None, bool]: ...
 
     def sender(self) -> Senders: ...
 
@@ -94,7 +95,7 @@ class Pump:
     why claiming stopped. Batches are settled in claim order; after a failure no new batch is sent
     (the one prepared is given back untouched) and every batch already sent is settled."""
 
-    def __init__(self, shipper: "Batches", budget_s: float, progress: Callable[[], None] | None) -> None:
+    def __init__(self, shipper: Batches, budget_s: float, progress: Callable[[], None] | None) -> None:
         self.shipper = shipper
         self.deadline = time.monotonic() + max(0.0, budget_s)
         self.progress = progress

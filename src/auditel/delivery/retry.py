@@ -9,9 +9,9 @@ shipper's state meanwhile.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable
 
 
 class Kind(str, Enum):

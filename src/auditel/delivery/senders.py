@@ -8,8 +8,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any
 
 from auditel.store.shipping_queue import ShippingQueue
 
@@ -25,12 +26,12 @@ class Senders:
     def __init__(self, size: int, name: str = "auditel-ship") -> None:
         self.size = size
         self.name = name
-        self._jobs: "queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None]" = (
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
             queue.SimpleQueue()
         )
         self._threads: list[threading.Thread] = []
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> "Future[Any]":
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         future: Future[Any] = Future()
         if len(self._threads) < self.size:
             thread = threading.Thread(target=self._run, name=f"{self.name}-{len(self._threads)}", daemon=True)

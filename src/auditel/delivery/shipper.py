@@ -23,7 +23,8 @@ import socket
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from auditel.config.otlp import ExporterConfig, ShipTuning, exporter_from_env, tuning_from_env
 from auditel.counters import Counters
@@ -57,7 +58,7 @@ class Shipper:
         tuning: ShipTuning | None = None,
         *,
         counters: Counters | None = None,
-        worker: "Worker | None" = None,
+        worker: Worker | None = None,
         transport_factory: Callable[[ExporterConfig], Transport] = make_transport,
     ) -> None:
         self.outbox = outbox
@@ -65,7 +66,10 @@ class Shipper:
         self.config = config
         self.tuning = tuning or ShipTuning()
         self.policy = retry.Policy(
-            self.tuning.backoff_min_s, self.tuning.backoff_max_s, self.tuning.slow_retry_s, self.tuning.retry_after_max_s
+            self.tuning.backoff_min_s,
+            self.tuning.backoff_max_s,
+            self.tuning.slow_retry_s,
+            self.tuning.retry_after_max_s,
         )
         self.inflight = self.tuning.inflight_for(config.protocol)
         self.counters = counters or Counters()
@@ -160,7 +164,9 @@ class Shipper:
             return PumpResult.EMPTY, None, False
         self.state = ShipState.SHIPPING
         rows = lease.rows
-        small = len(rows) < self.tuning.batch_records and sum(len(row[2]) for row in rows) < self.tuning.batch_bytes // 2
+        small = (
+            len(rows) < self.tuning.batch_records and sum(len(row[2]) for row in rows) < self.tuning.batch_bytes // 2
+        )
         stop = PumpResult.PARTIAL if small else None
         try:
             rows, payload = self._encode_isolating(rows)
@@ -400,8 +406,10 @@ class Shipper:
         deadline = time.monotonic() + max(0.0, timeout)
         through = self.queue.max_rid()
         worker = self.worker
-        use_worker = worker is not None and getattr(worker, "running", False) and threading.current_thread().name != getattr(
-            worker, "name", None
+        use_worker = (
+            worker is not None
+            and getattr(worker, "running", False)
+            and threading.current_thread().name != getattr(worker, "name", None)
         )
         while True:
             if not self.queue.any_pending(through_rid=through):
@@ -457,7 +465,8 @@ class Shipper:
         found = self.outbox.audit_ship_floor(min_interval_s=_FLOOR_AUDIT_EVERY_S)
         if found:
             self.counters.error(
-                "ship_floor_repaired", f"{found} pending record(s) were below the ship floor; the floor was lowered so they ship"
+                "ship_floor_repaired",
+                f"{found} pending record(s) were below the ship floor; the floor was lowered so they ship",
             )
         return _FLOOR_AUDIT_EVERY_S
 
@@ -486,7 +495,7 @@ class Shipper:
         return out
 
 
-def shipper_from_env(outbox: Outbox, counters: Counters, worker: "Worker") -> Shipper | None:
+def shipper_from_env(outbox: Outbox, counters: Counters, worker: Worker) -> Shipper | None:
     """The shipper for this process when an OTLP endpoint is configured (None otherwise), registered
     with ``worker`` as the tasks ``ship`` (on every commit and on a timer) and ``ship_floor_audit``.
     Raises ``ConfigError`` for a bad exporter variable, or for gRPC without grpcio."""

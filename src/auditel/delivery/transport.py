@@ -37,8 +37,9 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
@@ -52,7 +53,9 @@ CONFIG_HTTP = frozenset({404, 405, 415})
 _GRPC_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 _GRPC_RETRY = frozenset({"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE", "DATA_LOSS"})
 _GRPC_AUTH = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
-_GRPC_NOT_SENT = re.compile(r"failed to connect|connection refused|handshake|DNS resolution failed|name resolution", re.IGNORECASE)
+_GRPC_NOT_SENT = re.compile(
+    r"failed to connect|connection refused|handshake|DNS resolution failed|name resolution", re.IGNORECASE
+)
 _BODY_SNIPPET = 300
 # An OTLP answer is an ExportLogsServiceResponse (a count and a message) or a short error: a body
 # larger than this is never read (a hostile or broken endpoint must not take the app's memory).
@@ -156,8 +159,15 @@ def classify_http(status: int, headers: Any, body: bytes, *, json_body: bool) ->
     if 200 <= status < 300:
         rejected, message = (_partial_from_json if json_body else _partial_from_proto)(body)
         if rejected > 0:
-            return Outcome(Kind.PARTIAL, label, f"partial_success: {rejected} rejected: {message}"[:_BODY_SNIPPET], rejected=rejected)
-        return Outcome(Kind.SUCCESS, label, warning=(f"partial_success warning: {message}"[:_BODY_SNIPPET] if message else None))
+            return Outcome(
+                Kind.PARTIAL,
+                label,
+                f"partial_success: {rejected} rejected: {message}"[:_BODY_SNIPPET],
+                rejected=rejected,
+            )
+        return Outcome(
+            Kind.SUCCESS, label, warning=(f"partial_success warning: {message}"[:_BODY_SNIPPET] if message else None)
+        )
     snippet = body[:_BODY_SNIPPET].decode("utf-8", "replace").strip() if body else ""
     if 300 <= status < 400:
         location = headers.get("Location") if headers is not None else None
@@ -365,7 +375,9 @@ class HttpTransport:
                 note = f"response body over {MAX_RESPONSE_BYTES} bytes: the rest was not read"
                 outcome.warning = f"{outcome.warning}; {note}" if outcome.warning else note
             return self._scrubbed(outcome)
-        return Outcome(Kind.TRANSPORT, "ConnectionError", "connection closed twice")  # pragma: no cover - loop exits above
+        return Outcome(
+            Kind.TRANSPORT, "ConnectionError", "connection closed twice"
+        )  # pragma: no cover - loop exits above
 
     def _scrubbed(self, outcome: Outcome) -> Outcome:
         return scrub_outcome(outcome, self._secrets)
@@ -464,7 +476,11 @@ class GrpcTransport:
             rejected = int(response.partial_success.rejected_log_records)
             message = response.partial_success.error_message
             if rejected > 0:
-                return self._scrub(Outcome(Kind.PARTIAL, "gRPC OK", f"partial_success: {rejected} rejected: {message}", rejected=rejected))
+                return self._scrub(
+                    Outcome(
+                        Kind.PARTIAL, "gRPC OK", f"partial_success: {rejected} rejected: {message}", rejected=rejected
+                    )
+                )
             if message:
                 return self._scrub(Outcome(Kind.SUCCESS, "gRPC OK", warning=f"partial_success warning: {message}"))
         return Outcome(Kind.SUCCESS, "gRPC OK")
@@ -487,13 +503,17 @@ class GrpcTransport:
             # resolution): the request never left, so it is not possibly delivered
             outcome.maybe_delivered = not (name == "UNAVAILABLE" and _GRPC_NOT_SENT.search(details or ""))
         elif name == "RESOURCE_EXHAUSTED":
-            outcome = Outcome(Kind.RETRY, label, details, retry_after_s=retry_after) if retry_after is not None else Outcome(
-                Kind.PERMANENT, label, details
+            outcome = (
+                Outcome(Kind.RETRY, label, details, retry_after_s=retry_after)
+                if retry_after is not None
+                else Outcome(Kind.PERMANENT, label, details)
             )
         elif name in _GRPC_AUTH:
             outcome = Outcome(Kind.AUTH, label, details or "credentials rejected: check OTEL_EXPORTER_OTLP_HEADERS")
         elif name == "UNIMPLEMENTED":
-            outcome = Outcome(Kind.CONFIG, label, details or "no OTLP logs service at this endpoint (wrong port or protocol?)")
+            outcome = Outcome(
+                Kind.CONFIG, label, details or "no OTLP logs service at this endpoint (wrong port or protocol?)"
+            )
         else:
             outcome = Outcome(Kind.PERMANENT, label, details)
         return self._scrub(outcome)
