@@ -164,6 +164,9 @@ class HostileServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _read_request(self, conn: socket.socket) -> bool:
+        if self.mode == "tls-trickle":
+            self.requests += 1
+            return bool(conn.recv(65536))  # the ClientHello
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = conn.recv(65536)
@@ -188,7 +191,15 @@ class HostileServer:
         try:
             if not self._read_request(conn):
                 return
-            if self.mode == "slowloris":
+            if self.mode == "tls-trickle":
+                # after the ClientHello: a TLS handshake record of 16 KiB announcing a ServerHello,
+                # then one byte at a time: every read succeeds and the handshake never completes
+                conn.sendall(b"\x16\x03\x03\x40\x00" + b"\x02\x00\x3f\xf0")  # + a ServerHello of 16,368 bytes
+                for _ in range(100000):
+                    if self._stop.wait(self.gap_s):
+                        return
+                    conn.sendall(b"\x00")
+            elif self.mode == "slowloris":
                 for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100000:
                     if self._stop.wait(self.gap_s):
                         return
@@ -386,3 +397,20 @@ def test_sync_without_grpcio_is_a_configuration_error(
     code = cli_main(["sync", "--quiet", "--timeout", "2", "--endpoint", "http://127.0.0.1:4317"])
     assert code == 2
     assert "pip install 'auditel[grpc]'" in capsys.readouterr().err
+
+
+def test_a_tls_handshake_trickled_byte_by_byte_is_cut_off_at_the_timeout(tmp_path: Path) -> None:
+    """CPython bounds a TLS handshake as a whole by the socket timeout; this guards that, and that
+    the cut-off is counted as a request timeout in which nothing was sent."""
+    server = HostileServer("tls-trickle")
+    path, _ids = make_backlog(tmp_path, 10)
+    shipper = make_shipper(path, f"https://127.0.0.1:{server.port}", OTEL_EXPORTER_OTLP_TIMEOUT="1000")
+    try:
+        assert ship_in_thread(shipper) == "failed"
+    finally:
+        shipper.close()
+        server.stop()
+    status = shipper.status()
+    assert status["request_timeouts"] == 1
+    assert "RequestTimeout" in status["last_ship_error"]
+    assert status["possibly_delivered"] == 0  # the handshake never completed: nothing was sent

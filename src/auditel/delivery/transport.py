@@ -347,9 +347,15 @@ class HttpTransport:
             if conn.sock is None:
                 conn.timeout = remaining
                 try:
+                    # TCP connect is one operation, and CPython bounds a TLS handshake as a whole by
+                    # the socket timeout (a deadline across its reads): both end by ``remaining``
                     conn.connect()
                 except Exception as exc:  # noqa: BLE001 - refused, unreachable, TLS handshake: nothing was sent
                     self._drop_connection()
+                    if isinstance(exc, TimeoutError):
+                        outcome = timeout_outcome(budget)
+                        outcome.maybe_delivered = False
+                        return outcome
                     return self._scrubbed(transport_outcome(exc, maybe_delivered=False))
             sock = conn.sock
             sock.settimeout(max(0.001, deadline - time.monotonic()))
