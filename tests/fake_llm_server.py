@@ -130,7 +130,8 @@ class _Handler(BaseHTTPRequestHandler):
         if "stream-error" in model and body.get("stream"):
             self._sse(_broken_stream(path, model), named=not path.endswith("/chat/completions"))
             return
-        tools = "tools" in model
+        # "tools-once": ask for the tool until the conversation holds its result (an agent loop ends)
+        tools = "tools" in model and not ("tools-once" in model and _has_tool_result(body))
         pieces = LONG_PIECES if "long" in model else STREAM_PIECES
         stream = bool(body.get("stream"))
         if path.endswith("/chat/completions"):
@@ -185,6 +186,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client closed the stream early
+
+
+def _has_tool_result(body: dict[str, Any]) -> bool:
+    messages = body.get("messages") or body.get("input") or []
+    if not isinstance(messages, list):
+        return False
+    return any(isinstance(m, dict) and (m.get("role") == "tool" or m.get("type") == "function_call_output")
+               for m in messages)
 
 
 def _error_body(path: str, kind: str, message: str) -> dict[str, Any]:

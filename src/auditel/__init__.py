@@ -34,6 +34,7 @@ from auditel.api.helpers import (
 )
 from auditel.api.audited import AuditScope, ToolDenied, audited, tool
 from auditel.api.guard import guarded
+from auditel.api.read import query, read_all
 from auditel.config.settings import ConfigError, Settings
 from auditel.pipeline.processor import AuditProcessor
 from auditel.pipeline.sinks import FanoutSink, InMemorySink, JsonlSink
@@ -54,11 +55,13 @@ def shutdown(timeout: float = 5.0) -> None:
 
 
 @guarded("instrument", list)
-def instrument(*names: str) -> list[str]:
-    """Switch on auditel's auto-instrumentations (all available ones, or those named)."""
+def instrument(*names: str, **kwargs: object) -> list[str]:
+    """Switch on auditel's auto-instrumentations (all available ones, or those named).
+
+    ``kwargs`` go to each ``BaseInstrumentor.instrument`` (e.g. ``tracer_provider=``)."""
     from auditel.instrumentation import instrument as _instrument
 
-    return _instrument(*(n if type(n) is str else str(n) for n in names))
+    return _instrument(*(n if type(n) is str else str(n) for n in names), **kwargs)
 
 
 @guarded("uninstrument", list)
@@ -89,6 +92,8 @@ __all__ = [
     "model_call",
     "network_access",
     "policy_decision",
+    "query",
+    "read_all",
     "session_end",
     "session_start",
     "set_identity",

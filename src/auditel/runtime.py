@@ -10,7 +10,6 @@ provider (``auditel.AuditProcessor``) to audit records emitted through it.
 from __future__ import annotations
 
 import atexit
-import importlib
 import os
 import threading
 import time
@@ -32,11 +31,10 @@ from auditel.redaction.redactor import Redactor
 from auditel.record.safe_value import Reasons, safe_attributes, safe_value
 from auditel.record.timestamps import to_unix_nano, valid_ns
 from auditel.pipeline.sinks import JsonlSink
+from auditel.delivery.shipper import Shipper, shipper_from_env
 from auditel.delivery.worker import Worker
-
-# Optional parts that attach themselves to a runtime when present: each module has
-# ``attach(runtime)``. Missing modules are skipped.
-EXTENSIONS: list[str] = ["auditel.delivery.shipper", "auditel.integrity.checkpoints"]
+from auditel.integrity.checkpoints import Checkpointer, install_checkpointer
+from auditel.integrity.signing import Signer
 
 _lock = threading.RLock()
 _runtime: "Runtime | None" = None
@@ -94,8 +92,7 @@ class Runtime:
         self.scope = InstrumentationScope(S.SCOPE_NAME, _package_version())
         self.worker = Worker(self.counters)
         self.processor.add_waker(self.worker.wake)
-        self.shipper: Any = None  # set by auditel.delivery.shipper.attach when an endpoint is configured
-        self.signer: Any = None  # set by auditel.integrity.checkpoints.attach
+        self.shipper: Shipper | None = None  # built below when an OTLP endpoint is configured
         self.sinks: list[Any] = []
         self._stream_start_hooks: list[Callable[[], dict[str, Any]]] = []
         self._shutdown_hooks: list[Callable[[float], None]] = []
@@ -107,14 +104,9 @@ class Runtime:
         self.worker.add_task("space", self._space_task, 300.0)
         # commits do not checkpoint the WAL (kept off the emit path); the worker does, every second
         self.worker.add_task("wal", lambda: (self.outbox.checkpoint_wal(), None)[1], 1.0)
-        for name in EXTENSIONS:
-            try:
-                module = importlib.import_module(name)
-            except ModuleNotFoundError as exc:
-                if exc.name == name:
-                    continue
-                raise
-            module.attach(self)
+        self.shipper = shipper_from_env(self.outbox, self.counters, self.worker)
+        self.checkpointer: Checkpointer = install_checkpointer(self)
+        self.signer: Signer = self.checkpointer.signer
         self.processor.start_stream()
         self.worker.start()
 
@@ -306,6 +298,7 @@ def build_status(settings: Settings, outbox: Outbox | None, runtime: Runtime | N
         "recorded": 0,
         "filtered": 0,
         "last_error": None,
+        "instrumentations": _instrumentation_coverage(),
     }
     if outbox is not None:
         try:
@@ -332,6 +325,16 @@ def build_status(settings: Settings, outbox: Outbox | None, runtime: Runtime | N
             except Exception as exc:  # noqa: BLE001
                 runtime.counters.error("status", exc)
     return out
+
+
+def _instrumentation_coverage() -> dict[str, Any] | None:
+    """Installed frameworks audited / auditable / not audited (``auditel.instrumentation.coverage``)."""
+    try:
+        from auditel.instrumentation import coverage
+
+        return coverage()
+    except Exception:  # noqa: BLE001 - status() never raises
+        return None
 
 
 # --- module-level access -----------------------------------------------------------------------

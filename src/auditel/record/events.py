@@ -20,6 +20,7 @@ from typing import Any, Iterable, Protocol
 
 from auditel.record import schema as S
 from auditel.record.canonical import canonical
+from auditel.record.content import tool_arguments_form
 from auditel.record.safe_value import safe_value
 
 # "not given" (distinct from None, which is a value a tool may return)
@@ -192,8 +193,8 @@ def tool_call(
         out = text(outcome, 64)
         attrs[S.A_OUTCOME] = out
     if arguments is not UNSET:
-        content_attributes(rt, attrs, arguments, digest_key=S.A_ARGS_DIGEST, size_key=S.A_ARGS_SIZE,
-                           content_key=S.GEN_AI_TOOL_ARGS)
+        content_attributes(rt, attrs, tool_arguments_form(arguments), digest_key=S.A_ARGS_DIGEST,
+                           size_key=S.A_ARGS_SIZE, content_key=S.GEN_AI_TOOL_ARGS)
     if result is not UNSET:
         content_attributes(rt, attrs, result, digest_key=S.A_RESULT_DIGEST, size_key=S.A_RESULT_SIZE,
                            content_key=S.GEN_AI_TOOL_RESULT)
@@ -265,14 +266,14 @@ def _tool_call_requests(rt: RecordingRuntime, attrs: dict[str, Any], tool_calls:
     names_, ids, digests, sizes, contents = [], [], [], [], []
     for call in list(tool_calls)[:MAX_NAMES]:
         get = call.get if isinstance(call, Mapping) else (lambda key, default=None: default)
-        arguments = get("arguments", "")
+        arguments = tool_arguments_form(get("arguments", ""))
         names_.append(text(get("name", "")))
         ids.append(text(get("id", "")))
         digest, size = rt.digest(arguments)
         digests.append(digest)
         sizes.append(size)
         if rt.settings.content_in_records:
-            contents.append(json_text(arguments))
+            contents.append(json_text(tool_arguments_form(get("arguments"))))
     attrs["audit.tool_calls.names"] = names_
     attrs["audit.tool_calls.ids"] = ids
     attrs["audit.tool_calls.arguments.digests"] = digests
