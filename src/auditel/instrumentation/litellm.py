@@ -6,8 +6,10 @@ model ``gpt-4o``; LiteLLM's provider names are mapped to the GenAI conventions' 
 ``bedrock`` -> ``aws.bedrock``, ``vertex_ai`` -> ``gcp.vertex_ai``), token usage, tool calls and the
 cost LiteLLM computed (``audit.model_call.cost``, in US dollars, when it reports one).
 
-One call, one record: when LiteLLM calls a provider SDK that auditel also instruments (the OpenAI SDK
-for ``openai/...`` models), the LiteLLM layer wins and the SDK's instrumentation stands aside for the
+One call, one record: when LiteLLM calls a provider SDK that auditel also instruments (the OpenAI SDK's
+``chat.completions.with_raw_response.create`` for ``azure/...`` models; recent LiteLLM sends
+``openai/...`` requests with the SDK client's low-level ``post``, which no instrumentation sees), the
+LiteLLM layer wins and the SDK's instrumentation stands aside for the
 duration of the call (``genai.OUTER_CALL_KEY`` in the context). The outer layer is the call the
 application made: it knows the route, fallbacks and cost, and it still exists for providers LiteLLM
 reaches over plain HTTP (Anthropic, Gemini, ...), so records look the same whatever the route.
