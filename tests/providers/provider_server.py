@@ -125,7 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = {}
         path = unquote(self.path.split("?")[0])
         self.owner.requests.append((path, body))
-        if path.startswith("/v1beta/models/") or path.startswith("/v1/") and ":" in path:
+        if ":generateContent" in path or ":streamGenerateContent" in path:
             self._gemini(path, body)
         elif path.startswith("/model/"):
             self._bedrock(path, body)

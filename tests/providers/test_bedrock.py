@@ -215,3 +215,12 @@ def test_coexists_with_otel_botocore_instrumentation(audit_factory: Any, provide
         assert len(audit.records()) == 2
     finally:
         inst.uninstrument()
+
+
+def test_content_opt_in(audit_factory: Any, provider_server: ProviderServer) -> None:
+    audit = audit_factory("bedrock", content="SPAN_AND_EVENT")
+    bedrock(provider_server).converse(modelId="amazon.nova-content", messages=MESSAGES, system=[{"text": SYSTEM}])
+    a = only(audit.model_spans()).attributes
+    assert PROMPT in a["gen_ai.input.messages"] and SYSTEM in a["gen_ai.system_instructions"] and REPLY_TEXT in a["gen_ai.output.messages"]
+    record = json.dumps(only(audit.records()))
+    assert PROMPT in record and REPLY_TEXT in record

@@ -183,17 +183,14 @@ def test_errors_429_retry_500_malformed(audit_factory: Any, provider_server: Pro
     assert len(audit.model_spans()) == 4
 
 
-def test_vertex_provider_name() -> None:
-    from google.genai import _api_client
-
-    from auditel.instrumentation.google_genai import describe
-
-    class Models:
-        _api_client = type("C", (), {"vertexai": True, "_http_options": types.HttpOptions(base_url="https://us-central1-aiplatform.googleapis.com/")})()
-
-    req = describe(Models(), (), {"model": "gemini-2.5-pro", "contents": "hi"})
-    assert req.provider == "gcp.vertex_ai" and req.attributes["server.port"] == 443
-    assert _api_client  # the SDK module the instrumentation reads from exists in this version
+def test_vertex_ai_client_is_gcp_vertex_ai(audit_factory: Any, provider_server: ProviderServer) -> None:
+    audit = audit_factory("google_genai")
+    c = genai.Client(vertexai=True, api_key="test-key", http_options=types.HttpOptions(base_url=provider_server.url))
+    _clients.append(c)
+    assert c.models.generate_content(model="gemini-vertex", contents=PROMPT).text == REPLY_TEXT
+    assert any("/publishers/google/models/gemini-vertex:generateContent" in p for p, _ in provider_server.requests)
+    assert only(audit.records())["attributes"]["gen_ai.provider.name"] == "gcp.vertex_ai"
+    assert only(audit.model_spans()).attributes["gen_ai.provider.name"] == "gcp.vertex_ai"
 
 
 def test_content_opt_in_puts_messages_on_span(audit_factory: Any, provider_server: ProviderServer) -> None:
@@ -216,3 +213,11 @@ def test_uninstrument_restores_and_stops_recording(audit_factory: Any, provider_
     assert M.Models.__dict__["_generate_content"] is original
     client(provider_server).keep.models.generate_content(model="gemini-after", contents=PROMPT)
     assert audit.records() == []
+
+
+def test_content_in_records_only_when_asked(audit_factory: Any, provider_server: ProviderServer) -> None:
+    audit = audit_factory("google_genai", content="EVENT_ONLY")
+    client(provider_server).keep.models.generate_content(model="gemini-ev", contents=PROMPT, config=config())
+    record = json.dumps(only(audit.records()))
+    assert PROMPT in record and REPLY_TEXT in record
+    assert "gen_ai.input.messages" not in only(audit.model_spans()).attributes

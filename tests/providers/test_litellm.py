@@ -161,3 +161,13 @@ def test_azure_route_through_openai_sdk_gives_one_record(audit_factory: Any, llm
     assert span.attributes["gen_ai.provider.name"] == "azure.ai.openai"
     r = only(audit.records())["attributes"]
     assert r["gen_ai.request.model"] == "gpt-deployment"
+
+
+def test_content_opt_in(audit_factory: Any, llm_server: FakeLLMServer) -> None:
+    import json
+
+    audit = audit_factory("litellm", content="SPAN_AND_EVENT")
+    litellm.completion(messages=MESSAGES, **ant(llm_server, "claude-content"))
+    a = only(audit.model_spans()).attributes
+    assert PROMPT in a["gen_ai.input.messages"] and REPLY_TEXT in a["gen_ai.output.messages"]
+    assert PROMPT in json.dumps(only(audit.records()))
