@@ -30,8 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "providers")]
@@ -69,7 +70,9 @@ def _instrument(sdk: str, config: str, workdir: str) -> None:
         auditel.configure(outbox=os.path.join(workdir, "outbox.db"))
         auditel.instrument(sdk)
     elif config == "otel" and sdk == "google_genai":
-        from opentelemetry.instrumentation.google_genai import GoogleGenAiSdkInstrumentor
+        from opentelemetry.instrumentation.google_genai import (
+            GoogleGenAiSdkInstrumentor,
+        )
 
         GoogleGenAiSdkInstrumentor().instrument()
     elif config == "otel" and sdk == "bedrock":
@@ -79,7 +82,9 @@ def _instrument(sdk: str, config: str, workdir: str) -> None:
     elif config == "openllmetry":
         os.environ["TRACELOOP_TRACE_CONTENT"] = "false"
         if sdk == "google_genai":
-            from opentelemetry.instrumentation.google_generativeai import GoogleGenerativeAiInstrumentor
+            from opentelemetry.instrumentation.google_generativeai import (
+                GoogleGenerativeAiInstrumentor,
+            )
 
             GoogleGenerativeAiInstrumentor().instrument()
         elif sdk == "bedrock":
@@ -205,7 +210,7 @@ def main() -> None:
                 for config in configs[shift:] + configs[:shift]:
                     cmd = [sys.executable, __file__, "--worker", sdk, config, "--url", url, "--endpoint", rotel.http_endpoint,
                            "--calls", str(args.calls), "--blocks", str(args.blocks)]
-                    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+                    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, check=False)
                     if proc.returncode != 0:
                         sys.exit(f"{sdk}/{config} failed:\n{proc.stderr}")
                     results.setdefault((sdk, config), []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -215,7 +220,7 @@ def main() -> None:
           f"{args.calls} calls per kind); added = over the uninstrumented SDK in the same run")
     print(f"{'sdk':13s} {'configuration':16s} {'non-stream':>11s} {'added':>8s} {'stream':>9s} {'added':>8s}")
     for sdk in args.sdk:
-        def med(config: str, kind: str) -> float:
+        def med(config: str, kind: str, sdk: str = sdk) -> float:
             return statistics.median(r[f"{kind}_thread_us"] for r in results[(sdk, config)])
 
         base = {kind: med("uninstrumented", kind) for kind in KINDS}

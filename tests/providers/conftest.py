@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -15,11 +16,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 # before any test imports litellm: it would otherwise fetch its price list from the internet
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import auditel  # noqa: E402
-from auditel import runtime as auditel_runtime  # noqa: E402
-from fake_llm_server import FakeLLMServer  # noqa: E402
-from genai_support import model_records, model_spans, telemetry  # noqa: E402
-from provider_server import ProviderServer  # noqa: E402
+from fake_llm_server import FakeLLMServer
+from genai_support import model_records, model_spans, telemetry
+from provider_server import ProviderServer
+
+import auditel
+from auditel import runtime as auditel_runtime
 
 CONTENT_VARS = ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT")
 AWS_ENV = {

@@ -26,11 +26,19 @@ import socket
 import struct
 import threading
 import zlib
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote
 
-from fake_llm_server import LONG_PIECES, REPLY_TEXT, STREAM_PIECES, TOOL_ARGUMENTS, TOOL_NAME, _pieces
+from fake_llm_server import (
+    LONG_PIECES,
+    REPLY_TEXT,
+    STREAM_PIECES,
+    TOOL_ARGUMENTS,
+    TOOL_NAME,
+    _pieces,
+)
 
 GUARDRAIL_TEXT = "Sorry, the model cannot answer that."
 TOOL_USE_ID = "tooluse_test_0001"
@@ -43,7 +51,7 @@ class ProviderServer:
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
 
-    def start(self) -> "ProviderServer":
+    def start(self) -> ProviderServer:
         server = self
 
         class Handler(_Handler):
@@ -60,10 +68,10 @@ class ProviderServer:
             self._httpd.server_close()
             self._httpd = None
 
-    def __enter__(self) -> "ProviderServer":
+    def __enter__(self) -> ProviderServer:  # noqa: PYI034 - returns start(), as FakeLLMServer does
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     @property
@@ -109,14 +117,14 @@ class _Handler(BaseHTTPRequestHandler):
     owner: ProviderServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
         try:

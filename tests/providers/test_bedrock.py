@@ -12,7 +12,6 @@ import botocore.client
 import botocore.exceptions
 import pytest
 from botocore.config import Config
-
 from fake_llm_server import REPLY_TEXT, TOOL_ARGUMENTS, TOOL_NAME
 from genai_support import outbox_bytes
 from provider_server import GUARDRAIL_TEXT, TOOL_USE_ID, ProviderServer

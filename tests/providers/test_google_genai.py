@@ -9,11 +9,10 @@ import json
 from typing import Any
 
 import pytest
-from google import genai
-from google.genai import errors, types
-
 from fake_llm_server import REPLY_TEXT, TOOL_ARGUMENTS, TOOL_NAME
 from genai_support import outbox_bytes
+from google import genai
+from google.genai import errors, types
 from provider_server import ProviderServer
 
 PROMPT = "PROMPT-MARKER-91c2 what is the answer?"

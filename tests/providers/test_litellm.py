@@ -9,7 +9,6 @@ from typing import Any
 
 import litellm
 import pytest
-
 from fake_llm_server import REPLY_TEXT, TOOL_NAME, FakeLLMServer
 from genai_support import outbox_bytes
 

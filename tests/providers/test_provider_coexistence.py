@@ -17,11 +17,11 @@ import litellm
 import pytest
 import wrapt
 from botocore.config import Config
+from fake_llm_server import REPLY_TEXT, FakeLLMServer
 from google import genai
+from provider_server import ProviderServer
 
 import auditel
-from fake_llm_server import REPLY_TEXT, FakeLLMServer
-from provider_server import ProviderServer
 
 MESSAGES = [{"role": "user", "content": [{"text": "hello"}]}]
 

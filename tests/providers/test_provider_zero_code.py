@@ -15,7 +15,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from fake_llm_server import REPLY_TEXT, FakeLLMServer
 from genai_support import model_records, outbox_bytes
 from provider_server import ProviderServer
@@ -65,7 +64,7 @@ def test_auditel_run_env_only(sdk: str, tmp_path: Path, provider_server: Provide
     script.write_text(f"import os\nMARKER = {MARKER!r}\n" + textwrap.dedent(AGENTS[sdk]))
     outbox = tmp_path / "audit" / "outbox.db"
     env = _env(AUDITEL_ENABLED="true", AUDITEL_OUTBOX=str(outbox), PROVIDER_URL=provider_server.url, OPENAI_URL=llm_server.openai_base_url)
-    proc = subprocess.run([str(BIN / "auditel"), "run", "--", sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run([str(BIN / "auditel"), "run", "--", sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [REPLY_TEXT, REPLY_TEXT], proc.stderr
     records = model_records(outbox)
@@ -95,5 +94,5 @@ import litellm  # the hook registered for litellm must not fire after uninstrume
 assert type(litellm.completion).__name__ == "function", type(litellm.completion)
 print("ok")
 """
-    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=180)
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

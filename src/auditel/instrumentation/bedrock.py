@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import weakref
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import wrapt
 from opentelemetry import context as otel_context
@@ -34,7 +35,6 @@ from auditel.instrumentation.genai import (
     ResponseFacts,
     as_int,
     field_of,
-    iter_items,
     text_part,
     tool_call_part,
     usage_total,

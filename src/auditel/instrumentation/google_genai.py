@@ -15,7 +15,8 @@ streamed chunk -> accumulated facts) driven by ``genai``'s machinery.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context

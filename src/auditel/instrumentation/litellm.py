@@ -21,7 +21,8 @@ imports, so this only concerns late manual instrumentation).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
