@@ -116,7 +116,9 @@ def _calls(sdk: str, url: str, keep: list[Any]) -> dict[str, Callable[[], None]]
         import boto3
         from botocore.config import Config
 
-        client = boto3.client("bedrock-runtime", endpoint_url=url, region_name="us-east-1", config=Config(retries={"max_attempts": 1}))
+        client = boto3.client(
+            "bedrock-runtime", endpoint_url=url, region_name="us-east-1", config=Config(retries={"max_attempts": 1})
+        )
         messages = [{"role": "user", "content": [{"text": "What is the answer?"}]}]
 
         def b_plain() -> None:
@@ -129,7 +131,12 @@ def _calls(sdk: str, url: str, keep: list[Any]) -> dict[str, Callable[[], None]]
         return {"nonstream": b_plain, "stream": b_stream}
     import litellm
 
-    kw = {"model": "openai/gpt-4o", "api_base": url, "api_key": "sk-bench", "messages": [{"role": "user", "content": "What is the answer?"}]}
+    kw = {
+        "model": "openai/gpt-4o",
+        "api_base": url,
+        "api_key": "sk-bench",
+        "messages": [{"role": "user", "content": "What is the answer?"}],
+    }
 
     def l_plain() -> None:
         litellm.completion(**kw)
@@ -163,7 +170,7 @@ def worker(sdk: str, config: str, url: str, endpoint: str, calls: int, blocks: i
         gc.collect()
         gc.freeze()
         for block in range(blocks):
-            for kind in (KINDS if block % 2 == 0 else tuple(reversed(KINDS))):
+            for kind in KINDS if block % 2 == 0 else tuple(reversed(KINDS)):
                 fn, out = fns[kind], samples[kind]
                 for _ in range(per_block):
                     c0 = thread_ns()
@@ -193,33 +200,62 @@ def main() -> None:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.url, args.endpoint, args.calls, args.blocks)))
         return
 
-    from fake_llm_server import FakeLLMServer
-    from otlp_harness import CaptureServer, RotelCollector
     from provider_server import ProviderServer
 
+    from fake_llm_server import FakeLLMServer
+    from otlp_harness import CaptureServer, RotelCollector
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDITEL_", "OTEL_", "TRACELOOP_"))}
-    env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "AWS_ACCESS_KEY_ID": "AKIABENCH", "AWS_SECRET_ACCESS_KEY": "bench",
-                "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"})
+    env.update(
+        {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "AWS_ACCESS_KEY_ID": "AKIABENCH",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    )
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
-    with ProviderServer() as prov, FakeLLMServer() as llm, CaptureServer() as capture, RotelCollector(export_to=capture.endpoint) as rotel:
+    with (
+        ProviderServer() as prov,
+        FakeLLMServer() as llm,
+        CaptureServer() as capture,
+        RotelCollector(export_to=capture.endpoint) as rotel,
+    ):
         for sdk in args.sdk:
             url = llm.openai_base_url if sdk == "litellm" else prov.url
             configs = CONFIGS[sdk]
             for round_no in range(args.rounds):
                 shift = round_no % len(configs)
                 for config in configs[shift:] + configs[:shift]:
-                    cmd = [sys.executable, __file__, "--worker", sdk, config, "--url", url, "--endpoint", rotel.http_endpoint,
-                           "--calls", str(args.calls), "--blocks", str(args.blocks)]
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "--worker",
+                        sdk,
+                        config,
+                        "--url",
+                        url,
+                        "--endpoint",
+                        rotel.http_endpoint,
+                        "--calls",
+                        str(args.calls),
+                        "--blocks",
+                        str(args.blocks),
+                    ]
                     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, check=False)
                     if proc.returncode != 0:
                         sys.exit(f"{sdk}/{config} failed:\n{proc.stderr}")
                     results.setdefault((sdk, config), []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
                     print(f"{sdk} round {round_no + 1} {config:15s} {results[(sdk, config)][-1]}", file=sys.stderr)
 
-    print(f"\ncaller-thread CPU µs per call (median of per-call samples, median over {args.rounds} rounds of "
-          f"{args.calls} calls per kind); added = over the uninstrumented SDK in the same run")
+    print(
+        f"\ncaller-thread CPU µs per call (median of per-call samples, median over {args.rounds} rounds of "
+        f"{args.calls} calls per kind); added = over the uninstrumented SDK in the same run"
+    )
     print(f"{'sdk':13s} {'configuration':16s} {'non-stream':>11s} {'added':>8s} {'stream':>9s} {'added':>8s}")
     for sdk in args.sdk:
+
         def med(config: str, kind: str, sdk: str = sdk) -> float:
             return statistics.median(r[f"{kind}_thread_us"] for r in results[(sdk, config)])
 

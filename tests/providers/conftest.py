@@ -16,12 +16,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 # before any test imports litellm: it would otherwise fetch its price list from the internet
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from fake_llm_server import FakeLLMServer
-from genai_support import model_records, model_spans, telemetry
 from provider_server import ProviderServer
 
 import auditel
 from auditel import runtime as auditel_runtime
+from fake_llm_server import FakeLLMServer
+from genai_support import model_records, model_spans, telemetry
 
 CONTENT_VARS = ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT")
 AWS_ENV = {
@@ -73,7 +73,9 @@ class Audit:
         return model_spans(self.spans)
 
 
-def start_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: tuple[str, ...], content: str | None = None) -> Audit:
+def start_audit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: tuple[str, ...], content: str | None = None
+) -> Audit:
     for var in CONTENT_VARS + ("AUDITEL_ENABLED",):
         monkeypatch.delenv(var, raising=False)
     if content is not None:

@@ -155,7 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
         answered = any("functionResponse" in part for c in body.get("contents", []) for part in c.get("parts", []))
         tools = "tools" in model and not answered
         if method == "streamGenerateContent":
-            self._sse(_gemini_chunks(model, tools, LONG_PIECES if "long" in model else STREAM_PIECES), "stream-error" in model)
+            self._sse(
+                _gemini_chunks(model, tools, LONG_PIECES if "long" in model else STREAM_PIECES), "stream-error" in model
+            )
         else:
             self._json(200, _gemini_response(model, tools))
 
@@ -168,7 +170,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             for i, chunk in enumerate(chunks):
                 if broken and i == 2:
-                    self.wfile.write(b'data: {"error": {"code": 500, "message": "stream broke", "status": "INTERNAL"}}\r\n\r\n')
+                    self.wfile.write(
+                        b'data: {"error": {"code": 500, "message": "stream broke", "status": "INTERNAL"}}\r\n\r\n'
+                    )
                     self.wfile.flush()
                     return
                 self.wfile.write(f"data: {json.dumps(chunk)}\r\n\r\n".encode())
@@ -181,7 +185,11 @@ class _Handler(BaseHTTPRequestHandler):
         _, _, rest = path.partition("/model/")
         model, _, op = rest.rpartition("/")
         if "rate-limited" in model and self.owner.count(path) == 1:
-            self._json(429, {"message": "Too many requests, please wait before trying again."}, {"x-amzn-ErrorType": "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/"})
+            self._json(
+                429,
+                {"message": "Too many requests, please wait before trying again."},
+                {"x-amzn-ErrorType": "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/"},
+            )
             return
         if "server-error" in model:
             self._json(500, {"message": "Internal server error"}, {"x-amzn-ErrorType": "InternalServerException"})
@@ -199,7 +207,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps(_invoke_body(model, guard)).encode(), "application/json")
         elif op == "invoke-with-response-stream":
             chunks = _invoke_chunks(model, pieces)
-            self._frames((event("chunk", {"bytes": base64.b64encode(json.dumps(c).encode()).decode()}) for c in chunks), "stream-error" in model)
+            self._frames(
+                (event("chunk", {"bytes": base64.b64encode(json.dumps(c).encode()).decode()}) for c in chunks),
+                "stream-error" in model,
+            )
         else:
             self._json(404, {"message": f"no operation {op}"})
 
@@ -238,7 +249,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 # --- Gemini shapes ---------------------------------------------------------------------------------------
 def _gemini_usage() -> dict[str, Any]:
-    return {"promptTokenCount": 21, "candidatesTokenCount": 9, "cachedContentTokenCount": 4, "thoughtsTokenCount": 3, "totalTokenCount": 33}
+    return {
+        "promptTokenCount": 21,
+        "candidatesTokenCount": 9,
+        "cachedContentTokenCount": 4,
+        "thoughtsTokenCount": 3,
+        "totalTokenCount": 33,
+    }
 
 
 def _gemini_response(model: str, tools: bool) -> dict[str, Any]:
@@ -254,9 +271,26 @@ def _gemini_response(model: str, tools: bool) -> dict[str, Any]:
 def _gemini_chunks(model: str, tools: bool, pieces: int) -> Iterator[dict[str, Any]]:
     base = {"modelVersion": model + "-001", "responseId": "gemini-resp-1"}
     if tools:
-        yield {**base, "candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": TOOL_NAME, "args": TOOL_ARGUMENTS}}]}, "finishReason": "STOP", "index": 0}], "usageMetadata": _gemini_usage()}
+        yield {
+            **base,
+            "candidates": [
+                {
+                    "content": {
+                        "role": "model",
+                        "parts": [{"functionCall": {"name": TOOL_NAME, "args": TOOL_ARGUMENTS}}],
+                    },
+                    "finishReason": "STOP",
+                    "index": 0,
+                }
+            ],
+            "usageMetadata": _gemini_usage(),
+        }
         return
-    texts = _pieces(REPLY_TEXT, pieces) if pieces <= len(REPLY_TEXT) else [REPLY_TEXT[i % len(REPLY_TEXT)] for i in range(pieces)]
+    texts = (
+        _pieces(REPLY_TEXT, pieces)
+        if pieces <= len(REPLY_TEXT)
+        else [REPLY_TEXT[i % len(REPLY_TEXT)] for i in range(pieces)]
+    )
     for i, text in enumerate(texts):
         cand: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
         chunk: dict[str, Any] = {**base, "candidates": [cand]}
@@ -268,7 +302,13 @@ def _gemini_chunks(model: str, tools: bool, pieces: int) -> Iterator[dict[str, A
 
 # --- Bedrock shapes ----------------------------------------------------------------------------------------
 def _bedrock_usage() -> dict[str, Any]:
-    return {"inputTokens": 21, "outputTokens": 9, "totalTokens": 30, "cacheReadInputTokens": 4, "cacheWriteInputTokens": 2}
+    return {
+        "inputTokens": 21,
+        "outputTokens": 9,
+        "totalTokens": 30,
+        "cacheReadInputTokens": 4,
+        "cacheWriteInputTokens": 2,
+    }
 
 
 def _guardrail_trace() -> dict[str, Any]:
@@ -276,7 +316,17 @@ def _guardrail_trace() -> dict[str, Any]:
         "guardrail": {
             "inputAssessment": {
                 "gr-test-1": {
-                    "contentPolicy": {"filters": [{"type": "VIOLENCE", "confidence": "HIGH", "filterStrength": "HIGH", "action": "BLOCKED", "detected": True}]},
+                    "contentPolicy": {
+                        "filters": [
+                            {
+                                "type": "VIOLENCE",
+                                "confidence": "HIGH",
+                                "filterStrength": "HIGH",
+                                "action": "BLOCKED",
+                                "detected": True,
+                            }
+                        ]
+                    },
                     "invocationMetrics": {"guardrailProcessingLatency": 5},
                 }
             }
@@ -294,7 +344,12 @@ def _converse(model: str, tools: bool, guard: bool) -> dict[str, Any]:
     else:
         content = [{"text": REPLY_TEXT}]
         stop = "end_turn"
-    out: dict[str, Any] = {"output": {"message": {"role": "assistant", "content": content}}, "stopReason": stop, "usage": _bedrock_usage(), "metrics": {"latencyMs": 5}}
+    out: dict[str, Any] = {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": stop,
+        "usage": _bedrock_usage(),
+        "metrics": {"latencyMs": 5},
+    }
     if guard:
         out["trace"] = _guardrail_trace()
     return out
@@ -302,13 +357,18 @@ def _converse(model: str, tools: bool, guard: bool) -> dict[str, Any]:
 
 def _converse_events(tools: bool, guard: bool, pieces: int) -> Iterator[bytes]:
     yield event("messageStart", {"role": "assistant"})
-    texts = [GUARDRAIL_TEXT] if guard else (_pieces(REPLY_TEXT, pieces) if pieces <= len(REPLY_TEXT) else ["x"] * pieces)
+    texts = (
+        [GUARDRAIL_TEXT] if guard else (_pieces(REPLY_TEXT, pieces) if pieces <= len(REPLY_TEXT) else ["x"] * pieces)
+    )
     for text in texts:
         yield event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": text}})
     yield event("contentBlockStop", {"contentBlockIndex": 0})
     stop = "end_turn"
     if tools:
-        yield event("contentBlockStart", {"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": TOOL_USE_ID, "name": TOOL_NAME}}})
+        yield event(
+            "contentBlockStart",
+            {"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": TOOL_USE_ID, "name": TOOL_NAME}}},
+        )
         raw = json.dumps(TOOL_ARGUMENTS)
         for piece in (raw[:10], raw[10:]):
             yield event("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"toolUse": {"input": piece}}})
@@ -326,32 +386,71 @@ def _converse_events(tools: bool, guard: bool, pieces: int) -> Iterator[bytes]:
 def _invoke_body(model: str, guard: bool) -> dict[str, Any]:
     if "anthropic" in model:
         return {
-            "id": "msg_bdrk_test_1", "type": "message", "role": "assistant", "model": "claude-test",
+            "id": "msg_bdrk_test_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-test",
             "content": [{"type": "text", "text": GUARDRAIL_TEXT if guard else REPLY_TEXT}],
-            "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": 21, "output_tokens": 9, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 2},
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": 21,
+                "output_tokens": 9,
+                "cache_read_input_tokens": 4,
+                "cache_creation_input_tokens": 2,
+            },
             **({"amazon-bedrock-guardrailAction": "INTERVENED"} if guard else {}),
         }
     return {  # Amazon Nova
         "output": {"message": {"role": "assistant", "content": [{"text": GUARDRAIL_TEXT if guard else REPLY_TEXT}]}},
         "stopReason": "guardrail_intervened" if guard else "end_turn",
-        "usage": {"inputTokens": 21, "outputTokens": 9, "totalTokens": 30, "cacheReadInputTokenCount": 4, "cacheWriteInputTokenCount": 2},
+        "usage": {
+            "inputTokens": 21,
+            "outputTokens": 9,
+            "totalTokens": 30,
+            "cacheReadInputTokenCount": 4,
+            "cacheWriteInputTokenCount": 2,
+        },
         **({"amazon-bedrock-guardrailAction": "INTERVENED"} if guard else {}),
     }
 
 
 def _invoke_chunks(model: str, pieces: int) -> list[dict[str, Any]]:
     texts = _pieces(REPLY_TEXT, pieces) if pieces <= len(REPLY_TEXT) else ["x"] * pieces
-    metrics = {"amazon-bedrock-invocationMetrics": {"inputTokenCount": 21, "outputTokenCount": 9, "invocationLatency": 5, "firstByteLatency": 2}}
+    metrics = {
+        "amazon-bedrock-invocationMetrics": {
+            "inputTokenCount": 21,
+            "outputTokenCount": 9,
+            "invocationLatency": 5,
+            "firstByteLatency": 2,
+        }
+    }
     if "anthropic" in model:
         chunks: list[dict[str, Any]] = [
-            {"type": "message_start", "message": {"id": "msg_bdrk_test_1", "type": "message", "role": "assistant", "model": "claude-test", "content": [], "stop_reason": None, "usage": {"input_tokens": 21, "output_tokens": 1}}},
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_bdrk_test_1",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "claude-test",
+                    "content": [],
+                    "stop_reason": None,
+                    "usage": {"input_tokens": 21, "output_tokens": 1},
+                },
+            },
             {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         ]
-        chunks += [{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}} for t in texts]
+        chunks += [
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}} for t in texts
+        ]
         chunks += [
             {"type": "content_block_stop", "index": 0},
-            {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 9}},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 9},
+            },
             {"type": "message_stop", **metrics},
         ]
         return chunks

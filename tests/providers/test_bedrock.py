@@ -12,9 +12,10 @@ import botocore.client
 import botocore.exceptions
 import pytest
 from botocore.config import Config
+from provider_server import GUARDRAIL_TEXT, TOOL_USE_ID, ProviderServer
+
 from fake_llm_server import REPLY_TEXT, TOOL_ARGUMENTS, TOOL_NAME
 from genai_support import outbox_bytes
-from provider_server import GUARDRAIL_TEXT, TOOL_USE_ID, ProviderServer
 
 PROMPT = "PROMPT-MARKER-91c2 what is the answer?"
 SYSTEM = "SYSTEM-MARKER-5d10 be brief"
@@ -31,12 +32,19 @@ def bedrock(server: ProviderServer, attempts: int = 1) -> Any:
     return boto3.client("bedrock-runtime", endpoint_url=server.url, region_name="us-east-1", config=cfg)
 
 
-def test_converse_span_record_and_client_made_before_instrument(audit_factory: Any, provider_server: ProviderServer) -> None:
+def test_converse_span_record_and_client_made_before_instrument(
+    audit_factory: Any, provider_server: ProviderServer
+) -> None:
     early = bedrock(provider_server)  # made before instrument(): the dispatch patch covers it
     audit = audit_factory("bedrock")
     late = bedrock(provider_server)
     for c in (early, late):
-        out = c.converse(modelId="amazon.nova-lite-v1:0", messages=MESSAGES, system=[{"text": SYSTEM}], inferenceConfig={"maxTokens": 50, "temperature": 0.2})
+        out = c.converse(
+            modelId="amazon.nova-lite-v1:0",
+            messages=MESSAGES,
+            system=[{"text": SYSTEM}],
+            inferenceConfig={"maxTokens": 50, "temperature": 0.2},
+        )
         assert out["output"]["message"]["content"][0]["text"] == REPLY_TEXT
     spans = audit.model_spans()
     assert len(spans) == 2
@@ -59,7 +67,9 @@ def test_converse_span_record_and_client_made_before_instrument(audit_factory: A
 
 def test_other_services_and_operations_pass_through(audit_factory: Any, provider_server: ProviderServer) -> None:
     audit = audit_factory("bedrock")
-    s3 = boto3.client("s3", endpoint_url=provider_server.url, region_name="us-east-1", config=Config(retries={"max_attempts": 1}))
+    s3 = boto3.client(
+        "s3", endpoint_url=provider_server.url, region_name="us-east-1", config=Config(retries={"max_attempts": 1})
+    )
     with pytest.raises(botocore.exceptions.ClientError):
         s3.list_buckets()
     assert audit.records() == [] and audit.model_spans() == []
@@ -110,10 +120,27 @@ def test_converse_stream_break_close_and_abandon(audit_factory: Any, provider_se
 def test_guardrail_intervention_gives_policy_decision(audit_factory: Any, provider_server: ProviderServer) -> None:
     audit = audit_factory("bedrock")
     c = bedrock(provider_server)
-    out = c.converse(modelId="amazon.nova-guardrail", messages=MESSAGES, guardrailConfig={"guardrailIdentifier": "gr-test-1", "guardrailVersion": "1", "trace": "enabled"})
+    out = c.converse(
+        modelId="amazon.nova-guardrail",
+        messages=MESSAGES,
+        guardrailConfig={"guardrailIdentifier": "gr-test-1", "guardrailVersion": "1", "trace": "enabled"},
+    )
     assert out["stopReason"] == "guardrail_intervened"
     list(c.converse_stream(modelId="amazon.nova-guardrail-s", messages=MESSAGES)["stream"])
-    json.loads(c.invoke_model(modelId="anthropic.claude-guardrail", body=json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "messages": [{"role": "user", "content": PROMPT}]}), guardrailIdentifier="gr-2", guardrailVersion="1")["body"].read())
+    json.loads(
+        c.invoke_model(
+            modelId="anthropic.claude-guardrail",
+            body=json.dumps(
+                {
+                    "anthropic_version": "bedrock-2023-05-31",
+                    "max_tokens": 5,
+                    "messages": [{"role": "user", "content": PROMPT}],
+                }
+            ),
+            guardrailIdentifier="gr-2",
+            guardrailVersion="1",
+        )["body"].read()
+    )
     decisions = [d["attributes"] for d in audit.records("auditel.policy_decision")]
     assert len(decisions) == 3
     first = decisions[0]
@@ -131,9 +158,19 @@ def test_guardrail_intervention_gives_policy_decision(audit_factory: Any, provid
 def test_invoke_model_body_shapes(audit_factory: Any, provider_server: ProviderServer, model: str) -> None:
     audit = audit_factory("bedrock")
     if model.startswith("anthropic"):
-        body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50, "system": SYSTEM, "messages": [{"role": "user", "content": PROMPT}]}
+        body = {
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 50,
+            "system": SYSTEM,
+            "messages": [{"role": "user", "content": PROMPT}],
+        }
     else:
-        body = {"schemaVersion": "messages-v1", "system": [{"text": SYSTEM}], "messages": MESSAGES, "inferenceConfig": {"maxTokens": 50}}
+        body = {
+            "schemaVersion": "messages-v1",
+            "system": [{"text": SYSTEM}],
+            "messages": MESSAGES,
+            "inferenceConfig": {"maxTokens": 50},
+        }
     out = bedrock(provider_server).invoke_model(modelId=model, body=json.dumps(body))
     assert not audit.records()  # the facts come from the body the caller reads
     payload = json.loads(out["body"].read())
@@ -158,7 +195,11 @@ def test_invoke_model_never_read_is_recorded_on_gc(audit_factory: Any, provider_
 @pytest.mark.parametrize("model", ["anthropic.claude-3-haiku-20240307-v1:0", "amazon.nova-micro-v1:0"])
 def test_invoke_model_with_response_stream(audit_factory: Any, provider_server: ProviderServer, model: str) -> None:
     audit = audit_factory("bedrock")
-    body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 9, "messages": [{"role": "user", "content": PROMPT}]} if "anthropic" in model else {"messages": MESSAGES}
+    body = (
+        {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 9, "messages": [{"role": "user", "content": PROMPT}]}
+        if "anthropic" in model
+        else {"messages": MESSAGES}
+    )
     out = bedrock(provider_server).invoke_model_with_response_stream(modelId=model, body=json.dumps(body))
     chunks = [json.loads(e["chunk"]["bytes"]) for e in out["body"]]
     assert chunks
@@ -209,7 +250,9 @@ def test_coexists_with_otel_botocore_instrumentation(audit_factory: Any, provide
         audit = audit_factory("bedrock")
         out = bedrock(provider_server).converse(modelId="amazon.nova-coexist", messages=MESSAGES)
         assert out["output"]["message"]["content"][0]["text"] == REPLY_TEXT
-        events = list(bedrock(provider_server).converse_stream(modelId="amazon.nova-coexist-s", messages=MESSAGES)["stream"])
+        events = list(
+            bedrock(provider_server).converse_stream(modelId="amazon.nova-coexist-s", messages=MESSAGES)["stream"]
+        )
         assert events
         assert len(audit.records()) == 2
     finally:
@@ -220,6 +263,10 @@ def test_content_opt_in(audit_factory: Any, provider_server: ProviderServer) -> 
     audit = audit_factory("bedrock", content="SPAN_AND_EVENT")
     bedrock(provider_server).converse(modelId="amazon.nova-content", messages=MESSAGES, system=[{"text": SYSTEM}])
     a = only(audit.model_spans()).attributes
-    assert PROMPT in a["gen_ai.input.messages"] and SYSTEM in a["gen_ai.system_instructions"] and REPLY_TEXT in a["gen_ai.output.messages"]
+    assert (
+        PROMPT in a["gen_ai.input.messages"]
+        and SYSTEM in a["gen_ai.system_instructions"]
+        and REPLY_TEXT in a["gen_ai.output.messages"]
+    )
     record = json.dumps(only(audit.records()))
     assert PROMPT in record and REPLY_TEXT in record

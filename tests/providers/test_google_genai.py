@@ -9,11 +9,12 @@ import json
 from typing import Any
 
 import pytest
-from fake_llm_server import REPLY_TEXT, TOOL_ARGUMENTS, TOOL_NAME
-from genai_support import outbox_bytes
 from google import genai
 from google.genai import errors, types
 from provider_server import ProviderServer
+
+from fake_llm_server import REPLY_TEXT, TOOL_ARGUMENTS, TOOL_NAME
+from genai_support import outbox_bytes
 
 PROMPT = "PROMPT-MARKER-91c2 what is the answer?"
 SYSTEM = "SYSTEM-MARKER-5d10 be brief"
@@ -35,7 +36,9 @@ class _Kept:
 
 def client(server: ProviderServer, attempts: int = 1) -> Any:
     retry = types.HttpRetryOptions(attempts=attempts, initial_delay=0.01, max_delay=0.05)
-    return _Kept(genai.Client(api_key="test-key", http_options=types.HttpOptions(base_url=server.url, retry_options=retry)))
+    return _Kept(
+        genai.Client(api_key="test-key", http_options=types.HttpOptions(base_url=server.url, retry_options=retry))
+    )
 
 
 def config(**kw: Any) -> types.GenerateContentConfig:
@@ -44,14 +47,20 @@ def config(**kw: Any) -> types.GenerateContentConfig:
 
 def test_generate_content_span_and_record(audit_factory: Any, provider_server: ProviderServer) -> None:
     audit = audit_factory("google_genai")
-    result = client(provider_server).keep.models.generate_content(model="gemini-2.5-flash", contents=PROMPT, config=config())
+    result = client(provider_server).keep.models.generate_content(
+        model="gemini-2.5-flash", contents=PROMPT, config=config()
+    )
     assert isinstance(result, types.GenerateContentResponse) and result.text == REPLY_TEXT
     span = only(audit.model_spans())
     assert span.name == "generate_content gemini-2.5-flash"
     a = span.attributes
     assert a["gen_ai.provider.name"] == "gcp.gemini"
     assert a["gen_ai.operation.name"] == "generate_content"
-    assert a["gen_ai.request.temperature"] == 0.2 and a["gen_ai.request.max_tokens"] == 50 and a["gen_ai.request.top_k"] == 4
+    assert (
+        a["gen_ai.request.temperature"] == 0.2
+        and a["gen_ai.request.max_tokens"] == 50
+        and a["gen_ai.request.top_k"] == 4
+    )
     assert a["gen_ai.response.id"] == "gemini-resp-1"
     assert a["gen_ai.response.model"] == "gemini-2.5-flash-001"
     assert tuple(a["gen_ai.response.finish_reasons"]) == ("stop",)
@@ -74,7 +83,9 @@ def test_function_call_parts_become_tool_calls(audit_factory: Any, provider_serv
     audit = audit_factory("google_genai")
     decl = types.FunctionDeclaration(name=TOOL_NAME, parameters_json_schema={"type": "object"})
     result = client(provider_server).keep.models.generate_content(
-        model="gemini-tools", contents=PROMPT, config=types.GenerateContentConfig(tools=[types.Tool(function_declarations=[decl])])
+        model="gemini-tools",
+        contents=PROMPT,
+        config=types.GenerateContentConfig(tools=[types.Tool(function_declarations=[decl])]),
     )
     assert result.function_calls[0].name == TOOL_NAME
     r = only(audit.records())["attributes"]
@@ -83,7 +94,9 @@ def test_function_call_parts_become_tool_calls(audit_factory: Any, provider_serv
     assert TOOL_ARGUMENTS["city"].encode() not in outbox_bytes(audit.outbox)
 
 
-def test_automatic_function_calling_records_each_round_and_the_tool(audit_factory: Any, provider_server: ProviderServer) -> None:
+def test_automatic_function_calling_records_each_round_and_the_tool(
+    audit_factory: Any, provider_server: ProviderServer
+) -> None:
     audit = audit_factory("google_genai")
     calls: list[dict[str, Any]] = []
 
@@ -120,7 +133,11 @@ def test_stream_exhausted_and_chat(audit_factory: Any, provider_server: Provider
     assert records[0]["audit.stream.end"] == "exhausted" and records[0]["audit.outcome"] == "success"
     assert records[0]["gen_ai.usage.output_tokens"] == 12
     spans = audit.model_spans()
-    assert len(spans) == 3 and all(s.attributes["gen_ai.response.time_to_first_chunk"] >= 0 for s in spans if "streamGen" in s.name or s.attributes.get("auditel.stream.end"))
+    assert len(spans) == 3 and all(
+        s.attributes["gen_ai.response.time_to_first_chunk"] >= 0
+        for s in spans
+        if "streamGen" in s.name or s.attributes.get("auditel.stream.end")
+    )
 
 
 def test_stream_early_break_and_abandoned(audit_factory: Any, provider_server: ProviderServer) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import litellm
 import pytest
+
 from fake_llm_server import REPLY_TEXT, TOOL_NAME, FakeLLMServer
 from genai_support import outbox_bytes
 
@@ -26,7 +27,13 @@ def oai(server: FakeLLMServer, model: str = "gpt-4o", **kw: Any) -> dict[str, An
 
 
 def ant(server: FakeLLMServer, model: str = "claude-sonnet-4", **kw: Any) -> dict[str, Any]:
-    return {"model": f"anthropic/{model}", "api_base": server.anthropic_base_url, "api_key": "sk-ant-test", "max_tokens": 50, **kw}
+    return {
+        "model": f"anthropic/{model}",
+        "api_base": server.anthropic_base_url,
+        "api_key": "sk-ant-test",
+        "max_tokens": 50,
+        **kw,
+    }
 
 
 def test_completion_openai_route_one_record_and_cost(audit_factory: Any, llm_server: FakeLLMServer) -> None:
@@ -152,7 +159,11 @@ def test_azure_route_through_openai_sdk_gives_one_record(audit_factory: Any, llm
     auditel's OpenAI instrumentation wraps: the LiteLLM layer wins, the SDK layer stands aside."""
     audit = audit_factory("litellm", "openai")
     result = litellm.completion(
-        model="azure/gpt-deployment", messages=MESSAGES, api_base=llm_server.anthropic_base_url, api_key="az-test", api_version="2024-10-21"
+        model="azure/gpt-deployment",
+        messages=MESSAGES,
+        api_base=llm_server.anthropic_base_url,
+        api_key="az-test",
+        api_version="2024-10-21",
     )
     assert result.choices[0].message.content == REPLY_TEXT
     assert any(path.startswith("/openai/deployments/gpt-deployment/") for path, _ in llm_server.requests)

@@ -17,17 +17,19 @@ import litellm
 import pytest
 import wrapt
 from botocore.config import Config
-from fake_llm_server import REPLY_TEXT, FakeLLMServer
 from google import genai
 from provider_server import ProviderServer
 
 import auditel
+from fake_llm_server import REPLY_TEXT, FakeLLMServer
 
 MESSAGES = [{"role": "user", "content": [{"text": "hello"}]}]
 
 
 def _bedrock(server: ProviderServer) -> Any:
-    return boto3.client("bedrock-runtime", endpoint_url=server.url, region_name="us-east-1", config=Config(retries={"max_attempts": 1}))
+    return boto3.client(
+        "bedrock-runtime", endpoint_url=server.url, region_name="us-east-1", config=Config(retries={"max_attempts": 1})
+    )
 
 
 def _gemini(server: ProviderServer) -> Any:
@@ -43,16 +45,29 @@ TARGETS = {
 
 def _call(sdk: str, provider_server: ProviderServer, llm_server: FakeLLMServer, keep: list[Any]) -> str:
     if sdk == "bedrock":
-        return _bedrock(provider_server).converse(modelId="nova-coexist", messages=MESSAGES)["output"]["message"]["content"][0]["text"]
+        return _bedrock(provider_server).converse(modelId="nova-coexist", messages=MESSAGES)["output"]["message"][
+            "content"
+        ][0]["text"]
     if sdk == "google_genai":
         client = _gemini(provider_server)
         keep.append(client)
         return client.models.generate_content(model="gemini-coexist", contents="hello").text or ""
-    return litellm.completion(model="openai/gpt-coexist", api_base=llm_server.openai_base_url, api_key="sk", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
+    return (
+        litellm.completion(
+            model="openai/gpt-coexist",
+            api_base=llm_server.openai_base_url,
+            api_key="sk",
+            messages=[{"role": "user", "content": "hi"}],
+        )
+        .choices[0]
+        .message.content
+    )
 
 
 @pytest.mark.parametrize("sdk", sorted(TARGETS))
-def test_foreign_wrapt_layer_on_top(sdk: str, audit_factory: Any, provider_server: ProviderServer, llm_server: FakeLLMServer) -> None:
+def test_foreign_wrapt_layer_on_top(
+    sdk: str, audit_factory: Any, provider_server: ProviderServer, llm_server: FakeLLMServer
+) -> None:
     audit = audit_factory(sdk)
     module, name = TARGETS[sdk]
     seen: list[str] = []
@@ -91,7 +106,12 @@ def test_official_google_genai_instrumentation(audit_factory: Any, provider_serv
         audit = audit_factory("google_genai")
         client = _gemini(provider_server)
         assert client.models.generate_content(model="gemini-official", contents="hello").text == REPLY_TEXT
-        assert "".join(c.text or "" for c in client.models.generate_content_stream(model="gemini-official-s", contents="hello")) == REPLY_TEXT
+        assert (
+            "".join(
+                c.text or "" for c in client.models.generate_content_stream(model="gemini-official-s", contents="hello")
+            )
+            == REPLY_TEXT
+        )
         assert len(audit.records()) == 2
     finally:
         other.uninstrument()
@@ -109,10 +129,25 @@ def test_openllmetry_bedrock_and_official_botocore(audit_factory: Any, provider_
         assert c.converse(modelId="amazon.nova-vendors", messages=MESSAGES)["stopReason"] == "end_turn"
         events = list(c.converse_stream(modelId="amazon.nova-vendors-s", messages=MESSAGES)["stream"])
         assert events
-        body = json.loads(c.invoke_model(modelId="anthropic.claude-vendors", body=json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))["body"].read())
+        body = json.loads(
+            c.invoke_model(
+                modelId="anthropic.claude-vendors",
+                body=json.dumps(
+                    {
+                        "anthropic_version": "bedrock-2023-05-31",
+                        "max_tokens": 5,
+                        "messages": [{"role": "user", "content": "hi"}],
+                    }
+                ),
+            )["body"].read()
+        )
         assert body["content"][0]["text"] == REPLY_TEXT
         records = audit.records()
-        assert [r["attributes"]["gen_ai.request.model"] for r in records] == ["amazon.nova-vendors", "amazon.nova-vendors-s", "anthropic.claude-vendors"]
+        assert [r["attributes"]["gen_ai.request.model"] for r in records] == [
+            "amazon.nova-vendors",
+            "amazon.nova-vendors-s",
+            "anthropic.claude-vendors",
+        ]
         # OpenLLMetry swaps InvokeModel's body for its own (built from the raw stream, past our proxy):
         # the call is still recorded, without the details the body would give
         assert records[2]["attributes"]["audit.outcome"] == "success"
@@ -130,7 +165,14 @@ def test_openllmetry_litellm(audit_factory: Any, llm_server: FakeLLMServer) -> N
         audit = audit_factory("litellm")
         kw = {"api_base": llm_server.openai_base_url, "api_key": "sk", "messages": [{"role": "user", "content": "hi"}]}
         assert litellm.completion(model="openai/gpt-vendors", **kw).choices[0].message.content == REPLY_TEXT
-        assert "".join(c.choices[0].delta.content or "" for c in litellm.completion(model="openai/gpt-vendors-s", stream=True, **kw) if c.choices) == REPLY_TEXT
+        assert (
+            "".join(
+                c.choices[0].delta.content or ""
+                for c in litellm.completion(model="openai/gpt-vendors-s", stream=True, **kw)
+                if c.choices
+            )
+            == REPLY_TEXT
+        )
         assert len(audit.records()) == 2
     finally:
         other.uninstrument()

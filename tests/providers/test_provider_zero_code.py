@@ -15,9 +15,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from provider_server import ProviderServer
+
 from fake_llm_server import REPLY_TEXT, FakeLLMServer
 from genai_support import model_records, outbox_bytes
-from provider_server import ProviderServer
 
 BIN = Path(sys.executable).parent
 MARKER = "PROMPT-MARKER-zero-providers"
@@ -34,13 +35,16 @@ AGENTS = {
         c = boto3.client("bedrock-runtime", endpoint_url=os.environ["PROVIDER_URL"], region_name="us-east-1")
         msgs = [{"role": "user", "content": [{"text": MARKER}]}]
         print(c.converse(modelId="nova-zero", messages=msgs)["output"]["message"]["content"][0]["text"])
-        print("".join(e["contentBlockDelta"]["delta"]["text"] for e in c.converse_stream(modelId="nova-zero-s", messages=msgs)["stream"] if "contentBlockDelta" in e))
+        events = c.converse_stream(modelId="nova-zero-s", messages=msgs)["stream"]
+        print("".join(e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e))
     """,
     "litellm": """
         import litellm
-        kw = {"api_base": os.environ["OPENAI_URL"], "api_key": "sk-test", "messages": [{"role": "user", "content": MARKER}]}
+        messages = [{"role": "user", "content": MARKER}]
+        kw = {"api_base": os.environ["OPENAI_URL"], "api_key": "sk-test", "messages": messages}
         print(litellm.completion(model="openai/gpt-zero", **kw).choices[0].message.content)
-        print("".join(c.choices[0].delta.content or "" for c in litellm.completion(model="openai/gpt-zero-s", stream=True, **kw) if c.choices))
+        stream = litellm.completion(model="openai/gpt-zero-s", stream=True, **kw)
+        print("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
     """,
 }
 MODELS = {
@@ -59,12 +63,26 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("sdk", sorted(AGENTS))
-def test_auditel_run_env_only(sdk: str, tmp_path: Path, provider_server: ProviderServer, llm_server: FakeLLMServer) -> None:
+def test_auditel_run_env_only(
+    sdk: str, tmp_path: Path, provider_server: ProviderServer, llm_server: FakeLLMServer
+) -> None:
     script = tmp_path / f"agent_{sdk}.py"
     script.write_text(f"import os\nMARKER = {MARKER!r}\n" + textwrap.dedent(AGENTS[sdk]))
     outbox = tmp_path / "audit" / "outbox.db"
-    env = _env(AUDITEL_ENABLED="true", AUDITEL_OUTBOX=str(outbox), PROVIDER_URL=provider_server.url, OPENAI_URL=llm_server.openai_base_url)
-    proc = subprocess.run([str(BIN / "auditel"), "run", "--", sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=180, check=False)
+    env = _env(
+        AUDITEL_ENABLED="true",
+        AUDITEL_OUTBOX=str(outbox),
+        PROVIDER_URL=provider_server.url,
+        OPENAI_URL=llm_server.openai_base_url,
+    )
+    proc = subprocess.run(
+        [str(BIN / "auditel"), "run", "--", sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [REPLY_TEXT, REPLY_TEXT], proc.stderr
     records = model_records(outbox)
@@ -79,7 +97,7 @@ def test_instrument_imports_no_provider_sdk_and_hooks_on_import(tmp_path: Path) 
     code = f"""
 import sys
 import auditel
-auditel.configure(outbox={str(tmp_path / 'outbox.db')!r})
+auditel.configure(outbox={str(tmp_path / "outbox.db")!r})
 done = auditel.instrument("google_genai", "litellm", "bedrock")
 assert sorted(done) == ["auditel_bedrock", "auditel_google_genai", "auditel_litellm"], done
 loaded = [m for m in ("google.genai", "litellm", "botocore", "boto3") if m in sys.modules]
@@ -94,5 +112,7 @@ import litellm  # the hook registered for litellm must not fire after uninstrume
 assert type(litellm.completion).__name__ == "function", type(litellm.completion)
 print("ok")
 """
-    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=180, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=180, check=False
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -68,7 +68,11 @@ def _messages(messages: Any) -> list[dict[str, Any]] | None:
     out = []
     for msg in messages:
         content = msg.get("content") if isinstance(msg, dict) else None
-        parts = [_block(b) for b in content if isinstance(b, dict)] if isinstance(content, list) else genai.parts_of_content(content)
+        parts = (
+            [_block(b) for b in content if isinstance(b, dict)]
+            if isinstance(content, list)
+            else genai.parts_of_content(content)
+        )
         out.append({"role": (msg.get("role") if isinstance(msg, dict) else None) or "user", "parts": parts})
     return out
 
@@ -194,7 +198,9 @@ def _converse_message(facts: ResponseFacts, message: Any, stop: Any) -> None:
     for block in content:
         use = block.get("toolUse") if isinstance(block, dict) else None
         if use:
-            facts.tool_calls.append({"name": use.get("name"), "id": use.get("toolUseId"), "arguments": use.get("input")})
+            facts.tool_calls.append(
+                {"name": use.get("name"), "id": use.get("toolUseId"), "arguments": use.get("input")}
+            )
     facts.finish_reasons = [str(stop)] if stop else []
     facts.output_messages = [{"role": "assistant", "parts": parts, "finish_reason": stop}]
 
@@ -219,7 +225,9 @@ def _interventions(guardrail: Any) -> list[dict[str, Any]]:
         return found
     outputs = guardrail.get("outputAssessments") or {}
     sources = [("input", guardrail.get("inputAssessment") or {})]
-    sources += [("output", {gid: a}) for gid, items in outputs.items() for a in (items if isinstance(items, list) else [items])]
+    sources += [
+        ("output", {gid: a}) for gid, items in outputs.items() for a in (items if isinstance(items, list) else [items])
+    ]
     for source, by_id in sources:
         for gid, assessment in by_id.items() if isinstance(by_id, dict) else ():
             for policy, detail in assessment.items() if isinstance(assessment, dict) else ():
@@ -229,7 +237,15 @@ def _interventions(guardrail: Any) -> list[dict[str, Any]]:
                     for item in items if isinstance(items, list) else ():
                         act = item.get("action") if isinstance(item, dict) else None
                         if act and act != "NONE":
-                            found.append({"source": source, "guardrail": gid, "policy": policy, "type": item.get("type") or item.get("name"), "action": act})
+                            found.append(
+                                {
+                                    "source": source,
+                                    "guardrail": gid,
+                                    "policy": policy,
+                                    "type": item.get("type") or item.get("name"),
+                                    "action": act,
+                                }
+                            )
     return found
 
 
@@ -258,7 +274,9 @@ def converse_observe(facts: ResponseFacts, event: Any) -> None:
     blocks: dict[int, dict[str, Any]] = facts.scratch["blocks"]
     if "contentBlockDelta" in event:
         ev = event["contentBlockDelta"]
-        slot = blocks.setdefault(ev.get("contentBlockIndex", 0), {"text": [], "tool": None, "json": [], "reasoning": []})
+        slot = blocks.setdefault(
+            ev.get("contentBlockIndex", 0), {"text": [], "tool": None, "json": [], "reasoning": []}
+        )
         delta = ev.get("delta") or {}
         if "text" in delta:
             slot["text"].append(delta["text"])
@@ -268,7 +286,9 @@ def converse_observe(facts: ResponseFacts, event: Any) -> None:
             slot["reasoning"].append(delta["reasoningContent"].get("text") or "")
     elif "contentBlockStart" in event:
         ev = event["contentBlockStart"]
-        slot = blocks.setdefault(ev.get("contentBlockIndex", 0), {"text": [], "tool": None, "json": [], "reasoning": []})
+        slot = blocks.setdefault(
+            ev.get("contentBlockIndex", 0), {"text": [], "tool": None, "json": [], "reasoning": []}
+        )
         use = field_of(ev.get("start"), "toolUse")
         if use:
             slot["tool"] = {"id": use.get("toolUseId"), "name": use.get("name")}
@@ -338,7 +358,9 @@ class BedrockInvocation(genai.Invocation):
         token = otel_context.attach(trace.set_span_in_context(self.span))
         try:
             found = _interventions(info["trace"])
-            guard_id = self.request.attributes.get("aws.bedrock.guardrail.id") or (found[0]["guardrail"] if found else None)
+            guard_id = self.request.attributes.get("aws.bedrock.guardrail.id") or (
+                found[0]["guardrail"] if found else None
+            )
             rules = sorted({f"{f['policy']}:{f['type']}" for f in found if f.get("type")})
             anonymized = found and all(f["action"] == "ANONYMIZED" for f in found)
             policy_decision(
@@ -359,7 +381,7 @@ class BedrockInvocation(genai.Invocation):
 
 
 # --- proxies ---------------------------------------------------------------------------------------
-class EventStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class EventStreamProxy(wrapt.ObjectProxy):
     """botocore's ``EventStream``: iterating it reports each event; finishes exactly once."""
 
     def __init__(self, wrapped: Any, state: genai.StreamState) -> None:
@@ -391,7 +413,7 @@ class EventStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             self._self_state.closed()
 
 
-class BodyProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class BodyProxy(wrapt.ObjectProxy):
     """``InvokeModel``'s ``StreamingBody``: the bytes read through ``read()`` give the facts."""
 
     def __init__(self, wrapped: Any, inv: genai.Invocation, parse: Callable[[ResponseFacts, Any], None]) -> None:
@@ -465,7 +487,11 @@ def _make_api_call(active: dict[str, bool]) -> Callable[..., Any]:
         try:
             params = args[1] if len(args) > 1 else kwargs.get("api_params") or {}
             streaming = op in ("ConverseStream", "InvokeModelWithResponseStream")
-            req = describe_converse(instance, params, streaming) if op.startswith("Converse") else describe_invoke(instance, params, streaming)
+            req = (
+                describe_converse(instance, params, streaming)
+                if op.startswith("Converse")
+                else describe_invoke(instance, params, streaming)
+            )
             family = req.attributes.get("aws.bedrock.body_family", "other")
             inv = BedrockInvocation(req, genai.content_policy())
         except Exception as exc:  # noqa: BLE001

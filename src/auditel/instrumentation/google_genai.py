@@ -206,7 +206,9 @@ def from_response(facts: ResponseFacts, response: Any) -> None:
         for part in iter_items(field_of(content, "parts")):
             call = field_of(part, "function_call")
             if call is not None:
-                facts.tool_calls.append({"name": field_of(call, "name"), "id": field_of(call, "id"), "arguments": field_of(call, "args")})
+                facts.tool_calls.append(
+                    {"name": field_of(call, "name"), "id": field_of(call, "id"), "arguments": field_of(call, "args")}
+                )
         facts.output_messages.append({"role": "assistant", "parts": parts, "finish_reason": reason})
     blocked = field_of(field_of(response, "prompt_feedback"), "block_reason")
     if blocked is not None and not facts.finish_reasons:
@@ -253,7 +255,9 @@ def _build(facts: ResponseFacts) -> None:
                 parts.append(converted)
             call = field_of(part, "function_call")
             if call is not None:
-                facts.tool_calls.append({"name": field_of(call, "name"), "id": field_of(call, "id"), "arguments": field_of(call, "args")})
+                facts.tool_calls.append(
+                    {"name": field_of(call, "name"), "id": field_of(call, "id"), "arguments": field_of(call, "args")}
+                )
         if acc["reason"]:
             facts.finish_reasons.append(acc["reason"])
         facts.output_messages.append({"role": "assistant", "parts": parts, "finish_reason": acc["reason"]})

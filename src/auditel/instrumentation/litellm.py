@@ -127,7 +127,9 @@ def _is_stream(result: Any) -> bool:
     return name == "CustomStreamWrapper" or name.endswith("StreamingIterator")
 
 
-def _wrapper(describe: genai.Describe, from_response: genai.FromResponse, observe: genai.Observe, *, is_async: bool) -> Any:
+def _wrapper(
+    describe: genai.Describe, from_response: genai.FromResponse, observe: genai.Observe, *, is_async: bool
+) -> Any:
     active = {"on": True}
 
     def begin(instance: Any, args: Any, kwargs: Any) -> tuple[genai.Invocation | None, Any]:
@@ -196,7 +198,23 @@ class LiteLLMInstrumentor(LazyGenAIInstrumentor):
 
     def _apply(self, p: genai.Patches) -> None:
         wrap: Callable[..., Any] = _wrapper
-        p.wrap("litellm", "completion", wrap(describe_completion, completion_from_response, openai.chat_observe, is_async=False))
-        p.wrap("litellm", "acompletion", wrap(describe_completion, completion_from_response, openai.chat_observe, is_async=True))
-        p.wrap("litellm", "responses", wrap(describe_responses, responses_from_response, openai.responses_observe, is_async=False))
-        p.wrap("litellm", "aresponses", wrap(describe_responses, responses_from_response, openai.responses_observe, is_async=True))
+        p.wrap(
+            "litellm",
+            "completion",
+            wrap(describe_completion, completion_from_response, openai.chat_observe, is_async=False),
+        )
+        p.wrap(
+            "litellm",
+            "acompletion",
+            wrap(describe_completion, completion_from_response, openai.chat_observe, is_async=True),
+        )
+        p.wrap(
+            "litellm",
+            "responses",
+            wrap(describe_responses, responses_from_response, openai.responses_observe, is_async=False),
+        )
+        p.wrap(
+            "litellm",
+            "aresponses",
+            wrap(describe_responses, responses_from_response, openai.responses_observe, is_async=True),
+        )
