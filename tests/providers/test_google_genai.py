@@ -237,3 +237,24 @@ def test_content_in_records_only_when_asked(audit_factory: Any, provider_server:
     record = json.dumps(only(audit.records()))
     assert PROMPT in record and REPLY_TEXT in record
     assert "gen_ai.input.messages" not in only(audit.model_spans()).attributes
+
+
+def test_async_stream_break_and_error(audit_factory: Any, provider_server: ProviderServer) -> None:
+    audit = audit_factory("google_genai")
+
+    async def main() -> None:
+        c = client(provider_server).keep
+        stream = await c.aio.models.generate_content_stream(model="gemini-along", contents=PROMPT)
+        async for _ in stream:
+            break
+        await stream.aclose()
+        with pytest.raises(errors.ServerError):  # the public async stream sends the request on first read
+            async for _ in await c.aio.models.generate_content_stream(model="gemini-aserver-error", contents=PROMPT):
+                pass
+
+    asyncio.run(main())
+    gc.collect()
+    records = {r["attributes"]["gen_ai.request.model"]: r["attributes"] for r in audit.records()}
+    assert records["gemini-along"]["audit.stream.end"] in ("closed", "abandoned")
+    assert records["gemini-aserver-error"]["audit.outcome"] == "failure"
+    assert len(audit.model_spans()) == 2

@@ -181,3 +181,23 @@ def test_content_opt_in(audit_factory: Any, llm_server: FakeLLMServer) -> None:
     a = only(audit.model_spans()).attributes
     assert PROMPT in a["gen_ai.input.messages"] and REPLY_TEXT in a["gen_ai.output.messages"]
     assert PROMPT in json.dumps(only(audit.records()))
+
+
+def test_responses_stream_and_async_router(audit_factory: Any, llm_server: FakeLLMServer) -> None:
+    audit = audit_factory("litellm", "openai")
+    events = list(litellm.responses(input=PROMPT, stream=True, **oai(llm_server, "gpt-resp-s")))
+    assert events
+    router = litellm.Router(model_list=[{"model_name": "smart", "litellm_params": ant(llm_server, "claude-routed")}])
+
+    async def main() -> Any:
+        first = await router.acompletion(model="smart", messages=MESSAGES)
+        second = await litellm.aresponses(input=PROMPT, **oai(llm_server, "gpt-aresp"))
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert first.choices[0].message.content == REPLY_TEXT and second.output
+    records = [r["attributes"] for r in audit.records()]
+    assert [r["gen_ai.request.model"] for r in records] == ["gpt-resp-s", "claude-routed", "gpt-aresp"]
+    assert records[0]["audit.model_call.streaming"] is True and records[0]["audit.outcome"] == "success"
+    assert records[1]["gen_ai.provider.name"] == "anthropic"
+    assert len(audit.model_spans()) == 3
