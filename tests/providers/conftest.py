@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.append(str(Path(__file__).parent))  # provider_server, as a top-level module like fake_llm_server
 
 # before any test imports litellm: it would otherwise fetch its price list from the internet
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
