@@ -39,7 +39,6 @@ from auditel.instrumentation.genai import (
     tool_call_part,
     usage_total,
 )
-from auditel.instrumentation.lazy_genai import LazyGenAIInstrumentor
 
 PROVIDER = "aws.bedrock"
 SERVICE = "bedrock-runtime"
@@ -480,7 +479,7 @@ def _make_api_call(active: dict[str, bool]) -> Callable[..., Any]:
         op = args[0] if args else kwargs.get("operation_name")
         if op not in _OPERATIONS or not active["on"] or _service(instance) != SERVICE:
             return wrapped(*args, **kwargs)
-        if _rt.current() is None or genai._suppressed():
+        if _rt.current() is None or genai.suppressed():
             return wrapped(*args, **kwargs)
         inv: BedrockInvocation | None = None
         family = "other"
@@ -517,11 +516,10 @@ def _make_api_call(active: dict[str, bool]) -> Callable[..., Any]:
     return wrapper
 
 
-class BedrockInstrumentor(LazyGenAIInstrumentor):
+class BedrockInstrumentor(genai.GenAIInstrumentor):
     """auditel's Amazon Bedrock Runtime instrumentation (entry point ``auditel_bedrock``)."""
 
     requirement = "botocore >= 1.34"
-    trigger = "botocore.client"
 
-    def _apply(self, p: genai.Patches) -> None:
+    def _apply(self, p: genai.Patcher) -> None:
         p.wrap("botocore.client", "BaseClient._make_api_call", _make_api_call({"on": True}))

@@ -33,7 +33,6 @@ from auditel.instrumentation.genai import (
     text_part,
     tool_call_part,
 )
-from auditel.instrumentation.lazy_genai import LazyGenAIInstrumentor
 
 GEMINI = "gcp.gemini"
 VERTEX = "gcp.vertex_ai"
@@ -263,6 +262,14 @@ def _build(facts: ResponseFacts) -> None:
         facts.output_messages.append({"role": "assistant", "parts": parts, "finish_reason": acc["reason"]})
 
 
+def _safe_describe(describe_fn: genai.Describe, instance: Any, args: Any, kwargs: Any) -> Request | None:
+    try:
+        return describe_fn(instance, args, kwargs)
+    except Exception as exc:  # noqa: BLE001 - an SDK of another shape: the call goes on unrecorded
+        _base.count_error("genai_describe", exc)
+        return None
+
+
 # --- wrappers --------------------------------------------------------------------------------------
 def _active_flag() -> dict[str, bool]:
     return {"on": True}
@@ -273,9 +280,9 @@ def _stream_sync_wrapper() -> Callable[..., Any]:
     active = _active_flag()
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        if not active["on"] or not recording_enabled() or genai._suppressed():
+        if not active["on"] or not recording_enabled() or genai.suppressed():
             return wrapped(*args, **kwargs)
-        req = genai._describe(describe_stream, instance, args, kwargs)
+        req = _safe_describe(describe_stream, instance, args, kwargs)
         inv = genai.start(req) if req is not None else None
         if inv is None:
             return wrapped(*args, **kwargs)
@@ -298,9 +305,9 @@ def _stream_async_wrapper() -> Callable[..., Any]:
     active = _active_flag()
 
     async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        if not active["on"] or not recording_enabled() or genai._suppressed():
+        if not active["on"] or not recording_enabled() or genai.suppressed():
             return await wrapped(*args, **kwargs)
-        req = genai._describe(describe_stream, instance, args, kwargs)
+        req = _safe_describe(describe_stream, instance, args, kwargs)
         inv = genai.start(req) if req is not None else None
         if inv is None:
             return await wrapped(*args, **kwargs)
@@ -364,13 +371,12 @@ async def _tool_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> An
     return result
 
 
-class GoogleGenAIInstrumentor(LazyGenAIInstrumentor):
+class GoogleGenAIInstrumentor(genai.GenAIInstrumentor):
     """auditel's Google Gen AI instrumentation (entry point ``auditel_google_genai``)."""
 
     requirement = "google-genai >= 1.0"
-    trigger = "google.genai"
 
-    def _apply(self, p: genai.Patches) -> None:
+    def _apply(self, p: genai.Patcher) -> None:
         p.wrap(_MODELS, "Models._generate_content", genai.wrapper(describe, from_response, observe, is_async=False))
         p.wrap(_MODELS, "AsyncModels._generate_content", genai.wrapper(describe, from_response, observe, is_async=True))
         p.wrap(_MODELS, "Models._generate_content_stream", _stream_sync_wrapper())

@@ -31,7 +31,6 @@ from opentelemetry import trace
 from auditel import runtime as _rt
 from auditel.instrumentation import _base, genai, openai
 from auditel.instrumentation.genai import Request, ResponseFacts, text_part
-from auditel.instrumentation.lazy_genai import LazyGenAIInstrumentor
 
 COST = "audit.model_call.cost"
 
@@ -127,15 +126,23 @@ def _is_stream(result: Any) -> bool:
     return name == "CustomStreamWrapper" or name.endswith("StreamingIterator")
 
 
+def _safe_describe(describe_fn: genai.Describe, instance: Any, args: Any, kwargs: Any) -> Request | None:
+    try:
+        return describe_fn(instance, args, kwargs)
+    except Exception as exc:  # noqa: BLE001 - a call shape we do not know: it goes on unrecorded
+        _base.count_error("litellm_describe", exc)
+        return None
+
+
 def _wrapper(
     describe: genai.Describe, from_response: genai.FromResponse, observe: genai.Observe, *, is_async: bool
 ) -> Any:
     active = {"on": True}
 
     def begin(instance: Any, args: Any, kwargs: Any) -> tuple[genai.Invocation | None, Any]:
-        if not active["on"] or _rt.current() is None or genai._suppressed():
+        if not active["on"] or _rt.current() is None or genai.suppressed():
             return None, None
-        req = genai._describe(describe, instance, args, kwargs)
+        req = _safe_describe(describe, instance, args, kwargs)
         inv = genai.start(req) if req is not None else None
         if inv is None:
             return None, None
@@ -190,13 +197,12 @@ def _wrapper(
     return sync_wrapper
 
 
-class LiteLLMInstrumentor(LazyGenAIInstrumentor):
+class LiteLLMInstrumentor(genai.GenAIInstrumentor):
     """auditel's LiteLLM instrumentation (entry point ``auditel_litellm``)."""
 
     requirement = "litellm >= 1.50"
-    trigger = "litellm"
 
-    def _apply(self, p: genai.Patches) -> None:
+    def _apply(self, p: genai.Patcher) -> None:
         wrap: Callable[..., Any] = _wrapper
         p.wrap(
             "litellm",

@@ -147,6 +147,9 @@ def _suppressed() -> bool:
     return not is_instrumentation_enabled() or otel_context.get_value(OUTER_CALL_KEY) is not None
 
 
+suppressed = _suppressed  # for instrumentations with wrappers of their own (google_genai, litellm, bedrock)
+
+
 # --- raw responses ---------------------------------------------------------------------------------
 class RawResponseProxy(wrapt.ObjectProxy):
     """A ``with_raw_response`` / ``with_streaming_response`` result.
