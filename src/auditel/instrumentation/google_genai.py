@@ -271,6 +271,15 @@ def _safe_describe(describe_fn: genai.Describe, instance: Any, args: Any, kwargs
 
 
 # --- wrappers --------------------------------------------------------------------------------------
+def _proxy(cls: Any, stream: Any, inv: genai.Invocation) -> Any:
+    try:
+        return cls(stream, genai.StreamState(inv, observe))
+    except Exception as exc:  # noqa: BLE001 - the caller gets its stream unrecorded, never our error
+        _base.count_error("google_genai_stream", exc)
+        inv.finish()
+        return stream
+
+
 def _active_flag() -> dict[str, bool]:
     return {"on": True}
 
@@ -294,7 +303,7 @@ def _stream_sync_wrapper() -> Callable[..., Any]:
             inv.finish(error=exc)
             raise
         otel_context.detach(token)
-        return genai.SyncStreamProxy(result, genai.StreamState(inv, observe))
+        return _proxy(genai.SyncStreamProxy, result, inv)
 
     wrapper.active = active  # type: ignore[attr-defined]
     return wrapper
@@ -319,7 +328,7 @@ def _stream_async_wrapper() -> Callable[..., Any]:
             inv.finish(error=exc)
             raise
         otel_context.detach(token)
-        return genai.AsyncStreamProxy(result, genai.StreamState(inv, observe))
+        return _proxy(genai.AsyncStreamProxy, result, inv)
 
     wrapper.active = active  # type: ignore[attr-defined]
     return wrapper
