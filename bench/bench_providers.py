@@ -6,8 +6,9 @@ methods and a global TracerProvider cannot be replaced), rounds interleaved with
 * ``uninstrumented``: the SDK alone;
 * ``auditel``: span + durable ``auditel.model_call`` record committed to SQLite per call;
 * ``otel``: the official OpenTelemetry instrumentation for that SDK where one exists
-  (``opentelemetry-instrumentation-google-genai``; ``opentelemetry-instrumentation-botocore``, whose
-  Bedrock extension makes GenAI spans); LiteLLM has none;
+  (``opentelemetry-instrumentation-google-genai``: note that 1.3b0 declares ``google-genai<3`` and
+  instruments nothing on 3.x; ``opentelemetry-instrumentation-botocore``, whose Bedrock extension
+  makes GenAI spans); LiteLLM has none;
 * ``openllmetry``: OpenLLMetry's (``opentelemetry-instrumentation-google-generativeai``, which
   instruments ``google.genai``; ``-bedrock``; ``-litellm``), content tracing off.
 
