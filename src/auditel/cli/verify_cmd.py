@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
+from auditel.cli._common import settings_from
+from auditel.config.integrity import env_value
 from auditel.integrity.signing import KeyFormatError, VerifyKey, load_hmac_key
 from auditel.integrity.verify import load_public_key_file, verify_path
-from auditel.cli._common import settings_from
 
 
 def register(subparsers: Any) -> None:
@@ -56,7 +56,7 @@ def _keys(args: argparse.Namespace) -> list[VerifyKey]:
         except KeyFormatError as exc:
             raise UsageError(f"--public-key {args.public_key} is not valid: expected {exc}") from exc
     if args.hmac_key_env:
-        raw = os.environ.get(args.hmac_key_env, "")
+        raw = env_value(args.hmac_key_env)
         if not raw.strip():
             raise UsageError(f"--hmac-key-env {args.hmac_key_env}: that environment variable is not set")
         try:
