@@ -264,3 +264,15 @@ def test_a_format_1_export_still_verifies(tmp_path: Path) -> None:
     lines[0]["format"] = 1
     export.write_text("".join(json.dumps(line) + "\n" for line in lines if line["type"] != "signing_key"))
     assert verify(load_export(export)).ok
+
+
+def test_a_forged_watermark_head_at_a_signed_checkpoint_is_a_problem(tmp_path: Path, keyed: Path) -> None:
+    """A `pruned` row through a checkpointed seq names a head; the signed checkpoint says what it was."""
+    path = tmp_path / "outbox.db"
+    build_outbox(path)
+    sql(path, "UPDATE records SET state=1")
+    assert Outbox(path).prune(shipped_only=True, reason="purge", limit=21) == 21  # through checkpoint 21
+    assert verify_path(path).ok
+    sql(path, ("UPDATE pruned SET head_hash=?", ("0" * 64,)))
+    report = verify_path(path)
+    assert any("head hash differs from the pruned watermark" in m for m in messages(report))

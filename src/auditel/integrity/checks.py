@@ -268,6 +268,9 @@ def check_heads(rep: StreamReport, st: StreamState) -> None:
         elif size == st.pruned_through and st.pruned_head == cp.statement["head_hash"]:
             if cp.valid_sig:
                 anchored = max(anchored, size)
+        elif size == st.pruned_through and st.pruned_head is not None and cp.valid_sig:
+            # the watermark names the hash of its last pruned record: a signed head at that seq must agree
+            rep.problem("head_mismatch", f"checkpoint {size}: head hash differs from the pruned watermark's", size)
         elif size < st.pruned_through:
             if cp.valid_sig:
                 anchored = max(anchored, size)
