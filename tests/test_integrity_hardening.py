@@ -276,3 +276,47 @@ def test_a_forged_watermark_head_at_a_signed_checkpoint_is_a_problem(tmp_path: P
     sql(path, ("UPDATE pruned SET head_hash=?", ("0" * 64,)))
     report = verify_path(path)
     assert any("head hash differs from the pruned watermark" in m for m in messages(report))
+
+
+CHILD = r"""
+import sys, auditel
+auditel.configure(outbox=sys.argv[1])
+def emit(n, start):
+    for i in range(start, start + n):
+        auditel.emit("auditel.action", attributes={"audit.action": "EXECUTE", "i": i})
+emit(200, 0)
+print("ready", flush=True)
+sys.stdin.readline()          # the parent deletes outbox.db-wal and -shm now
+emit(300, 200)
+print("done", flush=True)
+sys.stdin.readline()          # killed here (kill -9)
+"""
+
+
+def test_deleting_the_wal_of_a_running_process_then_kill_9_is_reported(tmp_path: Path) -> None:
+    """Issue 13 item 14, as the operator did it: a running process, its -wal and -shm deleted, then
+    kill -9. The acknowledged records that lived only in the deleted WAL are gone; verify must report
+    the missing range as a problem (exit 1), not as notes."""
+    path = tmp_path / "outbox.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDITEL_", "OTEL_"))}
+    env.update({"AUDITEL_CHECKPOINT_EVERY": "50", "AUDITEL_CHECKPOINT_INTERVAL_S": "1000000"})
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, env=env)
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "ready"
+        for suffix in ("-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "done"
+    finally:
+        child.kill()  # SIGKILL
+        child.wait(30)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    kept = conn.execute("SELECT count(*) FROM records WHERE event_name='auditel.action'").fetchone()[0]
+    conn.close()
+    assert kept < 500  # acknowledged records were lost with the deleted WAL
+    proc = cli("verify", str(path), outbox=path)
+    assert proc.returncode == 1, proc.stdout
+    assert "PROBLEM records missing: seq" in proc.stdout
