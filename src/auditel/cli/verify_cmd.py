@@ -20,7 +20,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Recompute every record hash and chain link, check sequence numbers, start/end markers and signed "
             "checkpoints. With --checkpoints (exported earlier or fetched from the backend) also detect truncation "
-            "and rollback. Exit 0 only when everything verifies, 1 when a problem is found, 2 on a usage error."
+            "and rollback; the checkpoint log beside an outbox (<outbox>.checkpoints.jsonl) reveals records the "
+            "outbox lost. Exit 0 only when everything verifies, 1 when a problem is found, 2 on a usage error."
         ),
     )
     p.add_argument("path", nargs="?", help="outbox file (default: --outbox / AUDITEL_OUTBOX)")

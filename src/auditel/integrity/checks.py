@@ -129,7 +129,9 @@ def check_records(rep: StreamReport, inp: StreamInput, st: StreamState) -> None:
         rec = st.chosen[seq]
         raw = rec.raw
         if text_of(raw.stream_col) != inp.sid or int_of(raw.seq_col) != seq:
-            rep.problem("out_of_order", f"record {seq}: out of order ({raw.where} says seq {raw.seq_col!r}, data says seq {seq})", seq)
+            rep.problem(
+                "out_of_order", f"record {seq}: out of order ({raw.where} says seq {raw.seq_col!r}, data says seq {seq})", seq
+            )
         elif raw.order < last_order and not st.archive:
             rep.problem("out_of_order", f"record {seq}: out of order (stored after a later record)", seq)
         last_order = max(last_order, raw.order)
@@ -243,7 +245,9 @@ def check_checkpoint_chain(rep: StreamReport, st: StreamState) -> None:
         by_size[cp.tree_size].append(cp)
     for size, group in by_size.items():
         if len(group) > 1:
-            rep.problem("conflict", f"checkpoint {size}: {len(group)} different checkpoints for one tree size (fork or forgery)", size)
+            rep.problem(
+                "conflict", f"checkpoint {size}: {len(group)} different checkpoints for one tree size (fork or forgery)", size
+            )
     previous: Cp | None = None
     for cp in st.ordered:
         prev_hash = cp.statement["previous_checkpoint_hash"]

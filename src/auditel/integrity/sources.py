@@ -113,12 +113,12 @@ def load_archive(paths: Iterable[str | Path]) -> Evidence:
     is not checked (batches are sent in parallel and retried) and identical copies of a record are
     expected (at-least-once delivery): they are counted in a note, not reported as problems. Log
     records without auditel's chain attributes (other apps' logs in the same archive) are skipped."""
-    paths = [str(p) for p in paths]
-    ev = Evidence(source=", ".join(paths), kind="archive")
+    names = [str(p) for p in paths]
+    ev = Evidence(source=", ".join(names), kind="archive")
     order = 0
     foreign = 0
-    for path in paths:
-        label = f"archive {path}" if len(paths) > 1 else "archive"
+    for path in names:
+        label = f"archive {path}" if len(names) > 1 else "archive"
         for number, obj in iter_json_lines(path, label, ev.problems):
             where = f"{label} line {number}"
             try:
@@ -238,7 +238,9 @@ def carriers_as_checkpoints(evidence: Evidence) -> None:
             continue
         if isinstance(obj, dict) and obj.get("event_name") == S.EV_CHECKPOINT and isinstance(obj.get("body"), dict):
             body = obj["body"]
-            evidence.checkpoints.append(RawCheckpoint(f"{raw.where} (checkpoint record)", "record", body.get("checkpoint"), body.get("signature")))
+            evidence.checkpoints.append(
+                RawCheckpoint(f"{raw.where} (checkpoint record)", "record", body.get("checkpoint"), body.get("signature"))
+            )
 
 
 # --- keys -----------------------------------------------------------------------------------------------

@@ -108,11 +108,11 @@ def verify(
             recs[rec.stream_id][rec.seq].append(rec)
 
     cps: dict[str, dict[str, Cp]] = defaultdict(dict)
-    for raw in list(evidence.checkpoints) + list(external):
+    for raw_cp in list(evidence.checkpoints) + list(external):
         try:
-            cp = parse_checkpoint(raw, global_problems)
+            cp = parse_checkpoint(raw_cp, global_problems)
         except Exception as exc:  # noqa: BLE001
-            global_problems.append(f"{raw.where}: unreadable checkpoint ({type(exc).__name__})")
+            global_problems.append(f"{raw_cp.where}: unreadable checkpoint ({type(exc).__name__})")
             continue
         if cp is None:
             continue
@@ -127,7 +127,8 @@ def verify(
 
     pruned: dict[str, tuple[int, str | None]] = {}
     for where, sid, through, head in evidence.pruned:
-        if not isinstance(sid, str) or type(through) is not int or through < 0 or (head is not None and not isinstance(head, str)):
+        bad_head = head is not None and not isinstance(head, str)
+        if not isinstance(sid, str) or type(through) is not int or through < 0 or bad_head:
             global_problems.append(f"{where}: malformed pruned row")
             continue
         if sid not in pruned or through > pruned[sid][0]:

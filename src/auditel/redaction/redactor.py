@@ -6,12 +6,13 @@ replaced whole, whether the key is a mapping key or appears inside a string
 (``?token=...``, ``"password": "..."``, ``Authorization: ...``, ``--password=...``).
 
 Every rule (``rules``) is one alternative of a single combined regular expression, so a string is
-scanned once in C, and only with the rules the ``prefilter`` says it could match. Rules never nest unbounded quantifiers and anchor on a literal or on a
-boundary look-behind, so a pathological input costs linear time. A rule may keep a context
-prefix (``password=``) and replace only the secret after it, and may validate a candidate
-(Luhn for cards, mod-97 for IBANs, base64 ``user:pass`` for Basic auth) before replacing it.
+scanned once in C, and only with the rules the ``prefilter`` says it could match. Rules never nest
+unbounded quantifiers and anchor on a literal or on a boundary look-behind, so a pathological
+input costs linear time. A rule may keep a context prefix (``password=``) and replace only the
+secret after it, and may validate a candidate (Luhn for cards, mod-97 for IBANs, base64
+``user:pass`` for Basic auth) before replacing it.
 
-Configuration (environment):
+Configuration (environment, read in ``auditel.config.redaction``):
 
 * ``AUDITEL_REDACT_EXTRA``: opt-in detectors, comma-separated: ``phone``, ``ip`` (``ipv4``,
   ``ipv6``), ``iban``, ``ssn`` (or ``all``).
@@ -257,7 +258,7 @@ class Redactor:
         if t is str:
             return self.scrub(value, counts)
         if t is dict:
-            out = {}
+            out: dict[Any, Any] = {}
             for k, v in value.items():
                 if type(k) is str:
                     new_key, sensitive = self._key(k, counts)
