@@ -174,6 +174,7 @@ class Checkpointer:
         self.task: Any = None  # the worker task running tick (set by attach)
         self._last_logged = 0  # tree size of the last checkpoint (logged or a skipped heartbeat)
         self._last_logged_stream: str | None = None
+        self._key_stored = False  # the signer's public key is in the signing_keys table
         self._lock = threading.Lock()
         self._reset(None)
         if hasattr(os, "register_at_fork"):
@@ -244,7 +245,9 @@ class Checkpointer:
                 "algorithm": self.signer.algorithm,
             }
             signature = self.signer.sign(statement_bytes(statement))
-            chash = store_checkpoint(self.runtime.outbox, statement, signature, self.signer)
+            # the public key is stored once per process (INSERT OR IGNORE: once per outbox in effect)
+            chash = store_checkpoint(self.runtime.outbox, statement, signature, None if self._key_stored else self.signer)
+            self._key_stored = True
             self._log_checkpoint(statement, signature)
             self._previous = chash
             self._last_time = time.monotonic()
