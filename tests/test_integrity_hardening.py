@@ -13,17 +13,18 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-from integrity_helpers import QUIET_ENV, build_outbox, copy_outbox, sha, sql, write_key
 
 from auditel.integrity import checkpoint_log
 from auditel.integrity.export_format import EXPORT_FORMAT, load_export
 from auditel.integrity.verify import verify, verify_path
 from auditel.record.canonical import canonical
 from auditel.store.outbox import Outbox
+from integrity_helpers import QUIET_ENV, build_outbox, copy_outbox, sha, sql, write_key
 
 AUDITEL = [sys.executable, "-m", "auditel.cli"]
 
@@ -300,8 +301,9 @@ def test_deleting_the_wal_of_a_running_process_then_kill_9_is_reported(tmp_path:
     path = tmp_path / "outbox.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDITEL_", "OTEL_"))}
     env.update({"AUDITEL_CHECKPOINT_EVERY": "50", "AUDITEL_CHECKPOINT_INTERVAL_S": "1000000"})
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         assert child.stdout is not None and child.stdin is not None
         assert child.stdout.readline().strip() == "ready"

@@ -114,7 +114,11 @@ def run(args: argparse.Namespace) -> int:
         conn = open_readonly(outbox)
         count = 0
         for line in export_lines(
-            conn, checkpoints_only=args.checkpoints_only, since_ns=since, until_ns=until, events=args.event,
+            conn,
+            checkpoints_only=args.checkpoints_only,
+            since_ns=since,
+            until_ns=until,
+            events=args.event,
             stream=args.stream,
         ):
             out.write(dump_line(line))

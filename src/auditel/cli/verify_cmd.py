@@ -26,7 +26,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("path", nargs="?", help="outbox file (default: --outbox / AUDITEL_OUTBOX)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
-    p.add_argument("--checkpoints", metavar="FILE", help="checkpoints held elsewhere (JSON lines from export or the backend)")
+    p.add_argument(
+        "--checkpoints", metavar="FILE", help="checkpoints held elsewhere (JSON lines from export or the backend)"
+    )
     keys = p.add_mutually_exclusive_group()
     keys.add_argument("--public-key", metavar="FILE", help="trusted Ed25519 public key (PEM or base64 raw)")
     keys.add_argument("--hmac-key-env", metavar="VAR", help="name of the environment variable holding the HMAC key")
@@ -63,7 +65,9 @@ def _keys(args: argparse.Namespace) -> list[VerifyKey]:
         try:
             return [VerifyKey.from_hmac(load_hmac_key(raw))]
         except KeyFormatError as exc:
-            raise UsageError(f"{args.hmac_key_env}=<{len(raw)} characters, hidden> is not valid: expected {exc}") from exc
+            raise UsageError(
+                f"{args.hmac_key_env}=<{len(raw)} characters, hidden> is not valid: expected {exc}"
+            ) from exc
     return []
 
 

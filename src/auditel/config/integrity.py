@@ -13,7 +13,7 @@ this module only reads the environment and validates the cadence.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from auditel.config.settings import ConfigError
 

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 ENV_EXTRA = "AUDITEL_REDACT_EXTRA"
 ENV_DISABLE = "AUDITEL_REDACT_DISABLE"

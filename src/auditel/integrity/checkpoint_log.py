@@ -29,10 +29,20 @@ def log_path(outbox_path: str | Path) -> Path:
 
 def append(path: Path, statement: dict[str, Any], signature: str) -> None:
     """Append one line; created 0600 whatever the umask, never through a symlink or into a non-file."""
-    line = json.dumps(
-        {"type": "checkpoint", "stream_id": statement["stream_id"], "checkpoint": statement, "signature": signature},
-        ensure_ascii=False, sort_keys=True, separators=(",", ":"),
-    ) + "\n"
+    line = (
+        json.dumps(
+            {
+                "type": "checkpoint",
+                "stream_id": statement["stream_id"],
+                "checkpoint": statement,
+                "signature": signature,
+            },
+            ensure_ascii=False,
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        + "\n"
+    )
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags, 0o600)
     try:

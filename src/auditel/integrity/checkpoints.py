@@ -26,19 +26,17 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from auditel.record import schema as S
 from auditel.config.integrity import DEFAULT_EVERY as DEFAULT_EVERY  # re-exported
 from auditel.config.integrity import DEFAULT_INTERVAL_S as DEFAULT_INTERVAL_S  # re-exported
 from auditel.config.integrity import integrity_env, load_intervals
 from auditel.config.settings import ConfigError
 from auditel.integrity import checkpoint_log
-from auditel.store.integrity_store import insert_checkpoint
-from auditel.store.key_files import publish_new_file
 from auditel.integrity.signing import (
     CHECKPOINT_FORMAT,
     Ed25519Signer,
@@ -46,11 +44,14 @@ from auditel.integrity.signing import (
     KeyFormatError,
     Signer,
     load_ed25519_private,
-    public_key_b64,
     load_hmac_key,
+    public_key_b64,
     statement_bytes,
     statement_hash,
 )
+from auditel.record import schema as S
+from auditel.store.integrity_store import insert_checkpoint
+from auditel.store.key_files import publish_new_file
 
 KEY_FILE_NAME = "signing.key"
 
@@ -246,7 +247,9 @@ class Checkpointer:
             }
             signature = self.signer.sign(statement_bytes(statement))
             # the public key is stored once per process (INSERT OR IGNORE: once per outbox in effect)
-            chash = store_checkpoint(self.runtime.outbox, statement, signature, None if self._key_stored else self.signer)
+            chash = store_checkpoint(
+                self.runtime.outbox, statement, signature, None if self._key_stored else self.signer
+            )
             self._key_stored = True
             self._log_checkpoint(statement, signature)
             self._previous = chash
@@ -272,7 +275,9 @@ class Checkpointer:
         """Append the checkpoint to the checkpoint log beside the outbox (a witness outside the
         database: records lost with the database's -wal file still show as missing). Heartbeats that
         cover nothing but the previous checkpoint's own record are not logged (bounded growth)."""
-        heartbeat = self._last_logged_stream == statement["stream_id"] and statement["tree_size"] <= self._last_logged + 1
+        heartbeat = (
+            self._last_logged_stream == statement["stream_id"] and statement["tree_size"] <= self._last_logged + 1
+        )
         self._last_logged = statement["tree_size"]
         self._last_logged_stream = statement["stream_id"]
         if heartbeat:

@@ -111,12 +111,16 @@ def choose_copies(rep: StreamReport, inp: StreamInput, st: StreamState) -> None:
                 rep.problem(
                     "duplicate",
                     f"record {seq}: conflicting copy ({other.raw.where}) not linked by record {seq + 1}"
-                    if other.digest != rec.digest else f"record {seq}: duplicate ({other.raw.where})",
+                    if other.digest != rec.digest
+                    else f"record {seq}: duplicate ({other.raw.where})",
                     seq,
                 )
     rep.records = len(st.chosen)
     if redelivered:
-        rep.note("redelivered", f"{redelivered} identical copies of records delivered more than once (at-least-once delivery)")
+        rep.note(
+            "redelivered",
+            f"{redelivered} identical copies of records delivered more than once (at-least-once delivery)",
+        )
     if st.seqs:
         rep.first_seq, rep.last_seq = st.seqs[0], st.seqs[-1]
     if st.pruned_through:
@@ -130,7 +134,9 @@ def check_records(rep: StreamReport, inp: StreamInput, st: StreamState) -> None:
         raw = rec.raw
         if text_of(raw.stream_col) != inp.sid or int_of(raw.seq_col) != seq:
             rep.problem(
-                "out_of_order", f"record {seq}: out of order ({raw.where} says seq {raw.seq_col!r}, data says seq {seq})", seq
+                "out_of_order",
+                f"record {seq}: out of order ({raw.where} says seq {raw.seq_col!r}, data says seq {seq})",
+                seq,
             )
         elif raw.order < last_order and not st.archive:
             rep.problem("out_of_order", f"record {seq}: out of order (stored after a later record)", seq)
@@ -141,7 +147,9 @@ def check_records(rep: StreamReport, inp: StreamInput, st: StreamState) -> None:
         if not is_canonical(rec.obj, rec.text):
             rep.problem("not_canonical", f"record {seq}: not in canonical form", seq)
         if seq <= st.pruned_through:
-            rep.problem("pruned_conflict", f"record {seq}: present although seq 1..{st.pruned_through} were pruned", seq)
+            rep.problem(
+                "pruned_conflict", f"record {seq}: present although seq 1..{st.pruned_through} were pruned", seq
+            )
         if seq == 1 and rec.event != S.EV_STREAM_START:
             rep.problem("no_start", "record 1: not a stream-start record", seq)
         if seq != 1 and rec.event == S.EV_STREAM_START:
@@ -205,7 +213,10 @@ def find_stream_key(rep: StreamReport, inp: StreamInput, st: StreamState) -> Non
         if len(kept) == 1:
             st.stream_key, where = kept[0]
             st.start_key_id = st.stream_key.key_id
-            rep.note("kept_key", f"stream start pruned: checkpoints checked against key {st.start_key_id} kept in the {where}")
+            rep.note(
+                "kept_key",
+                f"stream start pruned: checkpoints checked against key {st.start_key_id} kept in the {where}",
+            )
     rep.key_id = st.start_key_id
     if inp.trusted and st.start_key_id is not None and st.start_key_id not in inp.trusted:
         rep.problem("untrusted_key", f"stream start: key id {st.start_key_id} is not a trusted key")
@@ -220,7 +231,9 @@ def check_signatures(rep: StreamReport, inp: StreamInput, st: StreamState) -> No
             key = st.stream_key
         if key is None:
             if inp.trusted:
-                rep.problem("untrusted_key", f"checkpoint {cp.tree_size}: signed by untrusted key {key_id}", cp.tree_size)
+                rep.problem(
+                    "untrusted_key", f"checkpoint {cp.tree_size}: signed by untrusted key {key_id}", cp.tree_size
+                )
                 cp.valid_sig = False
             elif cp.statement["algorithm"] == ALG_HMAC:
                 unchecked_hmac = True
@@ -234,7 +247,9 @@ def check_signatures(rep: StreamReport, inp: StreamInput, st: StreamState) -> No
         else:
             cp.valid_sig = True
         if st.start_key_id is not None and key_id != st.start_key_id:
-            rep.problem("key", f"checkpoint {cp.tree_size}: key {key_id} differs from the stream start's {st.start_key_id}")
+            rep.problem(
+                "key", f"checkpoint {cp.tree_size}: key {key_id} differs from the stream start's {st.start_key_id}"
+            )
     if unchecked_hmac:
         rep.note("unchecked", "HMAC-SHA256 checkpoint signatures not checked: give the key with --hmac-key-env VAR")
 
@@ -246,7 +261,9 @@ def check_checkpoint_chain(rep: StreamReport, st: StreamState) -> None:
     for size, group in by_size.items():
         if len(group) > 1:
             rep.problem(
-                "conflict", f"checkpoint {size}: {len(group)} different checkpoints for one tree size (fork or forgery)", size
+                "conflict",
+                f"checkpoint {size}: {len(group)} different checkpoints for one tree size (fork or forgery)",
+                size,
             )
     previous: Cp | None = None
     for cp in st.ordered:
@@ -255,7 +272,9 @@ def check_checkpoint_chain(rep: StreamReport, st: StreamState) -> None:
             if prev_hash is not None:
                 rep.problem("checkpoint_chain", f"checkpoint {cp.tree_size}: previous checkpoint missing", cp.tree_size)
         elif prev_hash != previous.hash and previous.tree_size != cp.tree_size:
-            rep.problem("checkpoint_chain", f"checkpoint {cp.tree_size}: previous checkpoint missing or different", cp.tree_size)
+            rep.problem(
+                "checkpoint_chain", f"checkpoint {cp.tree_size}: previous checkpoint missing or different", cp.tree_size
+            )
         previous = cp
 
 
@@ -287,11 +306,15 @@ def check_truncation(rep: StreamReport, inp: StreamInput, st: StreamState) -> No
     last_local = st.last_local
     here = [c for c in st.ordered if c.valid_sig and c.sources - {"external", "log"}]
     local_top = max(here, key=lambda c: c.tree_size, default=None)
-    ext_top = max((c for c in st.ordered if c.valid_sig and "external" in c.sources), key=lambda c: c.tree_size, default=None)
+    ext_top = max(
+        (c for c in st.ordered if c.valid_sig and "external" in c.sources), key=lambda c: c.tree_size, default=None
+    )
     # The checkpoint log is a durability witness, not a signed anchor: a checkpoint whose signature could
     # not be checked (HMAC without the key) still tells that the records existed.
     log_top = max(
-        (c for c in st.ordered if c.valid_sig is not False and "log" in c.sources), key=lambda c: c.tree_size, default=None
+        (c for c in st.ordered if c.valid_sig is not False and "log" in c.sources),
+        key=lambda c: c.tree_size,
+        default=None,
     )
     if local_top is not None and local_top.tree_size > last_local:
         rep.problem(
@@ -302,15 +325,17 @@ def check_truncation(rep: StreamReport, inp: StreamInput, st: StreamState) -> No
     elif ext_top is not None and ext_top.tree_size > last_local:
         rep.problem(
             "rolled_back",
-            f"rolled back: the stream ends at seq {last_local}, but checkpoint {ext_top.tree_size} from {inp.external_label} "
-            f"covers seq {ext_top.tree_size} (an older copy of the outbox, or its tail cut together with its checkpoints)",
+            f"rolled back: the stream ends at seq {last_local}, but checkpoint {ext_top.tree_size} "
+            f"from {inp.external_label} covers seq {ext_top.tree_size} "
+            "(an older copy of the outbox, or its tail cut together with its checkpoints)",
         )
     elif log_top is not None and log_top.tree_size > last_local:
         rep.problem(
             "missing",
-            f"records missing: seq {last_local + 1}..{log_top.tree_size} are absent, but checkpoint {log_top.tree_size} "
-            f"in {inp.log_label} covers them (lost with the database's newest transactions, e.g. its -wal file "
-            "deleted while a process ran, or an older copy of the outbox put back)",
+            f"records missing: seq {last_local + 1}..{log_top.tree_size} are absent, "
+            f"but checkpoint {log_top.tree_size} in {inp.log_label} covers them (lost with the database's "
+            "newest transactions, e.g. its -wal file deleted while a process ran, or an older copy of the "
+            "outbox put back)",
         )
 
 
@@ -321,7 +346,8 @@ def check_tail_and_end(rep: StreamReport, inp: StreamInput, st: StreamState) -> 
         # themselves (each is a signed statement, not an event).
         carriers_ok = {c.hash for c in st.ordered if c.valid_sig and c.tree_size >= st.anchored}
         tail = [
-            s for s in seqs
+            s
+            for s in seqs
             if s > st.anchored and not (chosen[s].event == S.EV_CHECKPOINT and carried(chosen[s]) in carriers_ok)
         ]
         if tail:

@@ -4,9 +4,10 @@ or a checkpoints file, kept as found (untrusted: every value's type is checked l
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 MAX_DATA_BYTES = 64 * 1024 * 1024
 MAX_LINE_BYTES = 64 * 1024 * 1024

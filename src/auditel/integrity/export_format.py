@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from auditel._version import __version__
 from auditel.integrity.evidence import (
@@ -58,8 +59,12 @@ def export_lines(
         for sid, through, head in integrity_store.export_pruned(conn, stream):
             yield {"type": "pruned", "stream_id": _text(sid), "through_seq": through, "head_hash": _text(head)}
         for key_id, algorithm, public in integrity_store.export_signing_keys(conn):
-            yield {"type": "signing_key", "key_id": _text(key_id), "algorithm": _text(algorithm),
-                   "public_key": _text(public)}
+            yield {
+                "type": "signing_key",
+                "key_id": _text(key_id),
+                "algorithm": _text(algorithm),
+                "public_key": _text(public),
+            }
         for sid, seq, data, rhash in integrity_store.export_records(
             conn, events=events, stream=stream, since_ns=since_ns, until_ns=until_ns
         ):
@@ -99,14 +104,22 @@ def load_export(path: str | Path) -> Evidence:
                 return ev  # its lines may mean something else: read nothing more
         elif kind == "record":
             ev.records.append(
-                RawRecord(f"line {number}", number, obj.get("stream_id"), obj.get("seq"), obj.get("data"), obj.get("hash"))
+                RawRecord(
+                    f"line {number}", number, obj.get("stream_id"), obj.get("seq"), obj.get("data"), obj.get("hash")
+                )
             )
         elif kind == "checkpoint":
-            ev.checkpoints.append(RawCheckpoint(f"export line {number}", "table", obj.get("checkpoint"), obj.get("signature")))
+            ev.checkpoints.append(
+                RawCheckpoint(f"export line {number}", "table", obj.get("checkpoint"), obj.get("signature"))
+            )
         elif kind == "pruned":
-            ev.pruned.append((f"export line {number}", obj.get("stream_id"), obj.get("through_seq"), obj.get("head_hash")))
+            ev.pruned.append(
+                (f"export line {number}", obj.get("stream_id"), obj.get("through_seq"), obj.get("head_hash"))
+            )
         elif kind == "signing_key":
-            ev.signing_keys.append((f"export line {number}", obj.get("key_id"), obj.get("algorithm"), obj.get("public_key")))
+            ev.signing_keys.append(
+                (f"export line {number}", obj.get("key_id"), obj.get("algorithm"), obj.get("public_key"))
+            )
         else:
             ev.problems.append(f"export line {number}: unknown type {str(kind)[:40]!r}")
     return ev

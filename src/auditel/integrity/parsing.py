@@ -72,7 +72,12 @@ def parse_record(raw: RawRecord, problems: list[str]) -> Rec | None:
         problems.append(f"{raw.where}: data is not an audit record (no attributes)")
         return None
     stream_id, seq, event = attrs.get(S.A_STREAM_ID), attrs.get(S.A_SEQ), obj.get("event_name")
-    if not isinstance(stream_id, str) or type(seq) is not int or not (1 <= seq <= MAX_SEQ) or not isinstance(event, str):
+    if (
+        not isinstance(stream_id, str)
+        or type(seq) is not int
+        or not (1 <= seq <= MAX_SEQ)
+        or not isinstance(event, str)
+    ):
         problems.append(f"{raw.where}: data lacks a valid stream id, sequence number or event name")
         return None
     return Rec(raw, stream_id, seq, text, digest, obj, event, attrs.get(S.A_PREV_HASH, None))
@@ -122,10 +127,18 @@ def parse_checkpoint(raw: RawCheckpoint, problems: list[str]) -> Cp | None:
         differing = [k for k, v in raw.columns.items() if statement.get(k) != v]
         if differing:
             problems.append(
-                f"checkpoint {statement['tree_size']}: table columns disagree with the signed data ({', '.join(differing)})"
+                f"checkpoint {statement['tree_size']}: table columns disagree with the signed data "
+                f"({', '.join(differing)})"
             )
-    return Cp(statement, raw.signature, statement_hash(statement), {raw.source}, [raw.where],
-              statement["tree_size"], statement["stream_id"])
+    return Cp(
+        statement,
+        raw.signature,
+        statement_hash(statement),
+        {raw.source},
+        [raw.where],
+        statement["tree_size"],
+        statement["stream_id"],
+    )
 
 
 def statement_defect(st: dict[str, Any]) -> str | None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from auditel.integrity import checkpoint_log, otlp_decode
 from auditel.integrity.evidence import (
@@ -29,8 +30,14 @@ from auditel.store.integrity_store import (
 )
 
 __all__ = [
-    "carriers_as_checkpoints", "load_archive", "load_checkpoint_log", "load_checkpoints_file", "load_outbox",
-    "load_public_key_file", "open_readonly", "readable_tables",
+    "carriers_as_checkpoints",
+    "load_archive",
+    "load_checkpoint_log",
+    "load_checkpoints_file",
+    "load_outbox",
+    "load_public_key_file",
+    "open_readonly",
+    "readable_tables",
 ]
 
 
@@ -86,8 +93,12 @@ def load_outbox(path: str | Path) -> Evidence:
             for row in integrity_store.checkpoint_rows(conn):
                 cid, stream, size, head, prev, key_id, alg, sig, data = row
                 columns = {
-                    "stream_id": text_of(stream), "tree_size": size, "head_hash": text_of(head),
-                    "previous_checkpoint_hash": text_of(prev), "key_id": text_of(key_id), "algorithm": text_of(alg),
+                    "stream_id": text_of(stream),
+                    "tree_size": size,
+                    "head_hash": text_of(head),
+                    "previous_checkpoint_hash": text_of(prev),
+                    "key_id": text_of(key_id),
+                    "algorithm": text_of(alg),
                 }
                 ev.checkpoints.append(RawCheckpoint(f"checkpoints row {cid}", "table", data, text_of(sig), columns))
         if "pruned" in tables:
@@ -141,7 +152,9 @@ def load_archive(paths: Iterable[str | Path]) -> Evidence:
                     # no stored hash to compare with: a changed record shows in the next record's link
                     # or in a checkpoint's head hash
                     ev.records.append(
-                        RawRecord(f"{where} record {index}", order, attrs.get(S.A_STREAM_ID), attrs.get(S.A_SEQ), data, None)
+                        RawRecord(
+                            f"{where} record {index}", order, attrs.get(S.A_STREAM_ID), attrs.get(S.A_SEQ), data, None
+                        )
                     )
             except (ValueError, TypeError) as exc:
                 ev.problems.append(f"{where}: {exc}")
@@ -239,7 +252,9 @@ def carriers_as_checkpoints(evidence: Evidence) -> None:
         if isinstance(obj, dict) and obj.get("event_name") == S.EV_CHECKPOINT and isinstance(obj.get("body"), dict):
             body = obj["body"]
             evidence.checkpoints.append(
-                RawCheckpoint(f"{raw.where} (checkpoint record)", "record", body.get("checkpoint"), body.get("signature"))
+                RawCheckpoint(
+                    f"{raw.where} (checkpoint record)", "record", body.get("checkpoint"), body.get("signature")
+                )
             )
 
 

@@ -21,8 +21,8 @@ the names other code imports from here.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from auditel.integrity.checks import StreamInput, verify_stream
 from auditel.integrity.evidence import (
@@ -53,9 +53,24 @@ from auditel.integrity.sources import (
 )
 
 __all__ = [
-    "MAX_DATA_BYTES", "MAX_LINE_BYTES", "Evidence", "Finding", "RawCheckpoint", "RawRecord", "Report", "StreamReport",
-    "carriers_as_checkpoints", "load_archive", "load_checkpoints_file", "load_export", "load_outbox",
-    "load_public_key_file", "open_readonly", "readable_tables", "verify", "verify_path",
+    "MAX_DATA_BYTES",
+    "MAX_LINE_BYTES",
+    "Evidence",
+    "Finding",
+    "RawCheckpoint",
+    "RawRecord",
+    "Report",
+    "StreamReport",
+    "carriers_as_checkpoints",
+    "load_archive",
+    "load_checkpoints_file",
+    "load_export",
+    "load_outbox",
+    "load_public_key_file",
+    "open_readonly",
+    "readable_tables",
+    "verify",
+    "verify_path",
 ]
 
 
@@ -143,8 +158,17 @@ def verify(
         try:
             report.streams.append(
                 verify_stream(
-                    StreamInput(sid, recs.get(sid, {}), cps.get(sid, {}), pruned.get(sid), trusted, external_label,
-                                evidence, kept_keys, log_label)
+                    StreamInput(
+                        sid,
+                        recs.get(sid, {}),
+                        cps.get(sid, {}),
+                        pruned.get(sid),
+                        trusted,
+                        external_label,
+                        evidence,
+                        kept_keys,
+                        log_label,
+                    )
                 )
             )
         except Exception as exc:  # noqa: BLE001 - a verifier bug must still produce a report

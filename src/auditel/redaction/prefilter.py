@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 from auditel.redaction.rules import Rule
 
@@ -66,8 +67,11 @@ class Prefilter:
             for w2, (c2, pre2, post2) in placed.items():
                 # Two words that can hold at the same anchor position: a hit for one reports
                 # only that one, so it must enable the other's rules too.
-                if w1 != w2 and c1 == c2 and (pre1.endswith(pre2) or pre2.endswith(pre1)) and (
-                    post1.startswith(post2) or post2.startswith(post1)
+                if (
+                    w1 != w2
+                    and c1 == c2
+                    and (pre1.endswith(pre2) or pre2.endswith(pre1))
+                    and (post1.startswith(post2) or post2.startswith(post1))
                 ):
                     word_masks[w1] |= word_bits[w2]
         by_char: dict[str, list[str]] = {}
@@ -76,7 +80,9 @@ class Prefilter:
             look = (f"(?<={re.escape(pre + char)})" if pre else "") + (f"(?={re.escape(post)})" if post else "")
             by_char.setdefault(re.escape(char), []).append(f"{look}(?P<w{n}>)")
             self.word_masks[f"w{n}"] = word_masks[word]
-        branches = [head + (alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")") for head, alts in by_char.items()]
+        branches = [
+            head + (alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")") for head, alts in by_char.items()
+        ]
         self.word_finditer = re.compile("|".join(branches)).finditer if branches else None
         self.searches = tuple((re.compile(p).search, m, res_gate[p]) for p, m in res.items())
         self.gates = tuple(gates.items())
@@ -125,8 +131,8 @@ def _word_anchor(word: str) -> tuple[str, str, str]:
 
 def _min_width(pattern: str) -> int:
     """The shortest text a pattern can match (from the regex parser)."""
-    try:
-        from re import _parser as sre_parse  # type: ignore[attr-defined]  # Python >= 3.11
-    except ImportError:  # pragma: no cover - Python 3.10
-        import sre_parse  # type: ignore[no-redef]
+    if sys.version_info >= (3, 11):
+        from re import _parser as sre_parse  # the regex parser's home since 3.11
+    else:  # pragma: no cover - Python 3.10
+        import sre_parse
     return int(sre_parse.parse(pattern).getwidth()[0])

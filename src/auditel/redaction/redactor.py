@@ -27,10 +27,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from auditel.config.redaction import ENV_DISABLE, ENV_EXTRA, ENV_RULES, redaction_env
 from auditel.config.settings import ConfigError
+from auditel.redaction.custom import compile_custom_rule, load_rules_file  # noqa: F401 - re-exported
 from auditel.redaction.prefilter import Prefilter
 from auditel.redaction.rules import (  # noqa: F401 - re-exported: the names callers import from here
     BUILTIN_RULES,
@@ -50,14 +52,12 @@ from auditel.redaction.rules import (  # noqa: F401 - re-exported: the names cal
     basic_ok,
     bearer_ok,
     card_ok,
-    compile_custom_rule,
     default_kinds,
     email_ok,
     iban_ok,
     ipv4_ok,
     ipv6_ok,
     key_words,
-    load_rules_file,
     luhn_ok,
     opt_in_kinds,
 )
@@ -126,7 +126,7 @@ class Redactor:
 
     # --- construction from the environment -------------------------------------------------
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Redactor":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Redactor:
         """Build from ``AUDITEL_REDACT_EXTRA``, ``AUDITEL_REDACT_DISABLE`` and ``AUDITEL_REDACT_RULES``.
 
         Raises :class:`ConfigError` naming the variable, the value and what is accepted.
@@ -215,7 +215,11 @@ class Redactor:
         hit = self._subsets.get(mask)
         if hit is not None:
             return hit
-        chosen = tuple((rule, rx) for i, (rule, rx) in enumerate(zip(self.rules, self._prefilter.rule_res)) if mask >> i & 1)
+        chosen = tuple(
+            (rule, rx)
+            for i, (rule, rx) in enumerate(zip(self.rules, self._prefilter.rule_res, strict=True))
+            if mask >> i & 1
+        )
         combined = re.compile("|".join(f"(?:{rule.pattern})" for rule, _ in chosen))
         if len(self._subsets) >= _SUBSET_CACHE_MAX:
             self._subsets.clear()
@@ -243,7 +247,9 @@ class Redactor:
                 counts[rule.kind] = counts.get(rule.kind, 0) + 1
                 replaced += 1
                 whole = m.group()
-                return whole[: rm.start("s") - start] + REPLACEMENT.format(kind=rule.kind) + whole[rm.end("s") - start :]
+                return (
+                    whole[: rm.start("s") - start] + REPLACEMENT.format(kind=rule.kind) + whole[rm.end("s") - start :]
+                )
             return m.group()
 
         return combined.sub(repl, text), replaced

@@ -12,10 +12,9 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
 
 # Bump whenever the built-in rules change what is redacted.
 POLICY_VERSION = "3"
@@ -129,7 +128,11 @@ def assigned_value_ok(text: str) -> bool:
     """A value after ``password=`` etc.: skip null-ish words and template placeholders."""
     if text.lower() in _PLACEHOLDER_VALUES:
         return False
-    if text == "$" or text.startswith(("${", "{{", "$(", "<", "%(", "***")) or (text[:1] == "$" and text[1:].isidentifier()):
+    if (
+        text == "$"
+        or text.startswith(("${", "{{", "$(", "<", "%(", "***"))
+        or (text[:1] == "$" and text[1:].isidentifier())
+    ):
         return False
     return True
 
@@ -229,7 +232,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule("gitlab_token", _L + r"GR1348941[A-Za-z0-9_-]{20,64}", anchors=("G(?=R1348941)",)),
     Rule(
         "slack_token",
-        _L + r"(?:xox[abeposr]-[A-Za-z0-9-]{10,300}|xoxe\.xox[bp]-\d-[A-Za-z0-9]{100,250}|xapp-\d-[A-Za-z0-9-]{10,300})",
+        _L
+        + r"(?:xox[abeposr]-[A-Za-z0-9-]{10,300}|xoxe\.xox[bp]-\d-[A-Za-z0-9]{100,250}|xapp-\d-[A-Za-z0-9-]{10,300})",
         anchors=("-(?<=xox[abeposr]-)", "-(?<=xapp-)"),
     ),
     Rule(
@@ -378,7 +382,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(
         "sensitive_key",
         r"[^\s\"'\\\[][^\s\"'\\]{0,4095}",
-        keep=r"--(?i:[a-z0-9]+-)*?(?i:password|passwd|passphrase|token|secret|api-key|apikey|access-key|client-secret)[ \t]+",
+        keep=r"--(?i:[a-z0-9]+-)*?"
+        r"(?i:password|passwd|passphrase|token|secret|api-key|apikey|access-key|client-secret)[ \t]+",
         validate=assigned_value_ok,
         gate="-",
         words=("--",),
@@ -507,7 +512,23 @@ SENSITIVE_LAST_WORDS = frozenset(
     }
 )
 KEY_QUALIFIERS = frozenset(
-    {"api", "access", "secret", "private", "client", "signing", "master", "encryption", "account", "storage", "subscription", "auth", "ssh", "sas", "shared"}
+    {
+        "api",
+        "access",
+        "secret",
+        "private",
+        "client",
+        "signing",
+        "master",
+        "encryption",
+        "account",
+        "storage",
+        "subscription",
+        "auth",
+        "ssh",
+        "sas",
+        "shared",
+    }
 )
 
 # Kept for callers of the first version of this module.
@@ -515,7 +536,6 @@ DEFAULT_SENSITIVE_KEYS = tuple(sorted(SENSITIVE_LAST_WORDS))
 
 _WORD_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 MARKER_RE = re.compile(r"\[REDACTED:[a-z0-9_]+\](?:#\d+)?")
-_KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 def key_words(key: str) -> list[str]:
@@ -534,53 +554,3 @@ def opt_in_kinds() -> list[str]:
 
 def accepted_extra() -> list[str]:
     return list(OPT_IN_RULES) + list(EXTRA_ALIASES)
-
-
-def compile_custom_rule(kind: Any, pattern: Any, ignore_case: Any = False) -> Rule:
-    """Validate one custom rule; raises ``ValueError`` saying what is wrong."""
-    if not isinstance(kind, str) or not _KIND_RE.match(kind):
-        raise ValueError(f"rule kind {kind!r} must match [a-z][a-z0-9_]{{0,63}}")
-    if not isinstance(pattern, str) or not pattern:
-        raise ValueError(f"rule {kind!r}: pattern must be a non-empty string")
-    if not isinstance(ignore_case, bool):
-        raise ValueError(f"rule {kind!r}: ignore_case must be true or false")
-    try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"rule {kind!r}: pattern {pattern!r} is not a valid regular expression: {exc}") from None
-    if compiled.groups:
-        raise ValueError(f"rule {kind!r}: pattern {pattern!r} has capturing groups; use (?:...) instead")
-    if compiled.fullmatch("") is not None:
-        raise ValueError(f"rule {kind!r}: pattern {pattern!r} matches the empty string")
-    secret = f"(?i:{pattern})" if ignore_case else pattern
-    return Rule(kind, secret, note="custom")
-
-
-def load_rules_file(path: str) -> tuple[list[Rule], list[str]]:
-    """Custom rules and sensitive key names from a JSON file (see ``docs/redaction.md``)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise ValueError(f"cannot read the file: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"not valid JSON: {exc}") from None
-    if isinstance(data, list):
-        data = {"rules": data}
-    if not isinstance(data, dict):
-        raise ValueError("the top level must be an object or a list of rules")
-    unknown = sorted(set(data) - {"rules", "sensitive_keys"})
-    if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)}")
-    raw_rules = data.get("rules", [])
-    raw_keys = data.get("sensitive_keys", [])
-    if not isinstance(raw_rules, list):
-        raise ValueError('"rules" must be a list')
-    if not isinstance(raw_keys, list) or not all(isinstance(k, str) and k.strip() for k in raw_keys):
-        raise ValueError('"sensitive_keys" must be a list of non-empty strings')
-    rules: list[Rule] = []
-    for i, item in enumerate(raw_rules):
-        if not isinstance(item, dict) or set(item) - {"kind", "pattern", "ignore_case"}:
-            raise ValueError(f'rule #{i + 1} must be an object with "kind", "pattern" and optional "ignore_case"')
-        rules.append(compile_custom_rule(item.get("kind"), item.get("pattern"), item.get("ignore_case", False)))
-    return rules, list(raw_keys)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import sqlite3
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from auditel.store.outbox import record_filter
 
@@ -29,8 +30,17 @@ _SIGNING_KEYS_DDL = (
 # The columns verify needs from each table; a table lacking one is refused (not read).
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "records": ("rid", "stream_id", "seq", "data", "record_hash"),
-    "checkpoints": ("cid", "stream_id", "tree_size", "head_hash", "prev_checkpoint_hash", "key_id", "algorithm",
-                    "signature", "data"),
+    "checkpoints": (
+        "cid",
+        "stream_id",
+        "tree_size",
+        "head_hash",
+        "prev_checkpoint_hash",
+        "key_id",
+        "algorithm",
+        "signature",
+        "data",
+    ),
     "pruned": ("stream_id", "through_seq", "head_hash"),
     "streams": ("stream_id",),
 }
