@@ -322,3 +322,55 @@ def test_deleting_the_wal_of_a_running_process_then_kill_9_is_reported(tmp_path:
     proc = cli("verify", str(path), outbox=path)
     assert proc.returncode == 1, proc.stdout
     assert "PROBLEM records missing: seq" in proc.stdout
+
+
+def test_the_checkpoint_log_is_compacted_to_the_newest_checkpoint_of_each_stream(tmp_path: Path) -> None:
+    """Bounded size: past its threshold the log keeps one line per stream, and still reveals loss."""
+    path = tmp_path / "outbox.db"
+    snapshot = tmp_path / "snapshot.db"
+
+    def between(k: int) -> None:
+        if k == 0:
+            copy_outbox(path, snapshot)
+
+    build_outbox(path, between=between)
+    log = checkpoint_log.log_path(path)
+    assert len(log.read_text().splitlines()) == 4
+    assert checkpoint_log.compact(log)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["checkpoint"]["tree_size"] for line in lines] == [40]
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert verify_path(path).ok
+    # appending past the threshold compacts
+    statement = dict(lines[0]["checkpoint"], stream_id="other", tree_size=7)
+    for _ in range(3):
+        checkpoint_log.append(log, statement, "sig", compact_above=10)
+    assert len(log.read_text().splitlines()) == 2
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    shutil.copyfile(snapshot, path)
+    proc = cli("verify", str(path), outbox=path)  # another process: this one still maps the old file
+    assert proc.returncode == 1 and "records missing: seq 23..40 are absent" in proc.stdout, proc.stdout
+
+
+APPENDER = r"""
+import sys
+from pathlib import Path
+from auditel.integrity import checkpoint_log
+name, log = sys.argv[1], Path(sys.argv[2])
+for n in range(1, 301):
+    statement = {"stream_id": name, "tree_size": n, "pad": "x" * 200}
+    checkpoint_log.append(log, statement, "sig", compact_above=4000)
+"""
+
+
+def test_concurrent_appends_and_compactions_never_lose_a_streams_newest_checkpoint(tmp_path: Path) -> None:
+    log = tmp_path / "o.db.checkpoints.jsonl"
+    procs = [subprocess.Popen([sys.executable, "-c", APPENDER, f"s{k}", str(log)]) for k in range(4)]
+    assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
+    newest: dict[str, int] = {}
+    for line in log.read_text().splitlines():
+        cp = json.loads(line)["checkpoint"]
+        newest[cp["stream_id"]] = max(newest.get(cp["stream_id"], 0), cp["tree_size"])
+    assert newest == {"s0": 300, "s1": 300, "s2": 300, "s3": 300}
+    assert log.stat().st_size < 40_000 and not list(tmp_path.glob("*.tmp"))
