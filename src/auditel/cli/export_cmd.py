@@ -10,24 +10,23 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
 import re
 import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
-from auditel.store.outbox import record_filter
-from auditel._version import __version__
-from auditel.integrity.checkpoints import KEY_FILE_NAME, load_signer
-from auditel.config.settings import ConfigError
-from auditel.integrity.signing import Ed25519Signer, public_key_pem
-from auditel.integrity.verify import open_readonly
 from auditel.cli._common import settings_from
+from auditel.config.integrity import integrity_env
+from auditel.config.settings import ConfigError
+from auditel.integrity.checkpoints import KEY_FILE_NAME, load_signer
+from auditel.integrity.export_format import EXPORT_FORMAT, dump_line, export_lines
+from auditel.integrity.signing import Ed25519Signer, public_key_pem
+from auditel.store.integrity_store import open_readonly
 
-EXPORT_FORMAT = 1
+__all__ = ["EXPORT_FORMAT", "export_lines", "parse_time", "register", "run"]
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -68,51 +67,16 @@ def parse_time(text: str, now_ns: int | None = None) -> int:
     return int(dt.timestamp() * 1_000_000) * 1000
 
 
-def _text(value: Any) -> Any:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-def export_lines(
-    conn: sqlite3.Connection,
-    *,
-    checkpoints_only: bool = False,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-    events: list[str] | None = None,
-    stream: str | None = None,
-) -> Iterator[dict[str, Any]]:
-    filters = {"since_ns": since_ns, "until_ns": until_ns, "events": events}
-    yield {
-        "type": "auditel.export",
-        "format": EXPORT_FORMAT,
-        "auditel_version": __version__,
-        "exported_at": str(time.time_ns()),
-        "filters": {k: v for k, v in filters.items() if v is not None},
-        "stream": stream,
-        "checkpoints_only": checkpoints_only,
-    }
-    stream_where, stream_params = ("WHERE stream_id=?", [stream]) if stream else ("", [])
-    if not checkpoints_only:
-        for sid, through, head in conn.execute(
-            f"SELECT stream_id, max(through_seq), head_hash FROM pruned {stream_where} GROUP BY stream_id", stream_params
-        ):
-            yield {"type": "pruned", "stream_id": _text(sid), "through_seq": through, "head_hash": _text(head)}
-        where, params = record_filter(event_names=events, stream_id=stream, since_ns=since_ns, until_ns=until_ns)
-        sql = f"SELECT stream_id, seq, data, record_hash FROM records WHERE {where} ORDER BY rid"
-        for sid, seq, data, rhash in conn.execute(sql, params):
-            yield {"type": "record", "stream_id": _text(sid), "seq": seq, "hash": _text(rhash), "data": _text(data)}
-    for sid, data, signature in conn.execute(
-        f"SELECT stream_id, data, signature FROM checkpoints {stream_where} ORDER BY cid", stream_params
-    ):
-        try:
-            statement: Any = json.loads(_text(data))
-        except (ValueError, TypeError, RecursionError):
-            statement = _text(data)  # exported as stored; the verifier reports it
-        yield {"type": "checkpoint", "stream_id": _text(sid), "checkpoint": statement, "signature": _text(signature)}
+def open_private(path: str) -> IO[str]:
+    """Open ``path`` for writing: a new file is created 0600 whatever the umask, as the outbox is (an
+    export holds the same data). An existing file is truncated and keeps its mode (never chmod what we
+    did not create); a pipe or ``/dev/fd/N`` works as before."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 def _write_public_key(path: str, outbox: Path) -> None:
-    env = dict(os.environ)
+    env = integrity_env()
     if env.get("AUDITEL_HMAC_KEY", "").strip():
         raise ConfigError("AUDITEL_HMAC_KEY is set: HMAC checkpoints have no public key (share the key out of band)")
     configured = env.get("AUDITEL_SIGNING_KEY", "").strip() or env.get("AUDITEL_SIGNING_KEY_FILE", "").strip()
@@ -120,7 +84,7 @@ def _write_public_key(path: str, outbox: Path) -> None:
         raise ConfigError(f"no signing key configured and none generated yet at {outbox.parent / KEY_FILE_NAME}")
     signer = load_signer(env, outbox)
     assert isinstance(signer, Ed25519Signer)
-    Path(path).write_text(public_key_pem(signer.public))
+    Path(path).write_text(public_key_pem(signer.public))  # a public key: readable by design
     print(f"auditel: public key {signer.key_id} written to {path}", file=sys.stderr)
 
 
@@ -141,15 +105,23 @@ def run(args: argparse.Namespace) -> int:
     if not outbox.is_file():
         print(f"auditel export: no outbox at {outbox} (set AUDITEL_OUTBOX or --outbox)", file=sys.stderr)
         return 2
-    out: IO[str] = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    try:
+        out: IO[str] = open_private(args.out) if args.out else sys.stdout
+    except OSError as exc:
+        print(f"auditel export: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     try:
         conn = open_readonly(outbox)
         count = 0
         for line in export_lines(
-            conn, checkpoints_only=args.checkpoints_only, since_ns=since, until_ns=until, events=args.event,
+            conn,
+            checkpoints_only=args.checkpoints_only,
+            since_ns=since,
+            until_ns=until,
+            events=args.event,
             stream=args.stream,
         ):
-            out.write(json.dumps(line, ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n")
+            out.write(dump_line(line))
             count += 1
         conn.close()
     except sqlite3.Error as exc:

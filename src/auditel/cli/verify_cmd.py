@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
+from auditel.cli._common import settings_from
+from auditel.config.integrity import env_value
 from auditel.integrity.signing import KeyFormatError, VerifyKey, load_hmac_key
 from auditel.integrity.verify import load_public_key_file, verify_path
-from auditel.cli._common import settings_from
 
 
 def register(subparsers: Any) -> None:
@@ -20,12 +20,15 @@ def register(subparsers: Any) -> None:
         description=(
             "Recompute every record hash and chain link, check sequence numbers, start/end markers and signed "
             "checkpoints. With --checkpoints (exported earlier or fetched from the backend) also detect truncation "
-            "and rollback. Exit 0 only when everything verifies, 1 when a problem is found, 2 on a usage error."
+            "and rollback; the checkpoint log beside an outbox (<outbox>.checkpoints.jsonl) reveals records the "
+            "outbox lost. Exit 0 only when everything verifies, 1 when a problem is found, 2 on a usage error."
         ),
     )
     p.add_argument("path", nargs="?", help="outbox file (default: --outbox / AUDITEL_OUTBOX)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
-    p.add_argument("--checkpoints", metavar="FILE", help="checkpoints held elsewhere (JSON lines from export or the backend)")
+    p.add_argument(
+        "--checkpoints", metavar="FILE", help="checkpoints held elsewhere (JSON lines from export or the backend)"
+    )
     keys = p.add_mutually_exclusive_group()
     keys.add_argument("--public-key", metavar="FILE", help="trusted Ed25519 public key (PEM or base64 raw)")
     keys.add_argument("--hmac-key-env", metavar="VAR", help="name of the environment variable holding the HMAC key")
@@ -56,13 +59,15 @@ def _keys(args: argparse.Namespace) -> list[VerifyKey]:
         except KeyFormatError as exc:
             raise UsageError(f"--public-key {args.public_key} is not valid: expected {exc}") from exc
     if args.hmac_key_env:
-        raw = os.environ.get(args.hmac_key_env, "")
+        raw = env_value(args.hmac_key_env)
         if not raw.strip():
             raise UsageError(f"--hmac-key-env {args.hmac_key_env}: that environment variable is not set")
         try:
             return [VerifyKey.from_hmac(load_hmac_key(raw))]
         except KeyFormatError as exc:
-            raise UsageError(f"{args.hmac_key_env}=<{len(raw)} characters, hidden> is not valid: expected {exc}") from exc
+            raise UsageError(
+                f"{args.hmac_key_env}=<{len(raw)} characters, hidden> is not valid: expected {exc}"
+            ) from exc
     return []
 
 

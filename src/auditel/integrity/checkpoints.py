@@ -26,14 +26,17 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from auditel.record import schema as S
+from auditel.config.integrity import DEFAULT_EVERY as DEFAULT_EVERY  # re-exported
+from auditel.config.integrity import DEFAULT_INTERVAL_S as DEFAULT_INTERVAL_S  # re-exported
+from auditel.config.integrity import integrity_env, load_intervals
 from auditel.config.settings import ConfigError
-from auditel.store.key_files import publish_new_file
+from auditel.integrity import checkpoint_log
 from auditel.integrity.signing import (
     CHECKPOINT_FORMAT,
     Ed25519Signer,
@@ -42,15 +45,17 @@ from auditel.integrity.signing import (
     Signer,
     load_ed25519_private,
     load_hmac_key,
+    public_key_b64,
     statement_bytes,
     statement_hash,
 )
+from auditel.record import schema as S
+from auditel.store.integrity_store import insert_checkpoint
+from auditel.store.key_files import publish_new_file
 
 if TYPE_CHECKING:
     from auditel.runtime import Runtime
 
-DEFAULT_EVERY = 1000
-DEFAULT_INTERVAL_S = 60.0
 KEY_FILE_NAME = "signing.key"
 
 # Attributes of an ``auditel.checkpoint`` record (the signed statement is its body).
@@ -101,30 +106,6 @@ def load_signer(env: Mapping[str, str], outbox_path: Path) -> Signer:
     return Ed25519Signer(load_or_create_key_file(outbox_path.parent / KEY_FILE_NAME))
 
 
-def load_intervals(env: Mapping[str, str]) -> tuple[int, float]:
-    errors: list[str] = []
-    every, interval = DEFAULT_EVERY, DEFAULT_INTERVAL_S
-    raw = env.get("AUDITEL_CHECKPOINT_EVERY", "").strip()
-    if raw:
-        try:
-            every = int(raw)
-            if every < 1:
-                raise ValueError
-        except ValueError:
-            errors.append(f"AUDITEL_CHECKPOINT_EVERY={raw!r} is not valid: expected a whole number of records >= 1")
-    raw = env.get("AUDITEL_CHECKPOINT_INTERVAL_S", "").strip()
-    if raw:
-        try:
-            interval = float(raw)
-            if not (0 < interval < 1e9):
-                raise ValueError
-        except ValueError:
-            errors.append(f"AUDITEL_CHECKPOINT_INTERVAL_S={raw!r} is not valid: expected a number of seconds > 0")
-    if errors:
-        raise ConfigError("invalid auditel configuration:\n  " + "\n  ".join(errors))
-    return every, interval
-
-
 def _bad(var: str, value: str, accepted: str, *, secret: bool = False) -> ConfigError:
     shown = f"<{len(value)} characters, hidden>" if secret else repr(value)
     return ConfigError(f"invalid auditel configuration:\n  {var}={shown} is not valid: expected {accepted}")
@@ -156,27 +137,31 @@ def load_or_create_key_file(path: Path) -> Ed25519PrivateKey:
 
 
 # --- writing checkpoints -----------------------------------------------------------------------------
-def store_checkpoint(outbox: Any, statement: dict[str, Any], signature: str) -> str:
-    """Insert one checkpoint row; returns its hash."""
+def store_checkpoint(outbox: Any, statement: dict[str, Any], signature: str, signer: Signer | None = None) -> str:
+    """Insert one checkpoint row (and, given an Ed25519 ``signer``, its public key: kept through
+    retention so the checkpoint stays verifiable once the stream-start record is pruned); returns
+    the checkpoint's hash."""
     data = statement_bytes(statement).decode("utf-8")
     chash = statement_hash(statement)
-    with outbox.write_transaction() as conn:  # queues with the app's commits on the write lock
-        conn.execute(
-            "INSERT INTO checkpoints(stream_id, tree_size, head_hash, time_ns, prev_checkpoint_hash, key_id,"
-            " algorithm, signature, data, checkpoint_hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                statement["stream_id"],
-                statement["tree_size"],
-                statement["head_hash"],
-                int(statement["time"]),
-                statement["previous_checkpoint_hash"],
-                statement["key_id"],
-                statement["algorithm"],
-                signature,
-                data,
-                chash,
-            ),
-        )
+    key_row = None
+    if isinstance(signer, Ed25519Signer):
+        key_row = (signer.key_id, signer.algorithm, public_key_b64(signer.public), time.time_ns())
+    insert_checkpoint(
+        outbox,
+        (
+            statement["stream_id"],
+            statement["tree_size"],
+            statement["head_hash"],
+            int(statement["time"]),
+            statement["previous_checkpoint_hash"],
+            statement["key_id"],
+            statement["algorithm"],
+            signature,
+            data,
+            chash,
+        ),
+        key_row,
+    )
     return chash
 
 
@@ -191,6 +176,9 @@ class Checkpointer:
         self.origin = origin
         self.written = 0
         self.task: Any = None  # the worker task running tick (set by install_checkpointer)
+        self._last_logged = 0  # tree size of the last checkpoint (logged or a skipped heartbeat)
+        self._last_logged_stream: str | None = None
+        self._key_stored = False  # the signer's public key is in the signing_keys table
         self._lock = threading.Lock()
         self._reset(None)
         if hasattr(os, "register_at_fork"):
@@ -261,7 +249,12 @@ class Checkpointer:
                 "algorithm": self.signer.algorithm,
             }
             signature = self.signer.sign(statement_bytes(statement))
-            chash = store_checkpoint(self.runtime.outbox, statement, signature)
+            # the public key is stored once per process (INSERT OR IGNORE: once per outbox in effect)
+            chash = store_checkpoint(
+                self.runtime.outbox, statement, signature, None if self._key_stored else self.signer
+            )
+            self._key_stored = True
+            self._log_checkpoint(statement, signature)
             self._previous = chash
             self._last_time = time.monotonic()
             attrs = {
@@ -281,6 +274,22 @@ class Checkpointer:
             self.written += 1
             return {"checkpoint": statement, "signature": signature, "hash": chash}
 
+    def _log_checkpoint(self, statement: dict[str, Any], signature: str) -> None:
+        """Append the checkpoint to the checkpoint log beside the outbox (a witness outside the
+        database: records lost with the database's -wal file still show as missing). Heartbeats that
+        cover nothing but the previous checkpoint's own record are not logged (bounded growth)."""
+        heartbeat = (
+            self._last_logged_stream == statement["stream_id"] and statement["tree_size"] <= self._last_logged + 1
+        )
+        self._last_logged = statement["tree_size"]
+        self._last_logged_stream = statement["stream_id"]
+        if heartbeat:
+            return
+        try:
+            checkpoint_log.append(checkpoint_log.log_path(self.runtime.outbox.path), statement, signature)
+        except OSError as exc:
+            self.runtime.counters.error("checkpoint_log", exc)
+
     def on_shutdown(self, deadline: float) -> None:
         """Write the end marker, then a final checkpoint that covers it."""
         self.runtime.processor.end_stream()
@@ -290,7 +299,7 @@ class Checkpointer:
 def install_checkpointer(runtime: Runtime) -> Checkpointer:
     """Build the checkpointer of ``runtime`` and register its hooks and worker task; the runtime
     keeps the result (``Runtime.checkpointer``). Called once by ``Runtime.__init__``."""
-    env = os.environ
+    env = integrity_env()
     every, interval = load_intervals(env)
     signer = load_signer(env, Path(runtime.outbox.path))
     origin = f"{runtime.settings.service_name}@{socket.gethostname()}"

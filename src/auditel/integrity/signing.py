@@ -198,11 +198,11 @@ class VerifyKey:
     trusted: bool = True
 
     @classmethod
-    def from_public(cls, public: Ed25519PublicKey, *, trusted: bool = True) -> "VerifyKey":
+    def from_public(cls, public: Ed25519PublicKey, *, trusted: bool = True) -> VerifyKey:
         return cls(ed25519_key_id(public), ALG_ED25519, ed25519=public, trusted=trusted)
 
     @classmethod
-    def from_hmac(cls, key: bytes) -> "VerifyKey":
+    def from_hmac(cls, key: bytes) -> VerifyKey:
         return cls(hmac_key_id(key), ALG_HMAC, hmac_key=key, trusted=True)
 
     def verify(self, data: bytes, signature_b64: Any) -> bool:
