@@ -11,7 +11,7 @@ import os
 import math
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Iterator, Any, Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -120,7 +120,15 @@ def _drive(data: st.DataObject) -> None:
     _call(getattr(auditel, name), data)
 
 
-def test_every_public_callable_survives_hostile_values(outbox_path: Path) -> None:
+@pytest.fixture
+def no_instrumentation_left() -> Iterator[None]:
+    """The property test calls ``instrument()`` (every installed framework) at random: take it all
+    off again, so later tests find the SDKs unpatched."""
+    yield
+    auditel.uninstrument()
+
+
+def test_every_public_callable_survives_hostile_values(outbox_path: Path, no_instrumentation_left: None) -> None:
     auditel.configure(outbox=str(outbox_path))
 
     @settings(max_examples=int(os.environ.get("BOUNDARY_EXAMPLES", "150")), deadline=None, suppress_health_check=list(HealthCheck), database=None)
