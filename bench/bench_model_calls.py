@@ -402,9 +402,11 @@ def main() -> None:
             for name, src in variants:  # alternately: the machine's moments hit every variant alike
                 venv = dict(env)
                 if src:
-                    venv["PYTHONPATH"] = os.pathsep.join([str(Path(src).resolve())] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+                    paths = [str(Path(src).resolve())] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+                    venv["PYTHONPATH"] = os.pathsep.join(paths)
                 rotations[name].append(_run_worker("rotating", llm.openai_base_url, rotel.http_endpoint, args, venv))
-                print(f"rotation {n + 1} {name} {({k: round(v, 1) for k, v in rotations[name][-1].items()})}", file=sys.stderr)
+                brief = {k: round(v, 1) for k, v in rotations[name][-1].items()}
+                print(f"rotation {n + 1} {name} {brief}", file=sys.stderr)
     if args.rounds:
         _print_tables(results, args)
     for name, runs in rotations.items():

@@ -36,7 +36,8 @@ def test_auditel_run_imports_no_other_command(tmp_path) -> None:  # type: ignore
         "import sys, json\n"
         "from auditel.cli import main\n"
         "import os\n"
-        "os.execve = lambda *a: (print(json.dumps(sorted(m for m in sys.modules if m.startswith('auditel.cli.')))), sys.exit(0))\n"
+        "loaded = lambda: sorted(m for m in sys.modules if m.startswith('auditel.cli.'))\n"
+        "os.execve = lambda *a: (print(json.dumps(loaded())), sys.exit(0))\n"
         f"main(['--outbox', {str(tmp_path / 'o.db')!r}, 'run', '--', {sys.executable!r}, '-c', 'pass'])\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
