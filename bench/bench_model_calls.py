@@ -32,6 +32,11 @@ Reported, each as the median over rounds, with the time added over ``uninstrumen
   (caller-thread CPU and wall) does not depend on how busy the machine was during that worker.
 
     python bench/bench_model_calls.py [--calls 400] [--rounds 5] [--blocks 8]
+
+Before/after in one run: ``--variant NAME=SRC_DIR`` (repeatable) runs the same-process rotations once
+per variant, alternately, with ``SRC_DIR`` first on ``PYTHONPATH`` (e.g. ``git archive main src | tar -x
+-C /tmp/before`` then ``--variant before=/tmp/before/src --variant after=src``); ``--rounds 0`` skips
+the per-configuration processes and prints the rotation tables alone.
 """
 
 from __future__ import annotations
@@ -332,12 +337,12 @@ def _print_tables(results: dict[str, list[dict[str, float]]], args: argparse.Nam
     print(f"auditel committed {results['auditel'][-1].get('records', 0):.0f} records to its outbox in the last round")
 
 
-def _print_rotations(rotations: list[dict[str, float]]) -> None:
+def _print_rotations(rotations: list[dict[str, float]], title: str = "") -> None:
     """Added caller-thread CPU per call with every configuration in one process (``rotating_worker``)."""
     def added(mode: str, kind: str) -> float:
         return statistics.median(r[f"{mode}_{kind}"] - r[f"uninstrumented_{kind}"] for r in rotations)
 
-    print(f"\nsame process, configurations switched block by block ({len(rotations)} processes; caller-thread CPU µs"
+    print(f"\n{title}same process, configurations switched block by block ({len(rotations)} processes; caller-thread CPU µs"
           " per call, median per block set, added over the unwrapped blocks, median over processes)")
     print(f"{'configuration':16s} {'non-stream':>11s} {'added':>8s} {'stream':>9s} {'added':>8s}")
     for mode in MODES:
@@ -365,6 +370,8 @@ def main() -> None:
     parser.add_argument("--rotations", type=int, default=3,
                         help="processes that run every configuration in turn, switched block by block")
     parser.add_argument("--rotation-blocks", type=int, default=16, help="blocks per rotating process")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=SRC_DIR",
+                        help="run the rotations once per variant, auditel imported from SRC_DIR (repeatable)")
     parser.add_argument("--worker", choices=MODES + ("rotating",))
     parser.add_argument("--base-url")
     parser.add_argument("--endpoint")
@@ -389,13 +396,22 @@ def main() -> None:
                 results[mode].append(_run_worker(mode, llm.openai_base_url, rotel.http_endpoint, args, env))
                 brief = {k: round(v, 1) for k, v in results[mode][-1].items() if "paired" in k and k.endswith("_us")}
                 print(f"round {round_no + 1} {mode:15s} {brief}", file=sys.stderr)
-        rotations = []
+        variants = [tuple(v.split("=", 1)) for v in args.variant] or [("", "")]
+        rotations: dict[str, list[dict[str, float]]] = {name: [] for name, _ in variants}
         for n in range(args.rotations):
-            rotations.append(_run_worker("rotating", llm.openai_base_url, rotel.http_endpoint, args, env))
-            print(f"rotation {n + 1} {({k: round(v, 1) for k, v in rotations[-1].items()})}", file=sys.stderr)
-    _print_tables(results, args)
-    if rotations:
-        _print_rotations(rotations)
+            for name, src in variants:  # alternately: the machine's moments hit every variant alike
+                venv = dict(env)
+                if src:
+                    paths = [str(Path(src).resolve())] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+                    venv["PYTHONPATH"] = os.pathsep.join(paths)
+                rotations[name].append(_run_worker("rotating", llm.openai_base_url, rotel.http_endpoint, args, venv))
+                brief = {k: round(v, 1) for k, v in rotations[name][-1].items()}
+                print(f"rotation {n + 1} {name} {brief}", file=sys.stderr)
+    if args.rounds:
+        _print_tables(results, args)
+    for name, runs in rotations.items():
+        if runs:
+            _print_rotations(runs, f"[{name}] " if name else "")
 
 
 if __name__ == "__main__":

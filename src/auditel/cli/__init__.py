@@ -24,7 +24,24 @@ COMMAND_MODULES = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (after the global ``--outbox``), or ``None``."""
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--outbox":
+            i += 2
+            continue
+        if token.startswith("--outbox="):
+            i += 1
+            continue
+        return None if token.startswith("-") else token
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (``only``) one with that sub-command alone: ``auditel run`` imports just
+    ``run_cmd``, so the process that only checks the settings and execs the command stays light."""
     from auditel._version import __version__
 
     parser = argparse.ArgumentParser(prog="auditel", description="Look at, query, verify and ship the local audit trail.")
@@ -32,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--outbox", help="outbox file (default: AUDITEL_OUTBOX or the per-user default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
+        if only is not None and name != only:
+            continue
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -42,8 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_LIGHT_COMMANDS = {"run": "auditel.cli.run_cmd"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(_LIGHT_COMMANDS.get(_command_of(argv) or ""))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -101,15 +101,18 @@ def call_sync(
     inv = start(req) if req is not None else None
     if inv is None:
         return wrapped(*args, **kwargs)
+    # the span stays current until the call is settled: finish() then writes the record without
+    # attaching it a second time
     token = otel_context.attach(trace.set_span_in_context(inv.span))
     try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            inv.finish(error=exc)
+            raise
+        return _settle(inv, result, from_response, observe, False)
+    finally:
         otel_context.detach(token)
-        inv.finish(error=exc)
-        raise
-    otel_context.detach(token)
-    return _settle(inv, result, from_response, observe, False)
 
 
 async def call_async(
@@ -127,15 +130,18 @@ async def call_async(
     inv = start(req) if req is not None else None
     if inv is None:
         return await wrapped(*args, **kwargs)
+    # the span stays current until the call is settled: finish() then writes the record without
+    # attaching it a second time
     token = otel_context.attach(trace.set_span_in_context(inv.span))
     try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            inv.finish(error=exc)
+            raise
+        return _settle(inv, result, from_response, observe, True)
+    finally:
         otel_context.detach(token)
-        inv.finish(error=exc)
-        raise
-    otel_context.detach(token)
-    return _settle(inv, result, from_response, observe, True)
 
 
 # Set (in the OTel context) while an outer model-call layer (LiteLLM) records the call: the SDK it

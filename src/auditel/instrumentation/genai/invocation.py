@@ -144,13 +144,16 @@ class Invocation:
                 attrs[ERROR_TYPE] = type(error).__qualname__
                 span.set_status(Status(StatusCode.ERROR, type(error).__qualname__))
             span.set_attributes(attrs)
-        token = otel_context.attach(trace.set_span_in_context(span))
+        # the record is written while the span is current (its trace and span ids, the span event);
+        # a call settled inside ``call_sync``/``call_async`` finishes with it current already
+        token = None if trace.get_current_span() is span else otel_context.attach(trace.set_span_in_context(span))
         try:
             self._record(outcome, error, duration_ms, usage, end)
             if self.policy.emit_event:
                 self._emit_details_event(usage, error)
         finally:
-            otel_context.detach(token)
+            if token is not None:
+                otel_context.detach(token)
             span.end()
 
     def _record(
