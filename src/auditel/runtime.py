@@ -102,8 +102,8 @@ class Runtime:
         for sink in sinks:
             self.add_sink(sink)
         self.worker.add_task("space", self._space_task, 300.0)
-        # commits do not checkpoint the WAL (kept off the emit path); the worker does, every second
-        self.worker.add_task("wal", lambda: (self.outbox.checkpoint_wal(), None)[1], 1.0)
+        # commits do not checkpoint the WAL (kept off the emit path); the worker does, as often as it grows
+        self.worker.add_task("wal", self.outbox.wal_task, 1.0)
         self.shipper = shipper_from_env(self.outbox, self.counters, self.worker)
         self.checkpointer: Checkpointer = install_checkpointer(self)
         self.signer: Signer = self.checkpointer.signer

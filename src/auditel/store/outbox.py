@@ -50,6 +50,13 @@ STATE_DEAD = 2
 
 BUSY_TIMEOUT_S = 30.0
 
+# The WAL is kept bounded by the worker (``checkpoint_wal``), not by commits: it checkpoints once the
+# WAL holds WAL_CHECKPOINT_BYTES; after a completed checkpoint the WAL restarts and SQLite trims the
+# file to JOURNAL_SIZE_LIMIT. A RESTART checkpoint waits at most WAL_RESTART_WAIT_MS for readers.
+WAL_CHECKPOINT_BYTES = 8 << 20
+JOURNAL_SIZE_LIMIT = 4 << 20  # below WAL_CHECKPOINT_BYTES: a WAL file that size holds that many new frames
+WAL_RESTART_WAIT_MS = 200
+
 # The ship floor (schema 4): every record with ``rid`` at or below it is shipped or dead-lettered (or
 # gone). It lets the pending records be found by a range scan on the primary key instead of an index
 # the emit path would have to write. It only rises in ``advance_ship_floor`` (inside a write
@@ -242,6 +249,7 @@ class Outbox:
         # Every write of this process holds it (see the module docstring); a forked child gets a
         # fresh one from ``connect``, which every write calls before taking it.
         self.write_lock = threading.Lock()
+        self._wal_seen: int | None = None  # the WAL's mtime at the last wal_task
         _secure_create(self.path)
         self._migrate()
 
@@ -272,7 +280,7 @@ class Outbox:
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=" + ("FULL" if self.durability == "fsync" else "NORMAL"))
-        conn.execute("PRAGMA journal_size_limit=67108864")
+        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("PRAGMA trusted_schema=OFF")
         if not self.wal_autocheckpoint:
@@ -446,8 +454,20 @@ class Outbox:
         return (pages - free) * page_size
 
     def file_bytes(self) -> int:
+        """The database file, its ``-wal`` and its ``-shm`` as they are on disk."""
+        return self._side_bytes(include_db=True)
+
+    def disk_bytes(self) -> int:
+        """What the size cap counts: live pages of the database plus its ``-wal`` and ``-shm`` files.
+
+        Free pages are left out (they are reused before the file grows), the WAL is not: it is
+        disk the outbox takes, and it is kept near ``WAL_CHECKPOINT_BYTES`` by ``checkpoint_wal``.
+        """
+        return self.logical_bytes() + self._side_bytes(include_db=False)
+
+    def _side_bytes(self, *, include_db: bool) -> int:
         total = 0
-        for suffix in ("", "-wal"):
+        for suffix in ("", "-wal", "-shm") if include_db else ("-wal", "-shm"):
             try:
                 total += os.stat(str(self.path) + suffix).st_size
             except OSError:
@@ -506,16 +526,53 @@ class Outbox:
                 self.lower_ship_floor(conn, top + 1)
             return deleted
 
-    def checkpoint_wal(self, *, above_bytes: int = 4 << 20) -> bool:
-        """Copy the WAL back into the database (PASSIVE: never blocks writers) once it is large."""
+    def checkpoint_wal(self, *, above_bytes: int = WAL_CHECKPOINT_BYTES) -> bool:
+        """Copy the WAL back into the database once it holds ``above_bytes``, so that it restarts.
+
+        A PASSIVE checkpoint never blocks anyone, but under a steady stream of commits it never
+        catches up (new frames land while it copies), so the WAL would never restart and grow
+        without bound. So: PASSIVE first (copies nearly everything, blocking no one), then, if
+        frames remain, RESTART while holding ``write_lock`` with a short busy timeout. This
+        process's writers wait on the lock for the few remaining frames (milliseconds); other
+        processes' writers wait in their busy handler as long as the RESTART waits at most
+        (``WAL_RESTART_WAIT_MS``). Once it completes, the next commit writes from the start of
+        the WAL and trims the file to ``journal_size_limit``. Returns whether it checkpointed.
+        """
         try:
             size = os.stat(str(self.path) + "-wal").st_size
         except OSError:
             return False
         if size < above_bytes:
             return False
-        self.connect().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        conn = self.connect()
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        # PASSIVE copied the frames that existed when it began; commits made meanwhile are copied
+        # now, with this process's writers held off on the lock (not in SQLite's sleeping handler).
+        with self.write_lock:
+            conn.execute(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         return True
+
+    def wal_task(self) -> float:
+        """The worker's WAL task: ``checkpoint_wal`` when due; returns the delay until the next run.
+
+        While the WAL grows it is looked at every 20 ms (one ``stat``), once a second when idle, so it
+        stays near WAL_CHECKPOINT_BYTES whatever the commit rate.
+        """
+        try:
+            written = os.stat(str(self.path) + "-wal").st_mtime_ns
+        except OSError:
+            written = 0
+        # After a restart the WAL is rewritten from its start, so its size does not show commits;
+        # its modification time does.
+        active = written != self._wal_seen
+        self._wal_seen = written
+        checkpointed = self.checkpoint_wal()
+        # while commits come, look again in 20 ms (a stat each time); when idle, once a second
+        return 0.02 if checkpointed or active else 1.0
 
     def maintenance(self, *, pages: int = 2000) -> None:
         """Give free pages back to the filesystem and keep the WAL short."""
