@@ -234,7 +234,11 @@ def _parse_path(raw: str) -> Path:
     if raw.startswith(("file:", "http:", "https:")):
         raise ValueError("give a plain path, not a URL")
     path = Path(raw).expanduser()
-    if path.exists() and path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError:  # e.g. a directory on the way this user cannot enter: the outbox check says so
+        is_dir = False
+    if is_dir:
         raise ValueError("is a directory")
     return path
 

@@ -8,20 +8,8 @@ Within one process every write also holds ``Outbox.write_lock`` (a ``threading.L
 of one process queue on it and wake the moment it is free, instead of meeting SQLite's lock and
 sleeping in its busy handler (1, 2, 5, 10 ... 100 ms steps). Other processes rely on the busy timeout.
 
-Tables (schema version in ``meta``; migrations in ``_MIGRATIONS``):
-
-* ``streams``      one row per writer stream (process): resource and start time
-* ``records``      the audit records, with shipping state. No secondary index is written when a
-                   record is committed: every index is one more page written per commit on the emit
-                   path (measured: the ``(state, rid)`` index of schema 1-3 was ~7 us of a ~23 us
-                   insert), so not even ``record_id`` is UNIQUE. Pending records are found from the
-                   *ship floor* (``meta.ship_floor``: every record at or below it is shipped or
-                   dead-lettered) by a range scan on ``rid``; the partial index ``records_done`` holds
-                   only shipped and dead-lettered rows, which the shipper writes, never the app.
-                   Lookups by record id, stream or time scan, which only the CLI and background tasks do.
-* ``checkpoints``  signed checkpoints over stream heads
-* ``dead_letters`` why a record was rejected by a backend (the record itself stays)
-* ``pruned``       what retention or a cap removed, so verification can tell pruning from tampering
+The tables and their migrations are in ``auditel.store.schema``; the file checks (no symlinks,
+no foreign owners, no directory others can write) in ``auditel.store.files``.
 """
 
 from __future__ import annotations
@@ -37,7 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from auditel.store.files import prepare_outbox
 from auditel.store.fork_gate import GATE, GatedConnection
+from auditel.store.schema import MIGRATIONS as _MIGRATIONS  # noqa: F401 - re-exported for tests
+from auditel.store.schema import RECORDS_COLUMNS as _RECORDS_COLUMNS  # noqa: F401
+from auditel.store.schema import SCHEMA_VERSION, OutboxError, migrate, rollback
+
+__all__ = ["Outbox", "OutboxError", "OutboxStats", "SCHEMA_VERSION", "record_filter"]
 
 _PLAIN_EXECUTE = sqlite3.Connection.execute  # C: runs the statement on a plain cursor
 _INSERT_RECORD = (
@@ -66,129 +60,6 @@ WAL_RESTART_WAIT_MS = 200
 SHIP_FLOOR_SQL = "coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key='ship_floor'), 0)"
 PENDING_WHERE = f"rid > {SHIP_FLOOR_SQL} AND state=0"
 
-# The records table as it is now. Version 1 had ``record_id ... UNIQUE``; a new outbox is created
-# without it and migration 3 rebuilds older ones.
-_RECORDS_COLUMNS = """
-            rid          INTEGER PRIMARY KEY,
-            record_id    TEXT NOT NULL,
-            stream_id    TEXT NOT NULL,
-            seq          INTEGER NOT NULL,
-            time_ns      INTEGER NOT NULL,
-            event_name   TEXT NOT NULL,
-            data         TEXT NOT NULL,
-            record_hash  TEXT,
-            state        INTEGER NOT NULL DEFAULT 0,
-            lease_owner  TEXT,
-            lease_until  INTEGER,
-            attempts     INTEGER NOT NULL DEFAULT 0,
-            shipped_ns   INTEGER
-"""
-
-_MIGRATIONS: list[tuple[int, str]] = [
-    (
-        1,
-        """
-        CREATE TABLE IF NOT EXISTS streams (
-            stream_id   TEXT PRIMARY KEY,
-            started_ns  INTEGER NOT NULL,
-            pid         INTEGER,
-            host        TEXT,
-            resource    TEXT NOT NULL,
-            ended_ns    INTEGER
-        );
-        CREATE TABLE IF NOT EXISTS records (
-"""
-    + _RECORDS_COLUMNS
-    + """
-        );
-        CREATE INDEX IF NOT EXISTS records_state_rid ON records(state, rid);
-        CREATE TABLE IF NOT EXISTS checkpoints (
-            cid                   INTEGER PRIMARY KEY,
-            stream_id             TEXT NOT NULL,
-            tree_size             INTEGER NOT NULL,
-            head_hash             TEXT,
-            time_ns               INTEGER NOT NULL,
-            prev_checkpoint_hash  TEXT,
-            key_id                TEXT,
-            algorithm             TEXT,
-            signature             TEXT,
-            data                  TEXT NOT NULL,
-            checkpoint_hash       TEXT
-        );
-        CREATE INDEX IF NOT EXISTS checkpoints_stream ON checkpoints(stream_id, tree_size);
-        CREATE TABLE IF NOT EXISTS dead_letters (
-            did         INTEGER PRIMARY KEY,
-            rid         INTEGER NOT NULL,
-            record_id   TEXT NOT NULL,
-            reason      TEXT NOT NULL,
-            status      TEXT,
-            time_ns     INTEGER NOT NULL,
-            requeued_ns INTEGER
-        );
-        CREATE INDEX IF NOT EXISTS dead_letters_rid ON dead_letters(rid);
-        CREATE TABLE IF NOT EXISTS pruned (
-            stream_id    TEXT NOT NULL,
-            through_seq  INTEGER NOT NULL,
-            head_hash    TEXT,
-            count        INTEGER NOT NULL,
-            reason       TEXT NOT NULL,
-            time_ns      INTEGER NOT NULL
-        );
-        """,
-    ),
-    (
-        2,
-        # Shipping leases, one row per claimed batch (auditel.store.shipping_queue): a lease on a rid range
-        # costs one small insert instead of rewriting every claimed record row (measured ~6x faster).
-        """
-        CREATE TABLE IF NOT EXISTS ship_leases (
-            owner  TEXT NOT NULL,
-            lo     INTEGER NOT NULL,
-            hi     INTEGER NOT NULL,
-            until  INTEGER NOT NULL,
-            PRIMARY KEY (owner, lo)
-        );
-        """,
-    ),
-    (
-        3,
-        # records.record_id loses its UNIQUE constraint: the automatic index behind it was one more
-        # page written per commit on the emit path (measured ~8 us of a ~35 us insert). Ids are ULIDs
-        # made by auditel; nothing looks a record up by id except the CLI, which scans.
-        """
-        CREATE TABLE records_v3 (
-"""
-    + _RECORDS_COLUMNS
-    + """
-        );
-        INSERT INTO records_v3 (rid, record_id, stream_id, seq, time_ns, event_name, data, record_hash,
-                                state, lease_owner, lease_until, attempts, shipped_ns)
-            SELECT rid, record_id, stream_id, seq, time_ns, event_name, data, record_hash,
-                   state, lease_owner, lease_until, attempts, shipped_ns FROM records;
-        DROP TABLE records;
-        ALTER TABLE records_v3 RENAME TO records;
-        CREATE INDEX IF NOT EXISTS records_state_rid ON records(state, rid);
-        """,
-    ),
-    (
-        4,
-        # The (state, rid) index goes: it was one more page written by every commit on the emit path.
-        # Pending records are found above the ship floor instead (see SHIP_FLOOR_SQL), and the shipped
-        # and dead-lettered ones (counted by status, pruned first) in a partial index that inserts of
-        # new, pending records never touch.
-        """
-        INSERT OR REPLACE INTO meta(key, value) VALUES ('ship_floor', CAST(coalesce(
-            (SELECT min(rid) FROM records WHERE state=0) - 1, (SELECT max(rid) FROM records), 0) AS TEXT));
-        DROP INDEX IF EXISTS records_state_rid;
-        CREATE INDEX IF NOT EXISTS records_done ON records(state, rid) WHERE state != 0;
-        """,
-    ),
-]
-SCHEMA_VERSION = _MIGRATIONS[-1][0]
-
-
-class OutboxError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -201,35 +72,6 @@ class OutboxStats:
     oldest_pending_age_s: float | None
     streams: int
     checkpoints: int
-
-
-def _secure_create(path: Path) -> None:
-    """Create the directory 0700 and the file 0600 before SQLite touches them."""
-    parent = path.parent
-    if not parent.exists():
-        os.makedirs(parent, mode=0o700, exist_ok=True)
-        try:
-            os.chmod(parent, 0o700)
-        except OSError:
-            pass
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        os.close(fd)
-    else:
-        try:
-            st = path.stat()
-            if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
-                os.chmod(path, 0o600)
-        except (OSError, AttributeError):
-            pass
-    # SQLite gives -wal and -shm the database's mode; tighten stale ones anyway.
-    for suffix in ("-wal", "-shm"):
-        side = Path(str(path) + suffix)
-        try:
-            if side.exists() and stat.S_IMODE(side.stat().st_mode) & 0o077:
-                os.chmod(side, 0o600)
-        except OSError:
-            pass
 
 
 class Outbox:
@@ -250,7 +92,7 @@ class Outbox:
         # fresh one from ``connect``, which every write calls before taking it.
         self.write_lock = threading.Lock()
         self._wal_seen: int | None = None  # the WAL's mtime at the last wal_task
-        _secure_create(self.path)
+        prepare_outbox(self.path)  # refuses links, devices, foreign owners, directories others can write
         self._migrate()
 
     # --- connections -------------------------------------------------------
@@ -298,38 +140,12 @@ class Outbox:
         self._local.conn = None
 
     def _migrate(self) -> None:
-        conn = self._open()
         try:
-            # auto_vacuum must be chosen before the first table exists.
-            has_tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
-            if not has_tables:
-                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                current = int(row[0]) if row else 0
-                if current > SCHEMA_VERSION:
-                    raise OutboxError(
-                        f"outbox {self.path} has schema version {current}, newer than this auditel "
-                        f"({SCHEMA_VERSION}); upgrade auditel"
-                    )
-                for version, ddl in _MIGRATIONS:
-                    if version > current:
-                        for statement in ddl.split(";"):
-                            if statement.strip():
-                                conn.execute(statement)
-                        conn.execute(
-                            "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(version),)
-                        )
-                if not row:
-                    conn.execute(
-                        "INSERT OR IGNORE INTO meta(key, value) VALUES ('created_ns', ?)", (str(time.time_ns()),)
-                    )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            conn = self._open()
+        except sqlite3.Error as exc:
+            raise OutboxError(f"{self.path}: not an auditel outbox or not usable: {type(exc).__name__}: {exc}") from exc
+        try:
+            migrate(conn, self.path)
         finally:
             conn.close()
 
@@ -349,11 +165,15 @@ class Outbox:
                 raise
 
     def register_stream(self, stream_id: str, resource: dict[str, Any], *, pid: int, host: str) -> None:
-        with self.write_transaction() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO streams(stream_id, started_ns, pid, host, resource) VALUES (?,?,?,?,?)",
-                (stream_id, time.time_ns(), pid, host, json.dumps(resource, sort_keys=True, ensure_ascii=False)),
-            )
+        """Raises ``OutboxError`` (a ``ConfigError``) naming the file when it cannot be written."""
+        try:
+            with self.write_transaction() as conn:
+                conn.execute(
+                    "INSERT OR IGNORE INTO streams(stream_id, started_ns, pid, host, resource) VALUES (?,?,?,?,?)",
+                    (stream_id, time.time_ns(), pid, host, json.dumps(resource, sort_keys=True, ensure_ascii=False)),
+                )
+        except sqlite3.Error as exc:
+            raise OutboxError(f"{self.path}: cannot write to the outbox: {type(exc).__name__}: {exc}") from exc
 
     def end_stream(self, stream_id: str) -> None:
         conn = self.connect()
@@ -670,9 +490,4 @@ def record_filter(
     return " AND ".join(where), params
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
-    try:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass
+_rollback = rollback  # the shipping queue's name for it
