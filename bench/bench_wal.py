@@ -86,7 +86,7 @@ def main() -> int:
     args = parser.parse_args()
     r = run(args.seconds, args.threads)
     mib = 1024 * 1024
-    print(f"| threads | seconds | records | records/s | WAL max (MiB) | WAL final (MiB) | db (MiB) |")
+    print("| threads | seconds | records | records/s | WAL max (MiB) | WAL final (MiB) | db (MiB) |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     print(
         f"| {args.threads} | {args.seconds:g} | {r['records']:,} | {r['rate']:,.0f} | {r['wal_max'] / mib:.1f} |"

@@ -125,7 +125,7 @@ def test_purge_removes_only_shipped_unless_told(outbox_path: Path) -> None:
 
 def test_demo_records_a_realistic_session(tmp_path: Path) -> None:
     outbox = tmp_path / "demo.db"
-    proc = run_cli("demo", outbox=outbox)
+    proc = run_cli("--outbox", str(outbox), "demo")
     assert proc.returncode == 0, proc.stderr
     from conftest import user_records
 

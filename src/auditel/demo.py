@@ -2,13 +2,13 @@
 
 The agent answers "what is in the quarterly report?": it asks a (scripted) model what to do,
 runs tools through ``@auditel.tool`` (intent before, outcome after), is denied a tool by a
-policy, reads a file, calls a model again, and ends its session. No network is used.
+policy, reads a file, calls a model again, and ends its session. No network is used; the records go
+to the demo's own outbox (see ``auditel.config.demo``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import auditel
 
 from auditel.cli._common import format_record
+from auditel.config.demo import demo_identity
 
 
 def _policy(tool_name: str, arguments: Any) -> Any:
@@ -68,8 +69,8 @@ def _model(step: int, prompt: str) -> dict[str, Any]:
 
 
 def run_demo(out: TextIO) -> int:
-    rt = auditel.configure(agent_name=os.environ.get("AUDITEL_AGENT_NAME", "report-assistant"),
-                           principal=os.environ.get("AUDITEL_PRINCIPAL", "user:alice@example.com"))
+    agent_name, principal = demo_identity()
+    rt = auditel.configure(agent_name=agent_name, principal=principal)
     if rt is None:
         out.write("auditel is disabled (AUDITEL_ENABLED=false): nothing recorded\n")
         return 1
@@ -103,6 +104,14 @@ def run_demo(out: TextIO) -> int:
     status = auditel.status()
     out.write("\nstatus: " + json.dumps({k: status[k] for k in ("records_total", "pending", "shipped", "redactions", "errors")}, sort_keys=True) + "\n")
     outbox_path = rt.outbox.path
+    shipped = "shipped to your OTLP endpoint (--ship)" if rt.shipper is not None else "not shipped anywhere"
+    out.write(
+        f"\nThe demo outbox is {outbox_path} ({shipped}; your own outbox is untouched). Look at it with:\n"
+        f"  auditel --outbox {outbox_path} tail\n"
+        f"  auditel --outbox {outbox_path} query --kind tool_call\n"
+        f"  auditel --outbox {outbox_path} verify\n"
+        f"  auditel --outbox {outbox_path} export --out demo-export.json\n"
+    )
     auditel.shutdown()  # writes the stream-end marker and a final signed checkpoint
     from auditel.integrity.verify import verify_path
 
@@ -119,5 +128,4 @@ def run_demo(out: TextIO) -> int:
             f"{mine.get('checkpoints')} signed checkpoint(s), ended {mine.get('end')}"
         )
     out.write(")\n")
-    out.write("\nNext: `auditel tail`, `auditel query --kind tool_call`, `auditel verify`, `auditel export`\n")
     return 0 if report.ok else 1

@@ -25,7 +25,7 @@ from auditel.integrity.checkpoints import KEY_FILE_NAME, load_signer
 from auditel.config.settings import ConfigError
 from auditel.integrity.signing import Ed25519Signer, public_key_pem
 from auditel.integrity.verify import open_readonly
-from auditel.cli._common import settings_from
+from auditel.cli._common import outbox_path
 
 EXPORT_FORMAT = 1
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
@@ -125,7 +125,7 @@ def _write_public_key(path: str, outbox: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    outbox = Path(settings_from(args).outbox)
+    outbox = outbox_path(args)
     try:
         since = parse_time(args.since) if args.since else None
         until = parse_time(args.until) if args.until else None

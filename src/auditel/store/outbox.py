@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import stat
 import threading
 import time
 from contextlib import contextmanager
@@ -456,6 +455,33 @@ class Outbox:
             record["_state"] = st
             record["_hash"] = rhash
             yield record
+
+    def max_rid(self) -> int:
+        """The newest record's row id (0 for none): where ``tail --follow`` starts."""
+        return int(self.connect().execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0])
+
+    # --- counters persisted for other processes and the CLI (schema 5) -------------------------------
+    def save_counters(self, stream_id: str, pid: int, data: dict[str, Any]) -> None:
+        """Store one stream's counters (replacing its previous row). Called by the worker, rarely."""
+        text = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
+        with self.write_transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO counters(stream_id, pid, time_ns, data) VALUES (?,?,?,?)",
+                (stream_id, pid, time.time_ns(), text),
+            )
+
+    def load_counters(self) -> list[tuple[str, int | None, int, dict[str, Any]]]:
+        """Every stream's stored counters: (stream_id, pid, time_ns, data), oldest first."""
+        out = []
+        rows = self.connect().execute("SELECT stream_id, pid, time_ns, data FROM counters ORDER BY time_ns").fetchall()
+        for stream_id, pid, time_ns, data in rows:
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict):
+                out.append((stream_id, pid, int(time_ns), parsed))
+        return out
 
     def stream_resource(self, stream_id: str) -> dict[str, Any]:
         row = self.connect().execute("SELECT resource FROM streams WHERE stream_id=?", (stream_id,)).fetchone()

@@ -81,6 +81,13 @@ class ShippingQueue:
         with self.outbox.write_transaction() as conn:
             return conn.execute(sql, params).rowcount
 
+    def live_shippers(self) -> int:
+        """How many shippers (any process) hold an unexpired lease now."""
+        row = self.outbox.connect().execute(
+            "SELECT count(DISTINCT owner) FROM ship_leases WHERE until > ?", (time.time_ns(),)
+        ).fetchone()
+        return int(row[0] or 0)
+
     def claim(self, owner: str, *, lease_s: float, max_records: int, max_bytes: int) -> Lease | None:
         """Lease up to ``max_records`` pending rows (and about ``max_bytes`` of stored text), oldest first.
 
