@@ -137,12 +137,11 @@ class CounterPersister:
 def persisted_totals(store: CounterStore) -> dict[str, Any]:
     """The counters every process stored in the outbox, added up, with the latest errors:
     ``errors``/``rejected``/``sanitized``/``redactions`` (summed per kind), ``recorded``,
-    ``filtered``, ``last_error`` and the shipper's ``last_ship_error`` (the most recent), and
-    ``counters_streams`` (how many streams stored counters)."""
+    ``filtered``, ``last_error`` and the shipper's ``last_ship_error`` (the most recent): the keys
+    of ``auditel.status()``."""
     out: dict[str, Any] = {key: {} for key in _SUMMED}
-    out.update(recorded=0, filtered=0, last_error=None, counters_streams=0)
+    out.update(recorded=0, filtered=0, last_error=None)
     for _stream, _pid, _time_ns, data in store.load_counters():  # oldest first: later rows win
-        out["counters_streams"] += 1
         for key in _SUMMED:
             value = data.get(key)
             if isinstance(value, dict):

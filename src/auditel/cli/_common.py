@@ -32,14 +32,22 @@ def outbox_path(args: Any) -> Path:
         raise SystemExit(2) from exc
 
 
-def open_outbox(args: Any, *, must_exist: bool = True) -> tuple[Settings, Outbox]:
-    """The settings (the defaults beside the outbox path when a write-side setting is invalid: only
-    the path matters here) and the opened outbox; a file that is no usable outbox exits 2 saying why."""
-    path = outbox_path(args)
-    try:
-        settings = Settings.from_env(overrides={"outbox": str(path)})
-    except ConfigError:
-        settings = Settings(outbox=path)
+def open_outbox(args: Any, *, must_exist: bool = True, writes: bool = False) -> tuple[Settings, Outbox]:
+    """The settings and the opened outbox; a file that is no usable outbox exits 2 saying why.
+
+    Read-only commands (the default) need only the outbox path: a bad write-side setting
+    (``AUDITEL_DURABILITY=banana``) leaves them the defaults. Commands that change the outbox or
+    ship (``writes=True``) exit 2 on any bad setting, naming it.
+    """
+    if writes:
+        settings = settings_from(args)
+        path = Path(settings.outbox)
+    else:
+        path = outbox_path(args)
+        try:
+            settings = Settings.from_env(overrides={"outbox": str(path)})
+        except ConfigError:
+            settings = Settings(outbox=path)
     if must_exist and not path.exists():
         print(f"auditel: no outbox at {path} (set AUDITEL_OUTBOX or --outbox)", file=sys.stderr)
         raise SystemExit(2)

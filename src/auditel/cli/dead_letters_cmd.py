@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _settings, outbox = open_outbox(args)
+    _settings, outbox = open_outbox(args, writes=bool(args.requeue))
     queue = ShippingQueue(outbox)
     if args.requeue:
         count = queue.requeue(args.ids)
