@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cli import _populate, run_cli
 
 import auditel
 from auditel.store.outbox import SCHEMA_VERSION, Outbox, OutboxError
+from test_cli import _populate, run_cli
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "auditel"
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 
 class Counters:
@@ -80,7 +81,7 @@ def _stderr(text: str) -> None:
     try:
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
-    except Exception:
+    except Exception:  # noqa: BLE001 - a closed or broken stderr must not raise into the host
         pass
 
 

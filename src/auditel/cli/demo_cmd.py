@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--ship",
         action="store_true",
-        help="also ship the demo records to the OTEL_EXPORTER_OTLP_* endpoint (off by default: the session is fictional)",
+        help="also ship the demo records to the OTEL_EXPORTER_OTLP_* endpoint (off by default: the session is made up)",
     )
     p.set_defaults(func=run)
 

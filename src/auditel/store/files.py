@@ -75,7 +75,8 @@ def check_directory(directory: Path, *, purpose: str = "the outbox directory") -
 def check_file(path: Path, st: os.stat_result, *, purpose: str) -> None:
     """Refuse a link, a non-regular file or a file of another user (``st`` from ``os.lstat``)."""
     if not stat.S_ISREG(st.st_mode):
-        extra = "; auditel does not follow links for its files: point it at the real file" if stat.S_ISLNK(st.st_mode) else ""
+        link = stat.S_ISLNK(st.st_mode)
+        extra = "; auditel does not follow links for its files: point it at the real file" if link else ""
         raise OutboxError(f"{path} ({purpose}) is {_kind(st.st_mode)}, not a regular file{extra}")
     euid = _euid()
     if hasattr(os, "geteuid") and st.st_uid != euid:

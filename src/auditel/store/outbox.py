@@ -19,10 +19,11 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from auditel.store.files import prepare_outbox
 from auditel.store.fork_gate import GATE, GatedConnection
@@ -203,7 +204,8 @@ class Outbox:
             # bookkeeping (an autocommit INSERT returns no rows and leaves no transaction open)
             GATE.enter()
             try:
-                _PLAIN_EXECUTE(conn, _INSERT_RECORD, (record_id, stream_id, seq, time_ns, event_name, data, record_hash))
+                row = (record_id, stream_id, seq, time_ns, event_name, data, record_hash)
+                _PLAIN_EXECUTE(conn, _INSERT_RECORD, row)
             finally:
                 GATE.leave()
 
@@ -220,7 +222,9 @@ class Outbox:
         called once per claimed batch. Returns the floor.
         """
         floor = Outbox.ship_floor(conn)
-        row = conn.execute("SELECT rid FROM records WHERE rid > ? AND state=0 ORDER BY rid LIMIT 1", (floor,)).fetchone()
+        row = conn.execute(
+            "SELECT rid FROM records WHERE rid > ? AND state=0 ORDER BY rid LIMIT 1", (floor,)
+        ).fetchone()
         if row is not None:
             new = row[0] - 1
         else:
@@ -334,7 +338,8 @@ class Outbox:
                 conn.executemany("DELETE FROM records WHERE rid=?", [(item[0],) for item in prefix])
                 last = prefix[-1]
                 conn.execute(
-                    "INSERT INTO pruned(stream_id, through_seq, head_hash, count, reason, time_ns) VALUES (?,?,?,?,?,?)",
+                    "INSERT INTO pruned(stream_id, through_seq, head_hash, count, reason, time_ns)"
+                    " VALUES (?,?,?,?,?,?)",
                     (stream_id, last[1], last[2], len(prefix), reason, now),
                 )
                 deleted += len(prefix)
@@ -442,7 +447,12 @@ class Outbox:
         """Stored records, oldest first, as dicts (the stored record plus ``rid``, ``state``, ``hash``)."""
         conn = self.connect()
         where, params = record_filter(
-            event_names=event_names, stream_id=stream_id, since_ns=since_ns, until_ns=until_ns, state=state, after_rid=after_rid
+            event_names=event_names,
+            stream_id=stream_id,
+            since_ns=since_ns,
+            until_ns=until_ns,
+            state=state,
+            after_rid=after_rid,
         )
         sql = f"SELECT rid, state, record_hash, data FROM records WHERE {where}"
         if last:

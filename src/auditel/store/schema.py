@@ -209,7 +209,9 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
                     for statement in ddl.split(";"):
                         if statement.strip():
                             conn.execute(statement)
-                    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(version),))
+                    conn.execute(
+                        "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(version),)
+                    )
             if not row:
                 conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('created_ns', ?)", (str(time.time_ns()),))
             conn.execute("COMMIT")
