@@ -91,16 +91,16 @@ def test_the_cap_counts_the_wal(outbox_path: Path) -> None:
     AUDITEL_MAX_OUTBOX_MB (old code measured live database pages only and never refused here)."""
     import sqlite3
 
-    rt = auditel.configure(outbox=str(outbox_path), max_outbox_mb=1, on_full="reject")
+    rt = auditel.configure(outbox=str(outbox_path), max_outbox_mb=4, on_full="reject")
     reader = sqlite3.connect(outbox_path, isolation_level=None)
     reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM records").fetchone()  # pins the WAL
     try:
-        for n in range(1500):
-            auditel.emit("auditel.custom", attributes={"n": n}, body="x" * 600)
+        for n in range(4000):
+            auditel.emit("auditel.custom", attributes={"n": n}, body="x" * 100)
         live = rt.outbox.logical_bytes()
         wal = _wal_size(outbox_path)
-        assert live < 1 << 20, (live, wal)
+        assert live < 4 << 20 < wal, (live, wal)
         assert rt.status()["rejected"].get("outbox_full", 0) >= 1
     finally:
         reader.execute("COMMIT")

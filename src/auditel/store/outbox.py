@@ -92,6 +92,8 @@ class Outbox:
         # fresh one from ``connect``, which every write calls before taking it.
         self.write_lock = threading.Lock()
         self._wal_seen: int | None = None  # the WAL's mtime at the last wal_task
+        self._ckpt_backoff = 0.0  # seconds; see _checkpoint
+        self._ckpt_retry_at = 0.0
         prepare_outbox(self.path)  # refuses links, devices, foreign owners, directories others can write
         self._migrate()
 
@@ -288,6 +290,28 @@ class Outbox:
         """
         return self.logical_bytes() + self._side_bytes(include_db=False)
 
+    def bytes_for_cap(self, cap: int) -> int:
+        """What the size cap measures: live pages, the ``-shm`` file, and the WAL beyond its working
+        size (``WAL_CHECKPOINT_BYTES``, which ``wal_task`` keeps it near). A WAL past that (a reader
+        pinning it, a starved worker) counts; when the total reaches ``cap`` the WAL is emptied
+        first (``shrink_wal``) and the size measured again."""
+        size = self._cap_size()
+        if size >= cap and self._side_bytes(include_db=False) > WAL_CHECKPOINT_BYTES:
+            self.shrink_wal()
+            size = self._cap_size()
+        return size
+
+    def _cap_size(self) -> int:
+        try:
+            wal = os.stat(str(self.path) + "-wal").st_size
+        except OSError:
+            wal = 0
+        return self.disk_bytes() - min(wal, WAL_CHECKPOINT_BYTES)
+
+    def shrink_wal(self) -> bool:
+        """Checkpoint the whole WAL and truncate its file (TRUNCATE); see ``_checkpoint``."""
+        return self._checkpoint("TRUNCATE")
+
     def _side_bytes(self, *, include_db: bool) -> int:
         total = 0
         for suffix in ("", "-wal", "-shm") if include_db else ("-wal", "-shm"):
@@ -368,16 +392,31 @@ class Outbox:
             return False
         if size < above_bytes:
             return False
+        self._checkpoint("RESTART")
+        return True
+
+    def _checkpoint(self, mode: str) -> bool:
+        """PASSIVE, then ``mode`` (RESTART or TRUNCATE) for the frames committed meanwhile, with this
+        process's writers held off on ``write_lock`` (not in SQLite's sleeping handler) for at most
+        ``WAL_RESTART_WAIT_MS``. When that wait fails (a reader holds an older snapshot), the next
+        attempts back off (0.25 s doubling to 5 s), so a long reader stalls the writers for at most
+        ``WAL_RESTART_WAIT_MS`` per back-off period. True when done."""
         conn = self.connect()
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        # PASSIVE copied the frames that existed when it began; commits made meanwhile are copied
-        # now, with this process's writers held off on the lock (not in SQLite's sleeping handler).
+        now = time.monotonic()
+        if now < self._ckpt_retry_at:
+            return False
         with self.write_lock:
             conn.execute(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")
             try:
-                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                busy = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()[0]
             finally:
                 conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        if busy:
+            self._ckpt_backoff = min(5.0, max(0.25, self._ckpt_backoff * 2))
+            self._ckpt_retry_at = time.monotonic() + self._ckpt_backoff
+            return False
+        self._ckpt_backoff = 0.0
         return True
 
     def wal_task(self) -> float:
