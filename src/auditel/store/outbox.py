@@ -443,7 +443,10 @@ class Outbox:
         with self.write_lock:
             conn.execute(f"PRAGMA incremental_vacuum({int(pages)})")
         pending = conn.execute(f"SELECT 1 FROM records WHERE {PENDING_WHERE} LIMIT 1").fetchone()
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)" if pending is None else "PRAGMA wal_checkpoint(PASSIVE)")
+        if pending is None:
+            self.shrink_wal()  # bounded waits (see _checkpoint), never SQLite's 30 s busy timeout
+        else:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # --- reads --------------------------------------------------------------------
     def stats(self) -> OutboxStats:
