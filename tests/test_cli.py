@@ -52,7 +52,8 @@ def test_status_without_outbox_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_bad_configuration_is_reported_by_the_cli(outbox_path: Path) -> None:
     _populate(outbox_path)
-    proc = run_cli("status", outbox=outbox_path, env={"AUDITEL_DURABILITY": "turbo"})
+    # a command that writes (read-only ones need only the outbox path: tests/test_store_cli.py)
+    proc = run_cli("purge", "--older-than", "30d", outbox=outbox_path, env={"AUDITEL_DURABILITY": "turbo"})
     assert proc.returncode == 2 and "AUDITEL_DURABILITY='turbo'" in proc.stderr
 
 
@@ -125,7 +126,7 @@ def test_purge_removes_only_shipped_unless_told(outbox_path: Path) -> None:
 
 def test_demo_records_a_realistic_session(tmp_path: Path) -> None:
     outbox = tmp_path / "demo.db"
-    proc = run_cli("demo", outbox=outbox)
+    proc = run_cli("--outbox", str(outbox), "demo")
     assert proc.returncode == 0, proc.stderr
     from conftest import user_records
 

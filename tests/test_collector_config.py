@@ -441,7 +441,10 @@ def test_the_demo_agent_container_commands_work(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDITEL_", "OTEL_"))}
     env["AUDITEL_OUTBOX"] = str(tmp_path / "auditel" / "outbox.db")
     auditel_cli = [str(Path(sys.executable).with_name("auditel"))]  # the console script the image runs
-    demo = subprocess.run([*auditel_cli, "demo"], env=env, capture_output=True, text=True, timeout=120)
+    # as deploy/demo-agent/run-demo-loop.sh runs it: the demo's own outbox is the one AUDITEL_OUTBOX names
+    demo_cmd = [*auditel_cli, "--outbox", env["AUDITEL_OUTBOX"], "demo", "--ship"]
+    assert '"${AUDITEL_OUTBOX:?}" demo --ship' in (ROOT / "deploy" / "demo-agent" / "run-demo-loop.sh").read_text()
+    demo = subprocess.run(demo_cmd, env=env, capture_output=True, text=True, timeout=120)
     assert demo.returncode == 0, demo.stderr
     assert "audit records" in demo.stdout and "auditel verify: OK" in demo.stdout
     status = subprocess.run([*auditel_cli, "status", "--json"], env=env, capture_output=True, text=True, timeout=60)

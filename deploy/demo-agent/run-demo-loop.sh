@@ -6,7 +6,8 @@ set -u
 interval="${DEMO_INTERVAL_S:-15}"
 trap 'exit 0' TERM INT
 while :; do
-    auditel demo || echo "run-demo-loop: auditel demo exited with status $?" >&2
+    # the demo stack exists to ship: --ship, and its outbox is the one AUDITEL_OUTBOX names
+    auditel --outbox "${AUDITEL_OUTBOX:?}" demo --ship || echo "run-demo-loop: auditel demo exited with status $?" >&2
     sleep "$interval" &
     wait $!
 done

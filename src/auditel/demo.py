@@ -2,26 +2,31 @@
 
 The agent answers "what is in the quarterly report?": it asks a (scripted) model what to do,
 runs tools through ``@auditel.tool`` (intent before, outcome after), is denied a tool by a
-policy, reads a file, calls a model again, and ends its session. No network is used.
+policy, reads a file, calls a model again, and ends its session. No network is used; the records go
+to the demo's own outbox (see ``auditel.config.demo``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
 import auditel
-
 from auditel.cli._common import format_record
+from auditel.config.demo import demo_identity
 
 
 def _policy(tool_name: str, arguments: Any) -> Any:
     if tool_name == "send_email" and not str((arguments or {}).get("to", "")).endswith("@example.com"):
-        return {"verdict": "deny", "reason": "recipient outside the organisation", "policy_id": "egress", "rule_id": "email-domain"}
+        return {
+            "verdict": "deny",
+            "reason": "recipient outside the organisation",
+            "policy_id": "egress",
+            "rule_id": "email-domain",
+        }
     return "allow"
 
 
@@ -45,10 +50,10 @@ def send_email(to: str, body: str) -> str:
 
 def _model(step: int, prompt: str) -> dict[str, Any]:
     """A scripted stand-in for a chat model: it asks for tools, then answers."""
-    plans = [
+    plans: list[dict[str, Any]] = [
         {"tool_calls": [{"name": "search_documents", "id": "call_1", "arguments": {"query": "quarterly report"}}]},
         {"tool_calls": [{"name": "read_file", "id": "call_2", "arguments": {"path": "REPORT"}}]},
-        {"tool_calls": [{"name": "send_email", "id": "call_3", "arguments": {"to": "eve@evil.test", "body": "summary"}}]},
+        {"tool_calls": [{"name": "send_email", "id": "call_3", "arguments": {"to": "eve@evil.test", "body": "sum"}}]},
         {"answer": "Revenue grew 12% in Q3."},
     ]
     plan = plans[min(step, len(plans) - 1)]
@@ -68,8 +73,8 @@ def _model(step: int, prompt: str) -> dict[str, Any]:
 
 
 def run_demo(out: TextIO) -> int:
-    rt = auditel.configure(agent_name=os.environ.get("AUDITEL_AGENT_NAME", "report-assistant"),
-                           principal=os.environ.get("AUDITEL_PRINCIPAL", "user:alice@example.com"))
+    agent_name, principal = demo_identity()
+    rt = auditel.configure(agent_name=agent_name, principal=principal)
     if rt is None:
         out.write("auditel is disabled (AUDITEL_ENABLED=false): nothing recorded\n")
         return 1
@@ -90,9 +95,11 @@ def run_demo(out: TextIO) -> int:
                 if call["name"] == "read_file":
                     args["path"] = str(report)
                 try:
-                    {"search_documents": search_documents, "read_file": read_file, "send_email": send_email}[call["name"]](**args)
+                    tools = {"search_documents": search_documents, "read_file": read_file, "send_email": send_email}
+                    tools[call["name"]](**args)
                 except auditel.ToolDenied as denied:
-                    auditel.emit("auditel.action", attributes={"audit.action": "agent.note", "audit.reason": str(denied)})
+                    note = {"audit.action": "agent.note", "audit.reason": str(denied)}
+                    auditel.emit("auditel.action", attributes=note)
     auditel.network_access("https://api.example.com/v1/metrics?sig=abc123secretsig&x=1", method="GET", status_code=200)
     auditel.session_end(outcome="success")
     auditel.flush(2.0)
@@ -101,15 +108,24 @@ def run_demo(out: TextIO) -> int:
     for rec in seen:
         out.write(format_record(rec) + "\n")
     status = auditel.status()
-    out.write("\nstatus: " + json.dumps({k: status[k] for k in ("records_total", "pending", "shipped", "redactions", "errors")}, sort_keys=True) + "\n")
+    shown = {k: status[k] for k in ("records_total", "pending", "shipped", "redactions", "errors")}
+    out.write("\nstatus: " + json.dumps(shown, sort_keys=True) + "\n")
     outbox_path = rt.outbox.path
+    shipped = "shipped to your OTLP endpoint (--ship)" if rt.shipper is not None else "not shipped anywhere"
+    out.write(
+        f"\nThe demo outbox is {outbox_path} ({shipped}; your own outbox is untouched). Look at it with:\n"
+        f"  auditel --outbox {outbox_path} tail\n"
+        f"  auditel --outbox {outbox_path} query --kind tool_call\n"
+        f"  auditel --outbox {outbox_path} verify\n"
+        f"  auditel --outbox {outbox_path} export --out demo-export.json\n"
+    )
     auditel.shutdown()  # writes the stream-end marker and a final signed checkpoint
     from auditel.integrity.verify import verify_path
 
-    report = verify_path(outbox_path)
-    this_stream = [s for s in report.as_dict().get("streams", []) if s.get("stream_id") == rt.processor.stream_id]
-    verdict = "OK" if report.ok else "PROBLEMS FOUND"
-    streams = report.as_dict().get("streams", [])
+    verdict_report = verify_path(outbox_path)
+    streams = verdict_report.as_dict().get("streams", [])
+    this_stream = [s for s in streams if s.get("stream_id") == rt.processor.stream_id]
+    verdict = "OK" if verdict_report.ok else "PROBLEMS FOUND"
     out.write(f"\nauditel verify: {verdict} ({len(streams)} stream(s) in the outbox")
     if this_stream:
         mine = this_stream[0]
@@ -119,5 +135,4 @@ def run_demo(out: TextIO) -> int:
             f"{mine.get('checkpoints')} signed checkpoint(s), ended {mine.get('end')}"
         )
     out.write(")\n")
-    out.write("\nNext: `auditel tail`, `auditel query --kind tool_call`, `auditel verify`, `auditel export`\n")
-    return 0 if report.ok else 1
+    return 0 if verdict_report.ok else 1

@@ -23,7 +23,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from auditel.record import schema as S
 from auditel.config.settings import ConfigError, Settings
 from auditel.record.content import KeyedDigester, load_or_create_digest_key
-from auditel.counters import Counters
+from auditel.counters import CounterPersister, Counters, ship_fields
 from auditel.record.ids import new_session_id
 from auditel.store.outbox import Outbox, OutboxError
 from auditel.pipeline.processor import AuditProcessor, SanitizedLogRecord, take_result
@@ -102,8 +102,13 @@ class Runtime:
         for sink in sinks:
             self.add_sink(sink)
         self.worker.add_task("space", self._space_task, 300.0)
-        # commits do not checkpoint the WAL (kept off the emit path); the worker does, every second
-        self.worker.add_task("wal", lambda: (self.outbox.checkpoint_wal(), None)[1], 1.0)
+        # counters and the last delivery error, kept in the outbox for other processes and the CLI
+        self.counter_persister = CounterPersister(
+            self.counters, self.outbox, lambda: self.processor.stream_id, lambda: ship_fields(self.shipper)
+        )
+        self.worker.add_task("counters", self.counter_persister.task, 5.0)
+        # commits do not checkpoint the WAL (kept off the emit path); the worker does, as often as it grows
+        self.worker.add_task("wal", self.outbox.wal_task, 1.0)
         self.shipper = shipper_from_env(self.outbox, self.counters, self.worker)
         self.checkpointer: Checkpointer = install_checkpointer(self)
         self.signer: Signer = self.checkpointer.signer
@@ -241,6 +246,10 @@ class Runtime:
             except Exception as exc:  # noqa: BLE001
                 self.counters.error("shutdown_flush", exc)
         self.worker.stop(max(0.0, deadline - time.monotonic()))
+        try:
+            self.counter_persister.save()
+        except Exception as exc:  # noqa: BLE001
+            self.counters.error("counters_save", exc)
         for sink in self.sinks:
             close = getattr(sink, "close", None) or getattr(sink, "flush", None)
             if close is not None:

@@ -9,10 +9,11 @@ from typing import Any
 
 from auditel.cli.format import fmt_time, format_record  # noqa: F401  (moved to cli.format; re-exported for old callers)
 from auditel.config.settings import ConfigError, Settings
-from auditel.store.outbox import Outbox
+from auditel.store.outbox import Outbox, OutboxError
 
 
 def settings_from(args: Any) -> Settings:
+    """Every setting (for commands that write or ship); a bad one exits 2 naming it."""
     overrides = {"outbox": args.outbox} if getattr(args, "outbox", None) else {}
     try:
         return Settings.from_env(overrides=overrides)
@@ -21,12 +22,40 @@ def settings_from(args: Any) -> Settings:
         raise SystemExit(2) from exc
 
 
-def open_outbox(args: Any, *, must_exist: bool = True) -> tuple[Settings, Outbox]:
-    settings = settings_from(args)
-    if must_exist and not Path(settings.outbox).exists():
-        print(f"auditel: no outbox at {settings.outbox} (set AUDITEL_OUTBOX or --outbox)", file=sys.stderr)
+def outbox_path(args: Any) -> Path:
+    """Only the outbox path (``--outbox``, ``AUDITEL_OUTBOX`` or the default): all a read-only
+    command needs, so a bad write-side setting (``AUDITEL_DURABILITY=banana``) cannot stop it."""
+    try:
+        return Settings.outbox_path_from_env(override=getattr(args, "outbox", None))
+    except ConfigError as exc:
+        print(f"auditel: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def open_outbox(args: Any, *, must_exist: bool = True, writes: bool = False) -> tuple[Settings, Outbox]:
+    """The settings and the opened outbox; a file that is no usable outbox exits 2 saying why.
+
+    Read-only commands (the default) need only the outbox path: a bad write-side setting
+    (``AUDITEL_DURABILITY=banana``) leaves them the defaults. Commands that change the outbox or
+    ship (``writes=True``) exit 2 on any bad setting, naming it.
+    """
+    if writes:
+        settings = settings_from(args)
+        path = Path(settings.outbox)
+    else:
+        path = outbox_path(args)
+        try:
+            settings = Settings.from_env(overrides={"outbox": str(path)})
+        except ConfigError:
+            settings = Settings(outbox=path)
+    if must_exist and not path.exists():
+        print(f"auditel: no outbox at {path} (set AUDITEL_OUTBOX or --outbox)", file=sys.stderr)
         raise SystemExit(2)
-    return settings, Outbox(settings.outbox, durability=settings.durability)
+    try:
+        return settings, Outbox(path, durability=settings.durability)
+    except (OutboxError, OSError) as exc:
+        print(f"auditel: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
 
 
 def print_json(obj: Any) -> None:

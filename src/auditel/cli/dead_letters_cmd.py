@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from auditel.store.shipping_queue import ShippingQueue
 from auditel.cli._common import fmt_time, open_outbox, print_json
+from auditel.store.shipping_queue import ShippingQueue
 
 
 def register(sub: Any) -> None:
@@ -21,12 +21,14 @@ def register(sub: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print as JSON")
     parser.add_argument("--all", action="store_true", help="include dead letters that were already requeued")
     parser.add_argument("--requeue", action="store_true", help="set every dead-lettered record pending again")
-    parser.add_argument("--id", type=int, action="append", dest="ids", help="with --requeue: only this dead-letter id (repeatable)")
+    parser.add_argument(
+        "--id", type=int, action="append", dest="ids", help="with --requeue: only this dead-letter id (repeatable)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    _settings, outbox = open_outbox(args)
+    _settings, outbox = open_outbox(args, writes=bool(args.requeue))
     queue = ShippingQueue(outbox)
     if args.requeue:
         count = queue.requeue(args.ids)
@@ -44,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for d in letters:
         requeued = f"  requeued {fmt_time(d.requeued_ns)}" if d.requeued_ns else ""
-        print(f"{d.did:>6}  {fmt_time(d.time_ns)}  {d.record_id}  {d.event_name or '?'}  [{d.status or '-'}] {d.reason}{requeued}")
+        name = d.event_name or "?"
+        print(f"{d.did:>6}  {fmt_time(d.time_ns)}  {d.record_id}  {name}  [{d.status or '-'}] {d.reason}{requeued}")
     print(f"{len(letters)} dead letters; resend with: auditel dead-letters --requeue")
     return 0

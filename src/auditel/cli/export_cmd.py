@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from auditel.cli._common import settings_from
+from auditel.cli._common import outbox_path
 from auditel.config.integrity import integrity_env
 from auditel.config.settings import ConfigError
 from auditel.integrity.checkpoints import KEY_FILE_NAME, load_signer
@@ -89,7 +89,7 @@ def _write_public_key(path: str, outbox: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    outbox = Path(settings_from(args).outbox)
+    outbox = outbox_path(args)
     try:
         since = parse_time(args.since) if args.since else None
         until = parse_time(args.until) if args.until else None

@@ -26,9 +26,12 @@ def run(args: argparse.Namespace) -> int:
     from auditel.cli.times import parse_time_arg as parse_time
 
     if args.include_unshipped and not args.yes:
-        print("auditel purge: --include-unshipped deletes undelivered audit records; add --yes to confirm", file=sys.stderr)
+        print(
+            "auditel purge: --include-unshipped deletes undelivered audit records; add --yes to confirm",
+            file=sys.stderr,
+        )
         return 2
-    _, outbox = open_outbox(args)
+    _, outbox = open_outbox(args, writes=True)
     cutoff = parse_time(args.older_than, "--older-than", "purge")
     if cutoff > time.time_ns():
         print("auditel purge: --older-than must be an age such as 30d", file=sys.stderr)

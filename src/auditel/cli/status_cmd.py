@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 from typing import Any
 
-from auditel.runtime import build_status
 from auditel.cli._common import open_outbox, print_json
+from auditel.counters import persisted_totals
+from auditel.runtime import build_status
+from auditel.store.shipping_queue import ShippingQueue
 
 
 def register(sub: Any) -> None:
@@ -19,6 +22,10 @@ def run(args: argparse.Namespace) -> int:
     settings, outbox = open_outbox(args)
     status = build_status(settings, outbox, None)
     status["shipper_running"] = _live_shippers(outbox) > 0
+    try:
+        status.update(persisted_totals(outbox))  # what every process stored (see auditel.counters)
+    except sqlite3.Error as exc:
+        status["last_error"] = f"counters: {type(exc).__name__}: {exc}"
     if args.json:
         print_json(status)
         return 0
@@ -34,16 +41,18 @@ def run(args: argparse.Namespace) -> int:
     auditable = {**cov.get("audited", {}), **cov.get("available", {})}
     print(f"audited       {', '.join(f'{k} ({v})' for k, v in auditable.items()) or '-'} (when instrumented: auditel run, auditel.instrument())")
     print(f"NOT audited   {', '.join(cov.get('not_audited', [])) or '-'} (installed, no auditel instrumentation)")
+    if status.get("last_ship_error"):
+        print(f"last delivery error  {status['last_ship_error']}")
+    for key in ("errors", "rejected", "redactions"):
+        if status.get(key):
+            print(f"{key:<13} " + ", ".join(f"{k}={v:,}" for k, v in sorted(status[key].items())))
+    if status.get("last_error"):
+        print(f"last error    {status['last_error']}")
     return 0
 
 
 def _live_shippers(outbox: Any) -> int:
-    import time
-
     try:
-        row = outbox.connect().execute(
-            "SELECT count(DISTINCT owner) FROM ship_leases WHERE until > ?", (time.time_ns(),)
-        ).fetchone()
-        return int(row[0] or 0)
-    except Exception:  # noqa: BLE001
+        return ShippingQueue(outbox).live_shippers()
+    except sqlite3.Error:
         return 0

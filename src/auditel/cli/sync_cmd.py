@@ -67,7 +67,7 @@ class ProgressBar:
 
 
 def run(args: argparse.Namespace) -> int:
-    _settings, outbox = open_outbox(args)
+    _settings, outbox = open_outbox(args, writes=True)
     try:
         tuning = tuning_from_env()
         config = exporter_from_env(endpoint=args.endpoint)

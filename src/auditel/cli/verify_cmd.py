@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from auditel.cli._common import settings_from
+from auditel.cli._common import outbox_path
 from auditel.config.integrity import env_value
 from auditel.integrity.signing import KeyFormatError, VerifyKey, load_hmac_key
 from auditel.integrity.verify import load_public_key_file, verify_path
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.from_export:
         target, from_export = args.from_export, True
     else:
-        target, from_export = (args.path or str(settings_from(args).outbox)), False
+        target, from_export = (args.path or str(outbox_path(args))), False
     report = verify_path(
         target,
         from_export=from_export,

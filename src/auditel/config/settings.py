@@ -122,6 +122,26 @@ class Settings:
         return out
 
     # --- parsing -----------------------------------------------------------
+    @staticmethod
+    def outbox_path_from_env(env: Mapping[str, str] | None = None, override: str | os.PathLike[str] | None = None) -> Path:
+        """Only the outbox path (``override``, else ``AUDITEL_OUTBOX``, else the default): what the
+        read-only commands need, so that a bad write-side setting cannot stop them."""
+        env = os.environ if env is None else env
+        if override is not None and str(override).strip():
+            raw, label = str(override), "--outbox"
+        elif env.get("AUDITEL_OUTBOX", "").strip():
+            raw, label = env["AUDITEL_OUTBOX"], "AUDITEL_OUTBOX"
+        else:
+            return default_outbox_path(env)
+        try:
+            return _parse_path(raw.strip())
+        except ValueError as exc:
+            detail = f" ({exc})" if str(exc) else ""
+            raise ConfigError(
+                f"invalid auditel configuration:\n  {label}={raw!r} is not valid: expected a file path on a local"
+                f" filesystem{detail}"
+            ) from None
+
     @classmethod
     def from_env(
         cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
@@ -234,7 +254,11 @@ def _parse_path(raw: str) -> Path:
     if raw.startswith(("file:", "http:", "https:")):
         raise ValueError("give a plain path, not a URL")
     path = Path(raw).expanduser()
-    if path.exists() and path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError:  # e.g. a directory on the way this user cannot enter: the outbox check says so
+        is_dir = False
+    if is_dir:
         raise ValueError("is a directory")
     return path
 

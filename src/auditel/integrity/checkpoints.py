@@ -51,7 +51,7 @@ from auditel.integrity.signing import (
 )
 from auditel.record import schema as S
 from auditel.store.integrity_store import insert_checkpoint
-from auditel.store.key_files import publish_new_file
+from auditel.store.key_files import publish_new_file, read_key_file
 
 if TYPE_CHECKING:
     from auditel.runtime import Runtime
@@ -115,9 +115,9 @@ def load_or_create_key_file(path: Path) -> Ed25519PrivateKey:
     """Read ``signing.key``, or create it (0600, published atomically) and say so once on stderr."""
     for _ in range(3):
         try:
-            return load_ed25519_private(path.read_bytes())
-        except FileNotFoundError:
-            pass
+            data = read_key_file(path, purpose="the signing key")  # no links, this user's, private
+            if data is not None:
+                return load_ed25519_private(data)
         except KeyFormatError as exc:
             raise ConfigError(
                 f"invalid auditel configuration:\n  {path} (the generated signing key) is not valid: expected {exc};"
@@ -132,7 +132,9 @@ def load_or_create_key_file(path: Path) -> Ed25519PrivateKey:
             "host to verify later (`auditel export --public-key-out FILE`), or set AUDITEL_SIGNING_KEY_FILE "
             "to a key you manage. This notice is shown once.\n"
         )
-        return load_ed25519_private(path.read_bytes())
+        data = read_key_file(path, purpose="the signing key")
+        if data is not None:
+            return load_ed25519_private(data)
     raise ConfigError(f"invalid auditel configuration:\n  {path}: could not create or read the signing key")
 
 

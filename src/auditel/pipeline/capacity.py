@@ -85,9 +85,9 @@ class CapacityPolicy:
     def _make_room(self) -> bool:
         """True when the outbox is under the cap (after pruning shipped records if needed)."""
         cap = self.settings.max_outbox_bytes
-        if self.outbox.logical_bytes() < cap:
+        if self.outbox.bytes_for_cap(cap) < cap:
             return True
         while self.outbox.prune(shipped_only=True, reason="cap", limit=_PRUNE_BATCH):
-            if self.outbox.logical_bytes() < cap:
+            if self.outbox.bytes_for_cap(cap) < cap:
                 return True
         return False

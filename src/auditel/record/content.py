@@ -17,7 +17,7 @@ import orjson
 
 from auditel.record.canonical import canonical, fast_canonical_bytes, needs_general_path
 from auditel.config.settings import ConfigError
-from auditel.store.key_files import publish_new_file
+from auditel.store.key_files import publish_new_file, read_key_file
 from auditel.record.safe_value import Reasons, safe_value
 
 DIGEST_PREFIX = "hmac-sha256:"
@@ -32,12 +32,11 @@ def load_or_create_digest_key(outbox_path: Path) -> bytes:
     """
     key_path = outbox_path.parent / DIGEST_KEY_NAME
     for _ in range(3):
-        try:
-            data = key_path.read_bytes()
-        except FileNotFoundError:
-            if publish_new_file(key_path, os.urandom(32)):
-                return key_path.read_bytes()
-            continue  # another process published its key first: read that one
+        data = read_key_file(key_path, purpose="the digest key")
+        if data is None:
+            # False: another process published its key first. Either way, read the key back.
+            publish_new_file(key_path, os.urandom(32))
+            continue
         if len(data) < MIN_DIGEST_KEY_BYTES:
             raise ConfigError(
                 f"invalid auditel configuration:\n  {key_path} (the digest key) is not valid: expected at least"

@@ -23,7 +23,8 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 # A fork waits at most this long for SQLite calls in flight (one can sit in SQLite's busy handler
 # while another process holds the database's write lock). Past it the fork goes ahead.
@@ -91,7 +92,9 @@ if hasattr(os, "register_at_fork"):
     # Registered when this module is first imported, before any AuditProcessor registers its own
     # hooks; "before" hooks run in reverse order, so the processor's lock is taken first (a commit in
     # progress finishes) and the gate closes last (no thread then waits at the gate holding that lock).
-    os.register_at_fork(before=GATE.before_fork, after_in_parent=GATE.after_fork_parent, after_in_child=GATE.after_fork_child)
+    os.register_at_fork(
+        before=GATE.before_fork, after_in_parent=GATE.after_fork_parent, after_in_child=GATE.after_fork_child
+    )
 
 
 class GatedCursor(sqlite3.Cursor):
@@ -103,6 +106,7 @@ class GatedCursor(sqlite3.Cursor):
     """
 
     _active_pid = 0  # the pid that entered the gate for this cursor's active statement (0: none)
+    connection: GatedConnection  # a GatedCursor is only made by a GatedConnection
 
     def _hold(self) -> None:
         if not self._active_pid:
@@ -127,7 +131,7 @@ class GatedCursor(sqlite3.Cursor):
     def _enter(self) -> None:
         GATE.enter(nested=self.connection._holds_gate())
 
-    def _statement(self, op: Any, *args: Any) -> "GatedCursor":
+    def _statement(self, op: Any, *args: Any) -> GatedCursor:
         """Run ``execute``/``executemany``/``executescript`` inside the gate; hold it after while the
         statement has rows to read or the connection a transaction open."""
         conn = self.connection
@@ -147,13 +151,13 @@ class GatedCursor(sqlite3.Cursor):
         finally:
             GATE.leave()
 
-    def execute(self, sql: str, parameters: Any = (), /) -> "GatedCursor":
+    def execute(self, sql: str, parameters: Any = (), /) -> GatedCursor:
         return self._statement(super().execute, sql, parameters)
 
-    def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> "GatedCursor":
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> GatedCursor:
         return self._statement(super().executemany, sql, seq_of_parameters)
 
-    def executescript(self, sql_script: str, /) -> "GatedCursor":
+    def executescript(self, sql_script: str, /) -> GatedCursor:
         return self._statement(super().executescript, sql_script)
 
     def fetchone(self) -> Any:

@@ -3,7 +3,8 @@
 Several processes may configure auditel on the same outbox at once, and each may find no key yet.
 A key file is therefore written to a private temporary name, synced, and published with
 ``os.link``, which never overwrites: exactly one writer wins, and every reader sees either no file or
-the whole key, never a half-written one.
+the whole key, never a half-written one. Keys are read with ``read_key_file`` (the checks in
+``auditel.store.files``: no links, regular files of this user, private).
 """
 
 from __future__ import annotations
@@ -11,6 +12,14 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+
+from auditel.store.files import read_private_file
+
+
+def read_key_file(path: Path, *, purpose: str) -> bytes | None:
+    """A key file's bytes, or None when absent; a link, a non-regular file, a file of another user
+    or one open to other users is refused with an ``OutboxError`` (a ``ConfigError``) naming it."""
+    return read_private_file(path, purpose=purpose)
 
 
 def publish_new_file(path: Path, data: bytes) -> bool:

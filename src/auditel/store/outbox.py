@@ -8,20 +8,8 @@ Within one process every write also holds ``Outbox.write_lock`` (a ``threading.L
 of one process queue on it and wake the moment it is free, instead of meeting SQLite's lock and
 sleeping in its busy handler (1, 2, 5, 10 ... 100 ms steps). Other processes rely on the busy timeout.
 
-Tables (schema version in ``meta``; migrations in ``_MIGRATIONS``):
-
-* ``streams``      one row per writer stream (process): resource and start time
-* ``records``      the audit records, with shipping state. No secondary index is written when a
-                   record is committed: every index is one more page written per commit on the emit
-                   path (measured: the ``(state, rid)`` index of schema 1-3 was ~7 us of a ~23 us
-                   insert), so not even ``record_id`` is UNIQUE. Pending records are found from the
-                   *ship floor* (``meta.ship_floor``: every record at or below it is shipped or
-                   dead-lettered) by a range scan on ``rid``; the partial index ``records_done`` holds
-                   only shipped and dead-lettered rows, which the shipper writes, never the app.
-                   Lookups by record id, stream or time scan, which only the CLI and background tasks do.
-* ``checkpoints``  signed checkpoints over stream heads
-* ``dead_letters`` why a record was rejected by a backend (the record itself stays)
-* ``pruned``       what retention or a cap removed, so verification can tell pruning from tampering
+The tables and their migrations are in ``auditel.store.schema``; the file checks (no symlinks,
+no foreign owners, no directory others can write) in ``auditel.store.files``.
 """
 
 from __future__ import annotations
@@ -29,15 +17,21 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import stat
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
+from auditel.store.files import prepare_outbox
 from auditel.store.fork_gate import GATE, GatedConnection
+from auditel.store.schema import MIGRATIONS as _MIGRATIONS  # noqa: F401 - re-exported for tests
+from auditel.store.schema import RECORDS_COLUMNS as _RECORDS_COLUMNS  # noqa: F401
+from auditel.store.schema import SCHEMA_VERSION, OutboxError, migrate, rollback
+
+__all__ = ["Outbox", "OutboxError", "OutboxStats", "SCHEMA_VERSION", "record_filter"]
 
 _PLAIN_EXECUTE = sqlite3.Connection.execute  # C: runs the statement on a plain cursor
 _INSERT_RECORD = (
@@ -50,6 +44,13 @@ STATE_DEAD = 2
 
 BUSY_TIMEOUT_S = 30.0
 
+# The WAL is kept bounded by the worker (``checkpoint_wal``), not by commits: it checkpoints once the
+# WAL holds WAL_CHECKPOINT_BYTES; after a completed checkpoint the WAL restarts and SQLite trims the
+# file to JOURNAL_SIZE_LIMIT. A RESTART checkpoint waits at most WAL_RESTART_WAIT_MS for readers.
+WAL_CHECKPOINT_BYTES = 8 << 20
+JOURNAL_SIZE_LIMIT = 4 << 20  # below WAL_CHECKPOINT_BYTES: a WAL file that size holds that many new frames
+WAL_RESTART_WAIT_MS = 200
+
 # The ship floor (schema 4): every record with ``rid`` at or below it is shipped or dead-lettered (or
 # gone). It lets the pending records be found by a range scan on the primary key instead of an index
 # the emit path would have to write. It only rises in ``advance_ship_floor`` (inside a write
@@ -59,129 +60,6 @@ BUSY_TIMEOUT_S = 30.0
 SHIP_FLOOR_SQL = "coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key='ship_floor'), 0)"
 PENDING_WHERE = f"rid > {SHIP_FLOOR_SQL} AND state=0"
 
-# The records table as it is now. Version 1 had ``record_id ... UNIQUE``; a new outbox is created
-# without it and migration 3 rebuilds older ones.
-_RECORDS_COLUMNS = """
-            rid          INTEGER PRIMARY KEY,
-            record_id    TEXT NOT NULL,
-            stream_id    TEXT NOT NULL,
-            seq          INTEGER NOT NULL,
-            time_ns      INTEGER NOT NULL,
-            event_name   TEXT NOT NULL,
-            data         TEXT NOT NULL,
-            record_hash  TEXT,
-            state        INTEGER NOT NULL DEFAULT 0,
-            lease_owner  TEXT,
-            lease_until  INTEGER,
-            attempts     INTEGER NOT NULL DEFAULT 0,
-            shipped_ns   INTEGER
-"""
-
-_MIGRATIONS: list[tuple[int, str]] = [
-    (
-        1,
-        """
-        CREATE TABLE IF NOT EXISTS streams (
-            stream_id   TEXT PRIMARY KEY,
-            started_ns  INTEGER NOT NULL,
-            pid         INTEGER,
-            host        TEXT,
-            resource    TEXT NOT NULL,
-            ended_ns    INTEGER
-        );
-        CREATE TABLE IF NOT EXISTS records (
-"""
-    + _RECORDS_COLUMNS
-    + """
-        );
-        CREATE INDEX IF NOT EXISTS records_state_rid ON records(state, rid);
-        CREATE TABLE IF NOT EXISTS checkpoints (
-            cid                   INTEGER PRIMARY KEY,
-            stream_id             TEXT NOT NULL,
-            tree_size             INTEGER NOT NULL,
-            head_hash             TEXT,
-            time_ns               INTEGER NOT NULL,
-            prev_checkpoint_hash  TEXT,
-            key_id                TEXT,
-            algorithm             TEXT,
-            signature             TEXT,
-            data                  TEXT NOT NULL,
-            checkpoint_hash       TEXT
-        );
-        CREATE INDEX IF NOT EXISTS checkpoints_stream ON checkpoints(stream_id, tree_size);
-        CREATE TABLE IF NOT EXISTS dead_letters (
-            did         INTEGER PRIMARY KEY,
-            rid         INTEGER NOT NULL,
-            record_id   TEXT NOT NULL,
-            reason      TEXT NOT NULL,
-            status      TEXT,
-            time_ns     INTEGER NOT NULL,
-            requeued_ns INTEGER
-        );
-        CREATE INDEX IF NOT EXISTS dead_letters_rid ON dead_letters(rid);
-        CREATE TABLE IF NOT EXISTS pruned (
-            stream_id    TEXT NOT NULL,
-            through_seq  INTEGER NOT NULL,
-            head_hash    TEXT,
-            count        INTEGER NOT NULL,
-            reason       TEXT NOT NULL,
-            time_ns      INTEGER NOT NULL
-        );
-        """,
-    ),
-    (
-        2,
-        # Shipping leases, one row per claimed batch (auditel.store.shipping_queue): a lease on a rid range
-        # costs one small insert instead of rewriting every claimed record row (measured ~6x faster).
-        """
-        CREATE TABLE IF NOT EXISTS ship_leases (
-            owner  TEXT NOT NULL,
-            lo     INTEGER NOT NULL,
-            hi     INTEGER NOT NULL,
-            until  INTEGER NOT NULL,
-            PRIMARY KEY (owner, lo)
-        );
-        """,
-    ),
-    (
-        3,
-        # records.record_id loses its UNIQUE constraint: the automatic index behind it was one more
-        # page written per commit on the emit path (measured ~8 us of a ~35 us insert). Ids are ULIDs
-        # made by auditel; nothing looks a record up by id except the CLI, which scans.
-        """
-        CREATE TABLE records_v3 (
-"""
-    + _RECORDS_COLUMNS
-    + """
-        );
-        INSERT INTO records_v3 (rid, record_id, stream_id, seq, time_ns, event_name, data, record_hash,
-                                state, lease_owner, lease_until, attempts, shipped_ns)
-            SELECT rid, record_id, stream_id, seq, time_ns, event_name, data, record_hash,
-                   state, lease_owner, lease_until, attempts, shipped_ns FROM records;
-        DROP TABLE records;
-        ALTER TABLE records_v3 RENAME TO records;
-        CREATE INDEX IF NOT EXISTS records_state_rid ON records(state, rid);
-        """,
-    ),
-    (
-        4,
-        # The (state, rid) index goes: it was one more page written by every commit on the emit path.
-        # Pending records are found above the ship floor instead (see SHIP_FLOOR_SQL), and the shipped
-        # and dead-lettered ones (counted by status, pruned first) in a partial index that inserts of
-        # new, pending records never touch.
-        """
-        INSERT OR REPLACE INTO meta(key, value) VALUES ('ship_floor', CAST(coalesce(
-            (SELECT min(rid) FROM records WHERE state=0) - 1, (SELECT max(rid) FROM records), 0) AS TEXT));
-        DROP INDEX IF EXISTS records_state_rid;
-        CREATE INDEX IF NOT EXISTS records_done ON records(state, rid) WHERE state != 0;
-        """,
-    ),
-]
-SCHEMA_VERSION = _MIGRATIONS[-1][0]
-
-
-class OutboxError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -194,35 +72,6 @@ class OutboxStats:
     oldest_pending_age_s: float | None
     streams: int
     checkpoints: int
-
-
-def _secure_create(path: Path) -> None:
-    """Create the directory 0700 and the file 0600 before SQLite touches them."""
-    parent = path.parent
-    if not parent.exists():
-        os.makedirs(parent, mode=0o700, exist_ok=True)
-        try:
-            os.chmod(parent, 0o700)
-        except OSError:
-            pass
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        os.close(fd)
-    else:
-        try:
-            st = path.stat()
-            if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
-                os.chmod(path, 0o600)
-        except (OSError, AttributeError):
-            pass
-    # SQLite gives -wal and -shm the database's mode; tighten stale ones anyway.
-    for suffix in ("-wal", "-shm"):
-        side = Path(str(path) + suffix)
-        try:
-            if side.exists() and stat.S_IMODE(side.stat().st_mode) & 0o077:
-                os.chmod(side, 0o600)
-        except OSError:
-            pass
 
 
 class Outbox:
@@ -242,7 +91,10 @@ class Outbox:
         # Every write of this process holds it (see the module docstring); a forked child gets a
         # fresh one from ``connect``, which every write calls before taking it.
         self.write_lock = threading.Lock()
-        _secure_create(self.path)
+        self._wal_seen: int | None = None  # the WAL's mtime at the last wal_task
+        self._ckpt_backoff = 0.0  # seconds; see _checkpoint
+        self._ckpt_retry_at = 0.0
+        prepare_outbox(self.path)  # refuses links, devices, foreign owners, directories others can write
         self._migrate()
 
     # --- connections -------------------------------------------------------
@@ -272,7 +124,7 @@ class Outbox:
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=" + ("FULL" if self.durability == "fsync" else "NORMAL"))
-        conn.execute("PRAGMA journal_size_limit=67108864")
+        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("PRAGMA trusted_schema=OFF")
         if not self.wal_autocheckpoint:
@@ -290,38 +142,12 @@ class Outbox:
         self._local.conn = None
 
     def _migrate(self) -> None:
-        conn = self._open()
         try:
-            # auto_vacuum must be chosen before the first table exists.
-            has_tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
-            if not has_tables:
-                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                current = int(row[0]) if row else 0
-                if current > SCHEMA_VERSION:
-                    raise OutboxError(
-                        f"outbox {self.path} has schema version {current}, newer than this auditel "
-                        f"({SCHEMA_VERSION}); upgrade auditel"
-                    )
-                for version, ddl in _MIGRATIONS:
-                    if version > current:
-                        for statement in ddl.split(";"):
-                            if statement.strip():
-                                conn.execute(statement)
-                        conn.execute(
-                            "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(version),)
-                        )
-                if not row:
-                    conn.execute(
-                        "INSERT OR IGNORE INTO meta(key, value) VALUES ('created_ns', ?)", (str(time.time_ns()),)
-                    )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            conn = self._open()
+        except sqlite3.Error as exc:
+            raise OutboxError(f"{self.path}: not an auditel outbox or not usable: {type(exc).__name__}: {exc}") from exc
+        try:
+            migrate(conn, self.path)
         finally:
             conn.close()
 
@@ -341,11 +167,15 @@ class Outbox:
                 raise
 
     def register_stream(self, stream_id: str, resource: dict[str, Any], *, pid: int, host: str) -> None:
-        with self.write_transaction() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO streams(stream_id, started_ns, pid, host, resource) VALUES (?,?,?,?,?)",
-                (stream_id, time.time_ns(), pid, host, json.dumps(resource, sort_keys=True, ensure_ascii=False)),
-            )
+        """Raises ``OutboxError`` (a ``ConfigError``) naming the file when it cannot be written."""
+        try:
+            with self.write_transaction() as conn:
+                conn.execute(
+                    "INSERT OR IGNORE INTO streams(stream_id, started_ns, pid, host, resource) VALUES (?,?,?,?,?)",
+                    (stream_id, time.time_ns(), pid, host, json.dumps(resource, sort_keys=True, ensure_ascii=False)),
+                )
+        except sqlite3.Error as exc:
+            raise OutboxError(f"{self.path}: cannot write to the outbox: {type(exc).__name__}: {exc}") from exc
 
     def end_stream(self, stream_id: str) -> None:
         conn = self.connect()
@@ -376,7 +206,8 @@ class Outbox:
             # bookkeeping (an autocommit INSERT returns no rows and leaves no transaction open)
             GATE.enter()
             try:
-                _PLAIN_EXECUTE(conn, _INSERT_RECORD, (record_id, stream_id, seq, time_ns, event_name, data, record_hash))
+                row = (record_id, stream_id, seq, time_ns, event_name, data, record_hash)
+                _PLAIN_EXECUTE(conn, _INSERT_RECORD, row)
             finally:
                 GATE.leave()
 
@@ -393,7 +224,9 @@ class Outbox:
         called once per claimed batch. Returns the floor.
         """
         floor = Outbox.ship_floor(conn)
-        row = conn.execute("SELECT rid FROM records WHERE rid > ? AND state=0 ORDER BY rid LIMIT 1", (floor,)).fetchone()
+        row = conn.execute(
+            "SELECT rid FROM records WHERE rid > ? AND state=0 ORDER BY rid LIMIT 1", (floor,)
+        ).fetchone()
         if row is not None:
             new = row[0] - 1
         else:
@@ -446,8 +279,42 @@ class Outbox:
         return (pages - free) * page_size
 
     def file_bytes(self) -> int:
+        """The database file, its ``-wal`` and its ``-shm`` as they are on disk."""
+        return self._side_bytes(include_db=True)
+
+    def disk_bytes(self) -> int:
+        """What the size cap counts: live pages of the database plus its ``-wal`` and ``-shm`` files.
+
+        Free pages are left out (they are reused before the file grows), the WAL is not: it is
+        disk the outbox takes, and it is kept near ``WAL_CHECKPOINT_BYTES`` by ``checkpoint_wal``.
+        """
+        return self.logical_bytes() + self._side_bytes(include_db=False)
+
+    def bytes_for_cap(self, cap: int) -> int:
+        """What the size cap measures: live pages, the ``-shm`` file, and the WAL beyond its working
+        size (``WAL_CHECKPOINT_BYTES``, which ``wal_task`` keeps it near). A WAL past that (a reader
+        pinning it, a starved worker) counts; when the total reaches ``cap`` the WAL is emptied
+        first (``shrink_wal``) and the size measured again."""
+        size = self._cap_size()
+        if size >= cap and self._side_bytes(include_db=False) > WAL_CHECKPOINT_BYTES:
+            self.shrink_wal()
+            size = self._cap_size()
+        return size
+
+    def _cap_size(self) -> int:
+        try:
+            wal = os.stat(str(self.path) + "-wal").st_size
+        except OSError:
+            wal = 0
+        return self.disk_bytes() - min(wal, WAL_CHECKPOINT_BYTES)
+
+    def shrink_wal(self) -> bool:
+        """Checkpoint the whole WAL and truncate its file (TRUNCATE); see ``_checkpoint``."""
+        return self._checkpoint("TRUNCATE")
+
+    def _side_bytes(self, *, include_db: bool) -> int:
         total = 0
-        for suffix in ("", "-wal"):
+        for suffix in ("", "-wal", "-shm") if include_db else ("-wal", "-shm"):
             try:
                 total += os.stat(str(self.path) + suffix).st_size
             except OSError:
@@ -495,7 +362,8 @@ class Outbox:
                 conn.executemany("DELETE FROM records WHERE rid=?", [(item[0],) for item in prefix])
                 last = prefix[-1]
                 conn.execute(
-                    "INSERT INTO pruned(stream_id, through_seq, head_hash, count, reason, time_ns) VALUES (?,?,?,?,?,?)",
+                    "INSERT INTO pruned(stream_id, through_seq, head_hash, count, reason, time_ns)"
+                    " VALUES (?,?,?,?,?,?)",
                     (stream_id, last[1], last[2], len(prefix), reason, now),
                 )
                 deleted += len(prefix)
@@ -506,16 +374,68 @@ class Outbox:
                 self.lower_ship_floor(conn, top + 1)
             return deleted
 
-    def checkpoint_wal(self, *, above_bytes: int = 4 << 20) -> bool:
-        """Copy the WAL back into the database (PASSIVE: never blocks writers) once it is large."""
+    def checkpoint_wal(self, *, above_bytes: int = WAL_CHECKPOINT_BYTES) -> bool:
+        """Copy the WAL back into the database once it holds ``above_bytes``, so that it restarts.
+
+        A PASSIVE checkpoint never blocks anyone, but under a steady stream of commits it never
+        catches up (new frames land while it copies), so the WAL would never restart and grow
+        without bound. So: PASSIVE first (copies nearly everything, blocking no one), then, if
+        frames remain, RESTART while holding ``write_lock`` with a short busy timeout. This
+        process's writers wait on the lock for the few remaining frames (milliseconds); other
+        processes' writers wait in their busy handler as long as the RESTART waits at most
+        (``WAL_RESTART_WAIT_MS``). Once it completes, the next commit writes from the start of
+        the WAL and trims the file to ``journal_size_limit``. Returns whether it checkpointed.
+        """
         try:
             size = os.stat(str(self.path) + "-wal").st_size
         except OSError:
             return False
         if size < above_bytes:
             return False
-        self.connect().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._checkpoint("RESTART")
         return True
+
+    def _checkpoint(self, mode: str) -> bool:
+        """PASSIVE, then ``mode`` (RESTART or TRUNCATE) for the frames committed meanwhile, with this
+        process's writers held off on ``write_lock`` (not in SQLite's sleeping handler) for at most
+        ``WAL_RESTART_WAIT_MS``. When that wait fails (a reader holds an older snapshot), the next
+        attempts back off (0.25 s doubling to 5 s), so a long reader stalls the writers for at most
+        ``WAL_RESTART_WAIT_MS`` per back-off period. True when done."""
+        conn = self.connect()
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        now = time.monotonic()
+        if now < self._ckpt_retry_at:
+            return False
+        with self.write_lock:
+            conn.execute(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")
+            try:
+                busy = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()[0]
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        if busy:
+            self._ckpt_backoff = min(5.0, max(0.25, self._ckpt_backoff * 2))
+            self._ckpt_retry_at = time.monotonic() + self._ckpt_backoff
+            return False
+        self._ckpt_backoff = 0.0
+        return True
+
+    def wal_task(self) -> float:
+        """The worker's WAL task: ``checkpoint_wal`` when due; returns the delay until the next run.
+
+        While the WAL grows it is looked at every 20 ms (one ``stat``), once a second when idle, so it
+        stays near WAL_CHECKPOINT_BYTES whatever the commit rate.
+        """
+        try:
+            written = os.stat(str(self.path) + "-wal").st_mtime_ns
+        except OSError:
+            written = 0
+        # After a restart the WAL is rewritten from its start, so its size does not show commits;
+        # its modification time does.
+        active = written != self._wal_seen
+        self._wal_seen = written
+        checkpointed = self.checkpoint_wal()
+        # while commits come, look again in 20 ms (a stat each time); when idle, once a second
+        return 0.02 if checkpointed or active else 1.0
 
     def maintenance(self, *, pages: int = 2000) -> None:
         """Give free pages back to the filesystem and keep the WAL short."""
@@ -523,7 +443,10 @@ class Outbox:
         with self.write_lock:
             conn.execute(f"PRAGMA incremental_vacuum({int(pages)})")
         pending = conn.execute(f"SELECT 1 FROM records WHERE {PENDING_WHERE} LIMIT 1").fetchone()
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)" if pending is None else "PRAGMA wal_checkpoint(PASSIVE)")
+        if pending is None:
+            self.shrink_wal()  # bounded waits (see _checkpoint), never SQLite's 30 s busy timeout
+        else:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # --- reads --------------------------------------------------------------------
     def stats(self) -> OutboxStats:
@@ -566,7 +489,12 @@ class Outbox:
         """Stored records, oldest first, as dicts (the stored record plus ``rid``, ``state``, ``hash``)."""
         conn = self.connect()
         where, params = record_filter(
-            event_names=event_names, stream_id=stream_id, since_ns=since_ns, until_ns=until_ns, state=state, after_rid=after_rid
+            event_names=event_names,
+            stream_id=stream_id,
+            since_ns=since_ns,
+            until_ns=until_ns,
+            state=state,
+            after_rid=after_rid,
         )
         sql = f"SELECT rid, state, record_hash, data FROM records WHERE {where}"
         if last:
@@ -579,6 +507,33 @@ class Outbox:
             record["_state"] = st
             record["_hash"] = rhash
             yield record
+
+    def max_rid(self) -> int:
+        """The newest record's row id (0 for none): where ``tail --follow`` starts."""
+        return int(self.connect().execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0])
+
+    # --- counters persisted for other processes and the CLI (schema 5) -------------------------------
+    def save_counters(self, stream_id: str, pid: int, data: dict[str, Any]) -> None:
+        """Store one stream's counters (replacing its previous row). Called by the worker, rarely."""
+        text = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
+        with self.write_transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO counters(stream_id, pid, time_ns, data) VALUES (?,?,?,?)",
+                (stream_id, pid, time.time_ns(), text),
+            )
+
+    def load_counters(self) -> list[tuple[str, int | None, int, dict[str, Any]]]:
+        """Every stream's stored counters: (stream_id, pid, time_ns, data), oldest first."""
+        out = []
+        rows = self.connect().execute("SELECT stream_id, pid, time_ns, data FROM counters ORDER BY time_ns").fetchall()
+        for stream_id, pid, time_ns, data in rows:
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict):
+                out.append((stream_id, pid, int(time_ns), parsed))
+        return out
 
     def stream_resource(self, stream_id: str) -> dict[str, Any]:
         row = self.connect().execute("SELECT resource FROM streams WHERE stream_id=?", (stream_id,)).fetchone()
@@ -613,9 +568,4 @@ def record_filter(
     return " AND ".join(where), params
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
-    try:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass
+_rollback = rollback  # the shipping queue's name for it

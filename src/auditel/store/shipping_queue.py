@@ -26,8 +26,9 @@ import json
 import sqlite3
 import time
 from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from auditel.delivery.encode import StoredRow
 from auditel.store.outbox import PENDING_WHERE, STATE_DEAD, STATE_PENDING, STATE_SHIPPED, Outbox, _rollback
@@ -69,7 +70,7 @@ class DeadLetter:
         }
 
 
-def _ids(rids: Iterable[int]) -> str:
+def _ids(rids: Iterable[int] | Iterable[str]) -> str:
     return json.dumps(list(rids))
 
 
@@ -80,6 +81,13 @@ class ShippingQueue:
     def _write(self, sql: str, params: Sequence[Any]) -> int:
         with self.outbox.write_transaction() as conn:
             return conn.execute(sql, params).rowcount
+
+    def live_shippers(self) -> int:
+        """How many shippers (any process) hold an unexpired lease now."""
+        row = self.outbox.connect().execute(
+            "SELECT count(DISTINCT owner) FROM ship_leases WHERE until > ?", (time.time_ns(),)
+        ).fetchone()
+        return int(row[0] or 0)
 
     def claim(self, owner: str, *, lease_s: float, max_records: int, max_bytes: int) -> Lease | None:
         """Lease up to ``max_records`` pending rows (and about ``max_bytes`` of stored text), oldest first.
@@ -211,7 +219,8 @@ class ShippingQueue:
         return self.outbox.connect().execute(sql, params).fetchone()[0]
 
     def any_pending(self, *, through_rid: int | None = None) -> bool:
-        sql = f"SELECT 1 FROM records WHERE {PENDING_WHERE}" + (" AND rid<=?" if through_rid is not None else "") + " LIMIT 1"
+        bound = " AND rid<=?" if through_rid is not None else ""
+        sql = f"SELECT 1 FROM records WHERE {PENDING_WHERE}{bound} LIMIT 1"
         params: tuple[Any, ...] = (through_rid,) if through_rid is not None else ()
         return self.outbox.connect().execute(sql, params).fetchone() is not None
 
@@ -269,7 +278,8 @@ def _free_batch(
         ).fetchall()
     else:
         found = conn.execute(
-            "SELECT rid, stream_id, data FROM records WHERE state=0 AND rid>=? ORDER BY rid LIMIT ?", (first, max_records)
+            "SELECT rid, stream_id, data FROM records WHERE state=0 AND rid>=? ORDER BY rid LIMIT ?",
+            (first, max_records),
         ).fetchall()
     taken: list[StoredRow] = []
     size = 0
