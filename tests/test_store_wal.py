@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import auditel
@@ -60,8 +61,10 @@ def test_checkpoint_wal_restarts_the_wal_while_another_thread_commits(tmp_path: 
     try:
         # Let the WAL pass 16 MiB, checkpoint, and watch it for a while; stop anyway at 256 MiB so a
         # WAL that never restarts cannot fill the disk.
-        while _wal_size(box.path) < 16 << 20:
-            pass
+        deadline = time.monotonic() + 120
+        while _wal_size(box.path) < 16 << 20 and writer.is_alive() and time.monotonic() < deadline:
+            threading.Event().wait(0.001)
+        assert _wal_size(box.path) >= 16 << 20, "the writer did not fill the WAL"
         for _ in range(20):
             box.checkpoint_wal()
             threading.Event().wait(0.02)
@@ -72,7 +75,10 @@ def test_checkpoint_wal_restarts_the_wal_while_another_thread_commits(tmp_path: 
         stop.set()
         writer.join()
     # after a checkpoint the next commit starts the WAL over and trims the file to journal_size_limit
-    assert min(sizes) <= 4 << 20, [s >> 20 for s in sizes]
+    # (4 MiB); on a loaded machine the writer may refill some of it before the size is read, so the
+    # check is that the file fell far back from the 16 MiB it had reached (it never does without
+    # the RESTART: PASSIVE alone never catches up with a writer that does not pause)
+    assert min(sizes) <= 8 << 20, [s >> 20 for s in sizes]
 
 
 def test_disk_bytes_counts_the_wal_and_shm(tmp_path: Path) -> None:

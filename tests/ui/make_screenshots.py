@@ -58,9 +58,9 @@ def main() -> None:
     outbox = home / "audit" / "outbox.db"
     env = clean_env(outbox, home)
     renamed = env | {"AUDITEL_AGENT_NAME": "research-agent"}
-    subprocess.run([*AUDITEL, "demo"], env=renamed, check=True, capture_output=True)
+    subprocess.run([*AUDITEL, "--outbox", str(outbox), "demo"], env=renamed, check=True, capture_output=True)
     subprocess.run([sys.executable, "-c", SUPPORT_AGENT], env=env | {"AUDITEL_ENABLED": "true"}, check=True)
-    subprocess.run([*AUDITEL, "demo"], env=env, check=True, capture_output=True)
+    subprocess.run([*AUDITEL, "--outbox", str(outbox), "demo"], env=env, check=True, capture_output=True)
     top = "document.querySelector('#timeline-section').getBoundingClientRect().top + window.scrollY"
     with ui_server(outbox, home) as url, browser() as page:
         page.goto(url)

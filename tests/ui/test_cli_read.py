@@ -31,7 +31,7 @@ def cli(outbox: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def demo(outbox_path: Path) -> Path:
-    done = cli(outbox_path, "demo")
+    done = cli(outbox_path, "--outbox", str(outbox_path), "demo")
     assert done.returncode == 0, done.stderr
     long_reason = (
         "the quarterly numbers are confidential and may not leave the finance team under any circumstances " * 3

@@ -144,7 +144,7 @@ def test_live_viewer_follows_an_app_that_keeps_recording(demo_outbox: Path, tmp_
         wait_ready(page)
         assert len(session_rows(page)) == 2
         env = clean_env(outbox, tmp_path) | {"AUDITEL_ENABLED": "true", "AUDITEL_AGENT_NAME": "late-agent"}
-        done = subprocess.run([*AUDITEL, "demo"], env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run([*AUDITEL, "--outbox", str(outbox), "demo"], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr  # the app recorded while the viewer had the file open
         wait_until(lambda: len(session_rows(page)) == 3, 20)
         assert "late-agent" in session_rows(page)[0]

@@ -56,7 +56,7 @@ def make_demo_outbox(directory: Path) -> Path:
     attribute and error hold HTML and script text."""
     outbox = directory / "audit" / "outbox.db"
     env = clean_env(outbox, directory)
-    subprocess.run([*AUDITEL, "demo"], env=env, check=True, capture_output=True, text=True, timeout=120)
+    subprocess.run([*AUDITEL, "--outbox", str(outbox), "demo"], env=env, check=True, capture_output=True, text=True, timeout=120)
     subprocess.run(
         [sys.executable, "-c", HOSTILE_SCRIPT],
         env=env | {"AUDITEL_ENABLED": "true"},

@@ -166,11 +166,25 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        6,
+        # The public key of every key that signed a checkpoint, never pruned, so that verification
+        # still knows the key after the stream-start record carrying it was purged
+        # (store/integrity_store.py writes it beside each checkpoint).
+        """
+        CREATE TABLE IF NOT EXISTS signing_keys (
+            key_id     TEXT PRIMARY KEY,
+            algorithm  TEXT NOT NULL,
+            public_key TEXT NOT NULL,
+            first_ns   INTEGER NOT NULL
+        );
+        """,
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-_AUDITEL_TABLES = {"meta", "streams", "records", "checkpoints", "dead_letters", "pruned", "ship_leases", "counters"}
+_AUDITEL_TABLES = {"meta", "streams", "records", "checkpoints", "dead_letters", "pruned", "ship_leases", "counters", "signing_keys"}
 
 
 def migrate(conn: sqlite3.Connection, path: Path) -> None:
