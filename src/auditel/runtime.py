@@ -35,7 +35,7 @@ from auditel.delivery.worker import Worker
 
 # Optional parts that attach themselves to a runtime when present: each module has
 # ``attach(runtime)``. Missing modules are skipped.
-EXTENSIONS: list[str] = ["auditel.delivery.shipper", "auditel.integrity.checkpoints"]
+EXTENSIONS: list[str] = ["auditel.delivery.shipper", "auditel.integrity.checkpoints", "auditel.spans.attach"]
 
 _lock = threading.RLock()
 _runtime: "Runtime | None" = None
@@ -321,6 +321,8 @@ def build_status(settings: Settings, outbox: Outbox | None, runtime: Runtime | N
     if runtime is not None:
         out.update(runtime.counters.snapshot())
         out["shipper_running"] = bool(runtime.worker.running and runtime.shipper is not None)
+        bridge = getattr(runtime, "span_bridge", None)  # set by auditel.spans.attach
+        out["span_bridge"] = bridge.snapshot() if bridge is not None else None
         if runtime.shipper is not None:
             try:
                 out.update(runtime.shipper.status())
