@@ -58,8 +58,10 @@ def test_agent_run_tool_and_model_calls_are_recorded(outbox_path: Path, llm_serv
     tools = bridged(outbox_path, "tool_call")
     agents = bridged(outbox_path, "agent_run")
     assert len(models) == 2  # asks for the tool, then answers
-    assert all(r["attributes"]["gen_ai.request.model"] == "agent-tools" for r in models)
-    assert all(r["attributes"]["audit.source"].startswith("pydantic-ai") for r in models)
+    assert all(r["attributes"]["gen_ai.request.model"].startswith("agent-tools") for r in models)
+    # Pydantic AI's chat spans, unless an OpenAI instrumentation left behind by another test (OpenLLMetry
+    # cannot fully uninstrument) made an inner span for the same call: the innermost one records
+    assert {r["attributes"]["audit.source"] for r in models} <= {"pydantic-ai", "opentelemetry.instrumentation.openai.v1"}
     assert models[0]["attributes"]["gen_ai.usage.input_tokens"] > 0
     assert "audit.input.digest" in models[0]["attributes"]
 
