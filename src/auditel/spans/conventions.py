@@ -179,10 +179,18 @@ def _tool_facts(attrs: Mapping[str, Any], convention: str, span_name: str) -> Fa
         head, _, tail = span_name.partition(" ")
         if tail and head in ("execute_tool", "tools/call"):
             name = tail
+    if name is None and convention == "openinference" and span_name:
+        name = span_name  # OpenInference names a TOOL span after the tool
     f.name = _str(name)
     f.call_id = _str(_first(attrs, "gen_ai.tool.call.id", "tool_call.id", "tool.id", "jsonrpc.request.id"))
-    f.arguments = _content(attrs, "gen_ai.tool.call.arguments", "tool_arguments", "tool.parameters", "input.value",
-                           "traceloop.entity.input")
+    # (OpenInference's tool.parameters is the tool's parameter schema, not the call's arguments)
+    f.arguments = _content(attrs, "gen_ai.tool.call.arguments", "tool_arguments", "tool_call.function.arguments",
+                           "input.value", "traceloop.entity.input")
+    args = f.arguments
+    if isinstance(args, dict) and args.get("args") == [] and isinstance(args.get("kwargs"), dict):
+        # OpenInference's bound-call form ({"args": [], "kwargs": {...}, <the wrapper's own flags>},
+        # e.g. smolagents' Tool.__call__): the keyword arguments are what the model supplied
+        f.arguments = args["kwargs"]
     f.result = _content(attrs, "gen_ai.tool.call.result", "tool_response", "output.value", "traceloop.entity.output")
     f.extra = _identity(attrs)
     return f
@@ -193,6 +201,8 @@ def _agent_facts(attrs: Mapping[str, Any], convention: str, operation: str, span
     name = _first(attrs, "gen_ai.agent.name", "agent.name", "traceloop.entity.name")
     if name is None and span_name.startswith(operation + " "):
         name = span_name[len(operation) + 1:]
+    elif name is None and convention != "genai" and span_name:
+        name = span_name  # OpenInference/Traceloop agent spans: the span name names the agent
     f.name = _str(name)
     f.extra = _identity(attrs)
     return f
