@@ -218,7 +218,7 @@ def _policy_facts(attrs: Mapping[str, Any], convention: str, span_name: str) -> 
     verdict = _first(attrs, "gen_ai.guardrail.verdict", "gen_ai.guardrail.decision", "guardrail.verdict",
                      "guardrail.triggered", "gen_ai.guardrail.triggered", "triggered")
     if verdict is None:
-        f.verdict = "allow"
+        f.verdict = "unknown"  # e.g. OpenInference drops the OpenAI Agents SDK's "triggered": never guess
     else:
         low = str(verdict).strip().lower()
         f.verdict = low if low in ("allow", "deny", "modify", "warn", "escalate") else ("deny" if low in _DENY else "allow")

@@ -46,7 +46,11 @@ class Action:
             return call_id == self.call_id
         if kind == "model_call":
             return True
-        return name is not None and name == self.name
+        if name is None or self.name is None:
+            return False
+        # "get_weather" is "module.get_weather" / "f.<locals>.get_weather" (auditel names a wrapped
+        # function by its qualified name; frameworks by the tool name)
+        return name == self.name or name.rsplit(".", 1)[-1] == self.name.rsplit(".", 1)[-1]
 
 
 def find(chain: Action | None, kind: str, name: str | None, call_id: str | None) -> Action | None:

@@ -47,6 +47,7 @@ class AuditSpanProcessor(SpanProcessor):
     # --- binding ---------------------------------------------------------------------------
     def bind(self, runtime: Any, settings: SpanBridgeSettings) -> None:
         self.settings = settings
+        self.seen = self.mapped = self.skipped = self.deduplicated = self.errors = 0  # counts per runtime
         self.runtime = runtime
 
     def unbind(self, runtime: Any) -> None:
@@ -300,7 +301,7 @@ class AuditSpanProcessor(SpanProcessor):
 
     def _policy_record(self, span: ReadableSpan, facts: C.Facts) -> None:
         helpers.policy_decision(
-            facts.verdict or "allow", policy_id=facts.policy_id, reason=facts.reason, action_taken=facts.action_taken,
+            facts.verdict or "unknown", policy_id=facts.policy_id, reason=facts.reason, action_taken=facts.action_taken,
             attributes=self._common(span, facts),
         )
 
