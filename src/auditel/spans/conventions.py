@@ -175,10 +175,13 @@ def _tool_facts(attrs: Mapping[str, Any], convention: str, span_name: str) -> Fa
     f = Facts(TOOL_CALL, convention, operation="execute_tool")
     name = _first(attrs, "gen_ai.tool.name", "tool.name", "mcp.tool.name", "traceloop.entity.name")
     if name is None and span_name:
-        # "execute_tool get_weather", "tools/call get_weather": the name follows the operation
-        head, _, tail = span_name.partition(" ")
-        if tail and head in ("execute_tool", "tools/call"):
-            name = tail
+        # "execute_tool get_weather", "tools/call get_weather", "MCP send tools/call get_weather" (the
+        # MCP SDK's client span): the name follows the operation
+        for op in ("execute_tool ", "tools/call "):
+            at = span_name.find(op)
+            if at >= 0 and span_name[at + len(op):]:
+                name = span_name[at + len(op):]
+                break
     if name is None and convention == "openinference" and span_name:
         name = span_name  # OpenInference names a TOOL span after the tool
     f.name = _str(name)
@@ -242,7 +245,10 @@ def classify(attrs: Mapping[str, Any] | None, span_name: str = "", span_kind: st
         if op in _MODEL_OPS:
             return _model_facts(attrs, "genai", _MODEL_OPS[op])
         if op in _TOOL_OPS:
-            return _tool_facts(attrs, "genai", span_name)
+            f = _tool_facts(attrs, "genai", span_name)
+            if "mcp.method.name" in attrs and span_kind in ("client", "server"):
+                f.extra["audit.mcp.side"] = span_kind  # the MCP SDK's server span is also execute_tool
+            return f
         if op in _AGENT_OPS:
             return _agent_facts(attrs, "genai", op, span_name)
         if op in _GUARD_OPS:

@@ -65,7 +65,8 @@ class AuditSpanProcessor(SpanProcessor):
             return
         try:
             parent = span.parent
-            enc = self._enclosing.get(parent.span_id) if parent is not None else None
+            # a remote parent (the MCP client's span seen from the server) starts a new action chain
+            enc = self._enclosing.get(parent.span_id) if parent is not None and not parent.is_remote else None
             attrs = span.attributes
             if not C.is_candidate(attrs):  # the constant-time path of every HTTP/DB/... span
                 if enc is not None:
@@ -114,7 +115,7 @@ class AuditSpanProcessor(SpanProcessor):
         if scope == _OWN_SCOPE:
             self._track(sid, Action(facts.action, facts.name, True, enc, facts.call_id))
             return
-        if not self.settings.scope_allowed(scope):
+        if not self.settings.scope_allowed(scope) or covered_by_own(scope):
             if enc is not None:
                 self._enclosing[sid] = enc
             return
@@ -156,6 +157,10 @@ class AuditSpanProcessor(SpanProcessor):
             self.skipped += 1
             if covered:
                 self._cover_parent(span)
+            return
+        if covered_by_own(scope):
+            self.deduplicated += 1  # auditel's own instrumentation of that framework records these actions
+            self._cover_parent(span)
             return
         if facts.action == C.MODEL_CALL:
             if covered or find(enc, C.MODEL_CALL, None, None) is not None:
@@ -304,6 +309,32 @@ class AuditSpanProcessor(SpanProcessor):
             facts.verdict or "unknown", policy_id=facts.policy_id, reason=facts.reason, action_taken=facts.action_taken,
             attributes=self._common(span, facts),
         )
+
+
+# Instrumentation scopes whose actions auditel's own instrumentation of the same framework records,
+# when that instrumentation is on: their spans are siblings of auditel's (each side starts its own
+# span from the framework's hooks), so nesting cannot tell they are the same action.
+COVERED_SCOPES: dict[str, str] = {
+    "mcp-python-sdk": "auditel_mcp",  # the MCP SDK's native client and server spans
+    "com.anthropic.sdk.python": "auditel_anthropic",  # the anthropic SDK's native spans
+    "openinference.instrumentation.openai_agents": "auditel_openai_agents",
+    "opentelemetry.instrumentation.openai_agents": "auditel_openai_agents",
+    "openinference.instrumentation.langchain": "auditel_langchain",
+    "opentelemetry.instrumentation.langchain": "auditel_langchain",
+    "opentelemetry.instrumentation.mcp": "auditel_mcp",
+}
+
+
+def covered_by_own(scope: str) -> bool:
+    name = COVERED_SCOPES.get(scope)
+    if name is None:
+        return False
+    try:
+        from auditel import instrumentation
+
+        return bool(instrumentation.get_instrumentor(name).is_instrumented_by_opentelemetry)
+    except Exception:  # noqa: BLE001 - not installed or not importable: not covered
+        return False
 
 
 class _span_context:  # noqa: N801 - used as a context manager
