@@ -27,6 +27,17 @@ _SIDES = {SpanKind.CLIENT: "client", SpanKind.SERVER: "server", SpanKind.INTERNA
           SpanKind.PRODUCER: "producer", SpanKind.CONSUMER: "consumer"}
 
 
+def _attrs(span: Any) -> Any:
+    """The span's attributes as a plain dict when the SDK keeps one (``span.attributes`` is a
+    mappingproxy over BoundedAttributes, whose ``in`` costs a caught KeyError per missing key);
+    otherwise the public mapping."""
+    bounded = getattr(span, "_attributes", None)
+    d = getattr(bounded, "_dict", None)
+    if type(d) is dict:
+        return d
+    return span.attributes
+
+
 class AuditSpanProcessor(SpanProcessor):
     """Add to a TracerProvider (``auditel.spans.attach.attach_to``); bound to one auditel runtime at a time."""
 
@@ -67,7 +78,7 @@ class AuditSpanProcessor(SpanProcessor):
             parent = span.parent
             # a remote parent (the MCP client's span seen from the server) starts a new action chain
             enc = self._enclosing.get(parent.span_id) if parent is not None and not parent.is_remote else None
-            attrs = span.attributes
+            attrs = _attrs(span)
             if not C.is_candidate(attrs):  # the constant-time path of every HTTP/DB/... span
                 if enc is not None:
                     self._enclosing[span.context.span_id] = enc
@@ -86,7 +97,7 @@ class AuditSpanProcessor(SpanProcessor):
             covered = self._covered.pop(sid, False)
             action = self._open.pop(sid, None)
             dup = self._dups.pop(sid, None)
-            if action is None and dup is None and not C.is_candidate(span.attributes):
+            if action is None and dup is None and not C.is_candidate(_attrs(span)):
                 if covered:
                     self._cover_parent(span)
                 return
@@ -102,7 +113,7 @@ class AuditSpanProcessor(SpanProcessor):
 
     # --- mapping ---------------------------------------------------------------------------
     def _classify(self, span: ReadableSpan) -> C.Facts | None:
-        return C.classify(span.attributes, span.name or "", _SIDES.get(span.kind, ""))
+        return C.classify(_attrs(span), span.name or "", _SIDES.get(span.kind, ""))
 
     def _start(self, span: Span, enc: Action | None) -> None:
         sid = span.context.span_id
