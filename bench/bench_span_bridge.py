@@ -22,7 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 SCENARIOS = ("http", "http-in-tool", "chat", "tool")
 N = {"http": 20000, "http-in-tool": 20000, "chat": 3000, "tool": 3000}
@@ -42,7 +43,11 @@ def run(scenario: str, rounds: int, quick: bool) -> dict[str, float]:
     alternating in short batches in one process, so machine load hits both alike; medians of the
     per-batch figures."""
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
 
     import auditel
     from auditel.spans.attach import attach_to

@@ -17,9 +17,9 @@ if os.environ.get("APP_SETS_PROVIDER", "1") == "1":
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
 
-from pydantic_ai import Agent  # noqa: E402
-from pydantic_ai.models.openai import OpenAIChatModel  # noqa: E402
-from pydantic_ai.providers.openai import OpenAIProvider  # noqa: E402
+from pydantic_ai import Agent
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.providers.openai import OpenAIProvider
 
 Agent.instrument_all()  # Pydantic AI's documented switch
 model = OpenAIChatModel("agent-tools", provider=OpenAIProvider(base_url=os.environ["FAKE_LLM_BASE_URL"], api_key="t"))

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
-
-import pytest
+from typing import Any
 
 from conftest import user_records
-from fake_llm_server import FakeLLMServer
 
 
 def records(outbox: Path, kind: str | None = None) -> list[dict[str, Any]]:
@@ -21,12 +18,3 @@ def records(outbox: Path, kind: str | None = None) -> list[dict[str, Any]]:
 def bridged(outbox: Path, kind: str | None = None) -> list[dict[str, Any]]:
     """Records the span bridge wrote (they name their source scope)."""
     return [r for r in records(outbox, kind) if "audit.source" in r["attributes"]]
-
-
-@pytest.fixture(scope="module")
-def llm_server() -> Iterator[FakeLLMServer]:
-    server = FakeLLMServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()

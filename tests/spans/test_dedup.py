@@ -7,17 +7,18 @@ wrappers, Pydantic AI's native spans, the anthropic SDK's native spans, OpenLLMe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import anthropic
 import openai
 import pytest
-
-import auditel
 from fake_llm_server import REPLY_TEXT
 from genai_support import telemetry
-from spans.support import bridged, llm_server, records  # noqa: F401
+
+import auditel
+from spans.support import bridged, records
 
 MESSAGES = [{"role": "user", "content": "USER-MARKER hello"}]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from genai_support import telemetry
 
 import auditel
-from genai_support import telemetry
 from spans.support import bridged, records
 
 mcp = pytest.importorskip("mcp")

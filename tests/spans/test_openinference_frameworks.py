@@ -7,15 +7,16 @@ auditel's own instrumentations are off here: every record comes from OpenInferen
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
-import auditel
 from fake_llm_server import TOOL_ARGUMENTS
 from genai_support import outbox_bytes, telemetry
-from spans.support import bridged, llm_server  # noqa: F401
+
+import auditel
+from spans.support import bridged
 
 
 @pytest.fixture
@@ -65,7 +66,13 @@ def test_smolagents_with_openinference(audit: Path, llm_server: Any) -> None:
 
 def test_openai_agents_with_openinference(audit: Path, llm_server: Any) -> None:
     import openai
-    from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
+    from agents import (
+        Agent,
+        OpenAIChatCompletionsModel,
+        Runner,
+        function_tool,
+        set_tracing_disabled,
+    )
     from openinference.instrumentation.openai_agents import OpenAIAgentsInstrumentor
 
     @function_tool

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from genai_support import outbox_bytes
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -22,7 +24,6 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 import auditel
 from auditel.spans import attach as bridge_attach
 from auditel.spans.conventions import classify
-from genai_support import outbox_bytes
 from spans.support import bridged, records
 
 ARGS = {"city": "ARGS-MARKER-Paris", "unit": "celsius"}
@@ -230,10 +231,36 @@ print(type(trace.get_tracer_provider()).__name__)
 
 
 def test_provider_set_after_configure_gets_the_bridge(outbox_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", APP_SETS_PROVIDER_LATER, str(outbox_path)],
+    proc = subprocess.run([sys.executable, "-c", APP_SETS_PROVIDER_LATER, str(outbox_path)], check=False,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     status_line, provider_name = proc.stdout.strip().splitlines()[-2:]
     assert json.loads(status_line)["mapped"] == 1
     assert provider_name == "TracerProvider"  # the app's own provider, not replaced
     assert phases(bridged(outbox_path, "tool_call")) == ["intent", "outcome"]
+
+
+def test_adopting_provider_hands_over_to_the_apps_provider() -> None:
+    """Zero-code's global provider: tracers handed out early start spans on the app's provider once set."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    adopter = bridge_attach.AdoptingTracerProvider()
+    early = adopter.get_tracer("early.lib")
+    with early.start_as_current_span("before any provider") as span:
+        assert not span.is_recording()
+    own, own_spans = TracerProvider(), InMemorySpanExporter()
+    own.add_span_processor(SimpleSpanProcessor(own_spans))
+    adopter.expect_own()
+    assert adopter.offer(own)  # the configurator's provider (OTEL_TRACES_EXPORTER)
+    with early.start_as_current_span("zero-code"):
+        pass
+    app, app_spans = TracerProvider(), InMemorySpanExporter()
+    app.add_span_processor(SimpleSpanProcessor(app_spans))
+    assert adopter.offer(app) and adopter.app_provider_set  # the app's own provider takes over
+    with early.start_as_current_span("app"):
+        pass
+    assert not adopter.offer(TracerProvider())  # a second app provider is refused, as the API refuses it
+    assert [s.name for s in own_spans.get_finished_spans()] == ["zero-code"]
+    assert [s.name for s in app_spans.get_finished_spans()] == ["app"]
+    assert adopter.resource is app.resource  # attribute access goes to the current provider

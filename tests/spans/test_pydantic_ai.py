@@ -13,14 +13,14 @@ import pytest
 
 pytest.importorskip("pydantic_ai")
 
-from pydantic_ai import Agent  # noqa: E402
-from pydantic_ai.models.openai import OpenAIChatModel  # noqa: E402
-from pydantic_ai.providers.openai import OpenAIProvider  # noqa: E402
+from fake_llm_server import REPLY_TEXT, TOOL_ARGUMENTS
+from genai_support import outbox_bytes, telemetry
+from pydantic_ai import Agent
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.providers.openai import OpenAIProvider
 
-import auditel  # noqa: E402
-from fake_llm_server import REPLY_TEXT, TOOL_ARGUMENTS  # noqa: E402
-from genai_support import outbox_bytes, telemetry  # noqa: E402
-from spans.support import bridged, llm_server  # noqa: E402,F401
+import auditel
+from spans.support import bridged
 
 TOOL_RESULT = "RESULT-MARKER-sunny-21C"
 

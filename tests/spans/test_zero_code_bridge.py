@@ -10,11 +10,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from conftest import user_records
 from fake_llm_server import REPLY_TEXT, FakeLLMServer
 from genai_support import outbox_bytes
@@ -42,13 +42,13 @@ def _env(server: FakeLLMServer, **extra: str) -> dict[str, str]:
 
 def _auditel_run(outbox: Path, script: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     cmd = [str(BIN / "auditel"), "--outbox", str(outbox), "run", "--", sys.executable, str(script)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=180)
 
 
 def _instrument(outbox: Path, script: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env = dict(env, AUDITEL_ENABLED="true", AUDITEL_OUTBOX=str(outbox), OTEL_PYTHON_DISTRO="auditel_distro",
                OTEL_PYTHON_CONFIGURATOR="auditel_configurator")
-    return subprocess.run([str(BIN / "opentelemetry-instrument"), sys.executable, str(script)], env=env,
+    return subprocess.run([str(BIN / "opentelemetry-instrument"), sys.executable, str(script)], check=False, env=env,
                           capture_output=True, text=True, timeout=180)
 
 

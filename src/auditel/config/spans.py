@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from auditel.config.settings import ConfigError
 
@@ -24,7 +24,7 @@ class SpanBridgeSettings:
     scopes: tuple[str, ...] = ()  # empty: every scope
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "SpanBridgeSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SpanBridgeSettings:
         env = os.environ if env is None else env
         raw = env.get("AUDITEL_SPAN_BRIDGE", "")
         low = raw.strip().lower()

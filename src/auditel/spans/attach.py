@@ -29,7 +29,7 @@ from auditel.spans.processor import AuditSpanProcessor
 
 _lock = threading.RLock()
 _processor: AuditSpanProcessor | None = None
-_attached: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_attached: weakref.WeakSet[Any] = weakref.WeakSet()
 _hooked = False
 _log = logging.getLogger("opentelemetry.trace")
 
@@ -83,19 +83,19 @@ def install_hook() -> None:
     with _lock:
         if _hooked:
             return
-        original = trace._set_tracer_provider  # noqa: SLF001 - the one place the API sets the global
+        original = trace._set_tracer_provider
 
         def _set_tracer_provider(tracer_provider: Any, log: bool) -> None:
             current = getattr(trace, "_TRACER_PROVIDER", None)
             if isinstance(current, AdoptingTracerProvider) and tracer_provider is not current:
-                if current.offer(tracer_provider):
+                if current.offer(tracer_provider):  # adopted (else refused, as the API refuses it)
                     attach_to(tracer_provider)
-                    return
+                return
             original(tracer_provider, log)
             if getattr(trace, "_TRACER_PROVIDER", None) is tracer_provider:
                 attach_to(tracer_provider)
 
-        trace._set_tracer_provider = _set_tracer_provider  # noqa: SLF001
+        trace._set_tracer_provider = _set_tracer_provider
         _hooked = True
 
 
@@ -121,13 +121,13 @@ class AdoptingTracerProvider(trace.TracerProvider):
         self._own_pending = False
 
     def offer(self, provider: Any) -> bool:
-        """A provider passed to set_tracer_provider: True when adopted."""
+        """A provider passed to set_tracer_provider: True when adopted, False when refused."""
         if self._own_pending:
             self.adopt_own(provider)
             return True
         if self._app_set:
             _log.warning("Overriding of current TracerProvider is not allowed")
-            return True  # refused, as the API refuses it; the call is handled
+            return False
         self.delegate = provider
         self._app_set = True
         return True
@@ -153,7 +153,7 @@ _NOOP = trace.NoOpTracer()
 class _AdoptingTracer(trace.Tracer):
     """Resolves the current delegate on every span start (one identity check when unchanged)."""
 
-    __slots__ = ("_owner", "_args", "_for", "_tracer")
+    __slots__ = ("_args", "_for", "_owner", "_tracer")
 
     def __init__(self, owner: AdoptingTracerProvider, args: tuple[Any, ...]) -> None:
         self._owner = owner

@@ -32,7 +32,7 @@ class Action:
     kind: str
     name: str | None
     own: bool  # auditel's own instrumentation records it
-    outer: "Action | None" = None
+    outer: Action | None = None
     call_id: str | None = None
     correlation_id: str | None = None
     facts: Facts | None = None

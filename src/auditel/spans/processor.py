@@ -159,9 +159,7 @@ class AuditSpanProcessor(SpanProcessor):
             return
         scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
         if scope == _OWN_SCOPE:
-            if facts.action == C.MODEL_CALL:
-                self._cover_parent(span)
-            elif covered:
+            if facts.action == C.MODEL_CALL or covered:
                 self._cover_parent(span)
             return
         if not self.settings.scope_allowed(scope):
@@ -224,7 +222,7 @@ class AuditSpanProcessor(SpanProcessor):
         if rt is not None:
             try:
                 rt.counters.error("span_bridge", exc)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S110 - counting must never raise
                 pass
 
     # --- records ---------------------------------------------------------------------------
@@ -348,7 +346,7 @@ def covered_by_own(scope: str) -> bool:
         return False
 
 
-class _span_context:  # noqa: N801 - used as a context manager
+class _span_context:
     """The span's trace context is current while its record is written (records carry its ids).
 
     A non-recording view of the span: the record is not added back to the span as an event.
@@ -363,5 +361,5 @@ class _span_context:  # noqa: N801 - used as a context manager
     def __enter__(self) -> None:
         self._token = otel_context.attach(self._ctx)
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         otel_context.detach(self._token)
