@@ -6,7 +6,8 @@ found, or the ones named by ``OTEL_PYTHON_DISTRO`` / ``OTEL_PYTHON_CONFIGURATOR`
 
 * ``AuditelConfigurator``: when ``AUDITEL_ENABLED`` is true, configures auditel from the
   environment and, only if the application has no TracerProvider yet, sets up the stock OTel SDK
-  components exactly as the SDK's own configurator would (``OTEL_TRACES_EXPORTER``, ...).
+  components exactly as the SDK's own configurator would (``OTEL_TRACES_EXPORTER``, ...), behind an
+  adopting global provider that a provider the app sets later in code replaces (``configure_tracing``).
   When auditel is not enabled it does nothing at all.
 * ``AuditelDistro``: like the default distro (no exporter defaults are forced on the app); when
   auditel is not enabled it skips auditel's own instrumentors, so installing auditel never adds
