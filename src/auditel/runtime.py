@@ -301,6 +301,7 @@ def build_status(settings: Settings, outbox: Outbox | None, runtime: Runtime | N
         "recorded": 0,
         "filtered": 0,
         "last_error": None,
+        "span_bridge": None,  # the span bridge's counters (auditel.spans), per process
     }
     if outbox is not None:
         try:

@@ -243,7 +243,9 @@ def test_provider_set_after_configure_gets_the_bridge(outbox_path: Path) -> None
 def test_adopting_provider_hands_over_to_the_apps_provider() -> None:
     """Zero-code's global provider: tracers handed out early start spans on the app's provider once set."""
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+        InMemorySpanExporter,
+    )
 
     adopter = bridge_attach.AdoptingTracerProvider()
     early = adopter.get_tracer("early.lib")
