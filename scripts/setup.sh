@@ -20,3 +20,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}"
   echo "$want" > "$stamp"
 fi
+# The viewer's browser tests (tests/ui) drive Debian's chromium headless through Playwright (never
+# `playwright install`): install it once when it is missing; quiet, and a no-op when present.
+if [[ ",${extras}," == *",test,"* ]] && [ ! -x /usr/bin/chromium ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    echo "setup.sh: installing chromium for the viewer's browser tests (apt-get)" >&2
+    $SUDO apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup.sh: chromium is missing and apt-get is not available: install chromium for tests/ui" >&2
+  fi
+fi

@@ -13,8 +13,6 @@ The requested *model name* picks the behaviour, so one server serves every scena
 
 * any name: a normal answer whose text is ``REPLY_TEXT`` (split into ``STREAM_PIECES`` chunks);
 * a name containing ``tools``: the model asks for the tool ``get_weather`` with ``TOOL_ARGUMENTS``;
-* a name containing ``agent`` and ``tools``: asks for the tool until a tool result is in the
-  conversation, then answers (for agent loops);
 * ``rate-limited``: the first request of each name gets 429 with ``retry-after-ms``, then success;
 * ``server-error``: always 500 with an error body;
 * ``malformed``: 200 with a body that is not JSON;
@@ -132,8 +130,8 @@ class _Handler(BaseHTTPRequestHandler):
         if "stream-error" in model and body.get("stream"):
             self._sse(_broken_stream(path, model), named=not path.endswith("/chat/completions"))
             return
-        # "agent" in the name: ask for the tool once, answer once its result is in the conversation
-        tools = "tools" in model and not ("agent" in model and _has_tool_result(body))
+        # "tools-once": ask for the tool until the conversation holds its result (an agent loop ends)
+        tools = "tools" in model and not ("tools-once" in model and _has_tool_result(body))
         pieces = LONG_PIECES if "long" in model else STREAM_PIECES
         stream = bool(body.get("stream"))
         if path.endswith("/chat/completions"):
@@ -190,6 +188,14 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client closed the stream early
 
 
+def _has_tool_result(body: dict[str, Any]) -> bool:
+    messages = body.get("messages") or body.get("input") or []
+    if not isinstance(messages, list):
+        return False
+    return any(isinstance(m, dict) and (m.get("role") == "tool" or m.get("type") == "function_call_output")
+               for m in messages)
+
+
 def _error_body(path: str, kind: str, message: str) -> dict[str, Any]:
     if path.endswith("/messages"):
         return {"type": "error", "error": {"type": kind, "message": message}}
@@ -220,16 +226,6 @@ def _chat_usage() -> dict[str, Any]:
         "prompt_tokens_details": {"cached_tokens": 4, "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 3, "audio_tokens": 0},
     }
-
-
-def _has_tool_result(body: dict[str, Any]) -> bool:
-    for item in list(body.get("messages") or []) + list(body.get("input") or []):
-        if isinstance(item, dict) and (item.get("role") == "tool" or item.get("type") == "function_call_output"):
-            return True
-        content = item.get("content") if isinstance(item, dict) else None
-        if isinstance(content, list) and any(isinstance(c, dict) and c.get("type") == "tool_result" for c in content):
-            return True
-    return False
 
 
 def _chat_completion(model: str, tools: bool) -> dict[str, Any]:

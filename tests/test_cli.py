@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +73,9 @@ def test_tail_follow_shows_new_records(outbox_path: Path) -> None:
     _populate(outbox_path)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDITEL_", "OTEL_"))}
     full_env["AUDITEL_OUTBOX"] = str(outbox_path)
-    proc = subprocess.Popen([*AUDITEL, "tail", "-n", "0", "-f", "--interval", "0.05", "--max-seconds", "5"],
+    proc = subprocess.Popen([*AUDITEL, "tail", "-n", "1", "-f", "--interval", "0.05", "--max-seconds", "5"],
                             stdout=subprocess.PIPE, text=True, env=full_env)
-    time.sleep(1.0)
+    assert proc.stdout is not None and proc.stdout.readline()  # it is following now (a fixed sleep raced its start-up)
     auditel.configure(outbox=str(outbox_path))
     auditel.file_access("/srv/new-file", operation="write")
     auditel.shutdown()
@@ -95,7 +94,7 @@ def test_query_filters(outbox_path: Path) -> None:
     assert run_cli("query", "--since", "1h", "--count", outbox=outbox_path).stdout.strip() == str(len(_all(outbox_path)))
     assert run_cli("query", "--until", "1h", "--count", outbox=outbox_path).stdout.strip() == "0"
     bad = run_cli("query", "--since", "yesterday-ish", outbox=outbox_path)
-    assert bad.returncode != 0 and "--since/--until" in bad.stderr
+    assert bad.returncode != 0 and "--since" in bad.stderr
 
 
 def _all(outbox: Path) -> list[Any]:

@@ -160,7 +160,8 @@ def test_openai_chat_sync_span_and_record(audit: Any, server: FakeLLMServer) -> 
     assert r["audit.tool_calls.names"] == [TOOL_NAME]
     assert r["audit.tool_calls.ids"] == [TOOL_CALL_ID]
     assert r["audit.tool_calls.arguments.digests"][0].startswith("hmac-sha256:")
-    assert r["audit.tool_calls.arguments.sizes"] == [len(json.dumps(TOOL_ARGUMENTS))]
+    # the canonical form of the arguments (what the executed tool digests too), not the JSON text as sent
+    assert r["audit.tool_calls.arguments.sizes"] == [len(json.dumps(TOOL_ARGUMENTS, separators=(",", ":"), sort_keys=True))]
     assert "audit.tool_calls.arguments" not in r
     assert r["audit.input.digest"].startswith("hmac-sha256:") and r["audit.input.size"] > len(PROMPT)
     assert_linked(record, span)
@@ -208,7 +209,7 @@ def test_openai_chat_stream_tool_call_deltas_are_accumulated(audit: Any, server:
     assert chunks
     r = attrs(only(audit.records()))
     assert r["audit.tool_calls.names"] == [TOOL_NAME] and r["audit.tool_calls.ids"] == [TOOL_CALL_ID]
-    assert r["audit.tool_calls.arguments.sizes"] == [len(json.dumps(TOOL_ARGUMENTS))]
+    assert r["audit.tool_calls.arguments.sizes"] == [len(json.dumps(TOOL_ARGUMENTS, separators=(",", ":"), sort_keys=True))]
     assert r["gen_ai.response.finish_reasons"] == ["tool_calls"]
 
 

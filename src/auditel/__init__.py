@@ -33,17 +33,20 @@ from auditel.api.helpers import (
     unsubscribe,
 )
 from auditel.api.audited import AuditScope, ToolDenied, audited, tool
+from auditel.api.read import query, read_all
 from auditel.config.settings import ConfigError, Settings
 from auditel.pipeline.processor import AuditProcessor
 from auditel.runtime import configure, shutdown
 from auditel.pipeline.sinks import FanoutSink, InMemorySink, JsonlSink
 
 
-def instrument(*names: str) -> list[str]:
-    """Switch on auditel's auto-instrumentations (all available ones, or those named)."""
+def instrument(*names: str, **kwargs: object) -> list[str]:
+    """Switch on auditel's auto-instrumentations (all available ones, or those named).
+
+    ``kwargs`` go to each ``BaseInstrumentor.instrument`` (e.g. ``tracer_provider=``)."""
     from auditel.instrumentation import instrument as _instrument
 
-    return _instrument(*names)
+    return _instrument(*names, **kwargs)
 
 
 def uninstrument(*names: str) -> list[str]:
@@ -73,6 +76,8 @@ __all__ = [
     "model_call",
     "network_access",
     "policy_decision",
+    "query",
+    "read_all",
     "session_end",
     "session_start",
     "set_identity",

@@ -19,20 +19,32 @@ configure auditel on first use when ``AUDITEL_ENABLED=true`` (``auditel.runtime.
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
-_TRUE = ("1", "true", "yes", "on")
+from auditel.config.instrumentation import ConfigError, zero_code_enabled
+
+_reported: list[str] = []  # a bad AUDITEL_ENABLED is reported once per process
 
 
-def auditel_enabled(env: Any = None) -> bool:
-    env = os.environ if env is None else env
-    return env.get("AUDITEL_ENABLED", "").strip().lower() in _TRUE
+def auditel_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """``AUDITEL_ENABLED`` is true. A value that is not a boolean is reported on stderr, loudly (a
+    program that asked for auditing must never run unaudited silently), and auditing stays off:
+    the zero-code start cannot know what was meant."""
+    try:
+        return zero_code_enabled(env)
+    except ConfigError as exc:
+        if not _reported:
+            _reported.append(str(exc))
+            sys.stderr.write(
+                f"auditel: {exc}\nauditel: this program runs WITHOUT auditing until AUDITEL_ENABLED is fixed\n"
+            )
+        return False
 
 
 def tracer_provider_is_set() -> bool:
@@ -48,7 +60,9 @@ def start_auditel() -> bool:
     try:
         return runtime.configure() is not None
     except ConfigError as exc:
-        sys.stderr.write(f"auditel: not enabled: {exc}\n")
+        sys.stderr.write(
+            f"auditel: not enabled: {exc}\nauditel: this program runs WITHOUT auditing until the setting is fixed\n"
+        )
         return False
 
 
@@ -89,7 +103,7 @@ def configure_tracing(configure_sdk: Callable[[], None]) -> None:
         attach_to(adopter.delegate)
 
 
-class AuditelConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
+class AuditelConfigurator(_OTelSDKConfigurator):
     def _configure(self, **kwargs: Any) -> None:
         if not auditel_enabled():
             return
@@ -97,7 +111,7 @@ class AuditelConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
         configure_tracing(lambda: super(AuditelConfigurator, self)._configure(**kwargs))
 
 
-class AuditelDistro(BaseDistro):  # type: ignore[misc]
+class AuditelDistro(BaseDistro):
     def _configure(self, **kwargs: Any) -> None:
         pass
 
@@ -118,3 +132,15 @@ def bootstrap() -> list[str]:
     from auditel.instrumentation import instrument
 
     return instrument()
+
+
+def coverage_line() -> str:
+    """One line for ``auditel run``: which installed frameworks are audited, and which are not."""
+    from auditel.instrumentation import coverage
+
+    cov = coverage()
+    audited = ", ".join(f"{label} ({name})" for label, name in cov["audited"].items()) or "no installed framework"
+    line = f"auditel: auditing {audited}"
+    if cov["not_audited"]:
+        line += f"; installed but NOT audited: {', '.join(cov['not_audited'])}"
+    return line

@@ -302,6 +302,7 @@ def build_status(settings: Settings, outbox: Outbox | None, runtime: Runtime | N
         "filtered": 0,
         "last_error": None,
         "span_bridge": None,  # the span bridge's counters (auditel.spans), per process
+        "instrumentations": _instrumentation_coverage(),
     }
     if outbox is not None:
         try:
@@ -330,6 +331,16 @@ def build_status(settings: Settings, outbox: Outbox | None, runtime: Runtime | N
             except Exception as exc:  # noqa: BLE001
                 runtime.counters.error("status", exc)
     return out
+
+
+def _instrumentation_coverage() -> dict[str, Any] | None:
+    """Installed frameworks audited / auditable / not audited (``auditel.instrumentation.coverage``)."""
+    try:
+        from auditel.instrumentation import coverage
+
+        return coverage()
+    except Exception:  # noqa: BLE001 - status() never raises
+        return None
 
 
 # --- module-level access -----------------------------------------------------------------------

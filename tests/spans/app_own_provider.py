@@ -22,7 +22,7 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
 Agent.instrument_all()  # Pydantic AI's documented switch
-model = OpenAIChatModel("agent-tools", provider=OpenAIProvider(base_url=os.environ["FAKE_LLM_BASE_URL"], api_key="t"))
+model = OpenAIChatModel("agent-tools-once", provider=OpenAIProvider(base_url=os.environ["FAKE_LLM_BASE_URL"], api_key="t"))
 agent = Agent(model, name="zero_agent")
 
 

@@ -57,7 +57,7 @@ def test_auditel_openai_and_pydantic_ai_chat_span_give_one_model_call(audit: Pat
     auditel.instrument("openai")
     Agent.instrument_all(True)
     try:
-        model = OpenAIChatModel("agent-tools", provider=OpenAIProvider(base_url=llm_server.openai_base_url, api_key="t"))
+        model = OpenAIChatModel("agent-tools-once", provider=OpenAIProvider(base_url=llm_server.openai_base_url, api_key="t"))
         agent = Agent(model, name="a1")
 
         @agent.tool_plain

@@ -45,7 +45,7 @@ def test_smolagents_with_openinference(audit: Path, llm_server: Any) -> None:
     inst = SmolagentsInstrumentor()
     inst.instrument()
     try:
-        model = OpenAIServerModel(model_id="agent-tools", api_base=llm_server.openai_base_url, api_key="t")
+        model = OpenAIServerModel(model_id="agent-tools-once", api_base=llm_server.openai_base_url, api_key="t")
         agent = ToolCallingAgent(tools=[get_weather], model=model, max_steps=2, name="smol_agent")
         agent.run("USER-MARKER weather in Paris?")
     finally:
@@ -86,7 +86,7 @@ def test_openai_agents_with_openinference(audit: Path, llm_server: Any) -> None:
     try:
         client = openai.AsyncOpenAI(base_url=llm_server.openai_base_url, api_key="t", max_retries=0)
         agent = Agent(name="oa_agent", instructions="PROMPT-MARKER", tools=[get_weather],
-                      model=OpenAIChatCompletionsModel(model="agent-tools", openai_client=client))
+                      model=OpenAIChatCompletionsModel(model="agent-tools-once", openai_client=client))
         result = Runner.run_sync(agent, "USER-MARKER weather?")
         assert "forty-two" in str(result.final_output)
     finally:

@@ -34,7 +34,7 @@ def instrumented() -> Any:
 
 
 def make_agent(server: Any, fail: bool = False) -> Agent:
-    model = OpenAIChatModel("agent-tools", provider=OpenAIProvider(base_url=server.openai_base_url, api_key="test"))
+    model = OpenAIChatModel("agent-tools-once", provider=OpenAIProvider(base_url=server.openai_base_url, api_key="test"))
     agent = Agent(model, name="weather_agent", system_prompt="PROMPT-MARKER-system")
 
     @agent.tool_plain
@@ -58,7 +58,7 @@ def test_agent_run_tool_and_model_calls_are_recorded(outbox_path: Path, llm_serv
     tools = bridged(outbox_path, "tool_call")
     agents = bridged(outbox_path, "agent_run")
     assert len(models) == 2  # asks for the tool, then answers
-    assert all(r["attributes"]["gen_ai.request.model"].startswith("agent-tools") for r in models)
+    assert all(r["attributes"]["gen_ai.request.model"].startswith("agent-tools-once") for r in models)
     # Pydantic AI's chat spans, unless an OpenAI instrumentation left behind by another test (OpenLLMetry
     # cannot fully uninstrument) made an inner span for the same call: the innermost one records
     assert {r["attributes"]["audit.source"] for r in models} <= {"pydantic-ai", "opentelemetry.instrumentation.openai.v1"}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import auditel
-from auditel.api.runs import Patcher
+from auditel.instrumentation.patching import Patcher
 
 from .conftest import Audit
 

@@ -12,12 +12,25 @@ import importlib.util
 import os
 import sys
 
+REPORT_VAR = "AUDITEL_RUN_REPORT"  # set by ``auditel run`` (cli/run_cmd.py) for its command only, not grandchildren
+
+
+# Values that certainly mean "off": then auditel is not even imported (start-up cost). Anything
+# else, typos included, goes to auditel's own parser, which reports what it cannot accept.
+_OFF = ("", "0", "false", "no", "off")
+
 
 def _bootstrap() -> None:
+    report = os.environ.pop(REPORT_VAR, "") == "1"
+    if os.environ.get("AUDITEL_ENABLED", "").strip().lower() in _OFF:
+        return
     try:
-        from auditel.distro import bootstrap
+        from auditel import runtime
+        from auditel.distro import bootstrap, coverage_line
 
         bootstrap()
+        if report and runtime.current() is not None:
+            sys.stderr.write(coverage_line() + "\n")
     except Exception as exc:  # noqa: BLE001
         sys.stderr.write(f"auditel: start-up failed, the program runs without auditing: {type(exc).__name__}: {exc}\n")
 

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 
 from auditel import runtime as _rt
 from auditel.record import schema as S
+from auditel.record.content import tool_arguments_form
 from auditel.config.settings import Settings
 
 _UNSET: Any = object()
@@ -110,7 +111,7 @@ def tool_call(
             attrs[S.A_OUTCOME] = outcome
         if arguments is not _UNSET:
             content_attributes(
-                rt, attrs, arguments, digest_key=S.A_ARGS_DIGEST, size_key=S.A_ARGS_SIZE, content_key=S.GEN_AI_TOOL_ARGS
+                rt, attrs, tool_arguments_form(arguments), digest_key=S.A_ARGS_DIGEST, size_key=S.A_ARGS_SIZE, content_key=S.GEN_AI_TOOL_ARGS
             )
         if result is not _UNSET:
             content_attributes(
@@ -209,7 +210,7 @@ def model_call(
             for call in tool_calls:
                 names.append(str(call.get("name", "")))
                 ids.append(str(call.get("id", "")))
-                digest, size = rt.digest(call.get("arguments", ""))
+                digest, size = rt.digest(tool_arguments_form(call.get("arguments", "")))
                 digests.append(digest)
                 sizes.append(size)
             attrs["audit.tool_calls.names"] = names
@@ -217,7 +218,9 @@ def model_call(
             attrs["audit.tool_calls.arguments.digests"] = digests
             attrs["audit.tool_calls.arguments.sizes"] = sizes
             if rt.settings.content_in_records:
-                attrs["audit.tool_calls.arguments"] = [_as_json_text(c.get("arguments")) for c in tool_calls]
+                attrs["audit.tool_calls.arguments"] = [
+                    _as_json_text(tool_arguments_form(c.get("arguments"))) for c in tool_calls
+                ]
         _error_attrs(rt, attrs, error)
         if severity is None:
             severity = "error" if outcome == "failure" else "info"

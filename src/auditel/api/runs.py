@@ -8,22 +8,16 @@
 * ``record_handoff``: an ``auditel.handoff`` record.
 * ``wrap_generator`` / ``wrap_async_generator``: forward ``send``/``throw``/``close`` faithfully
   while making a span current only while the wrapped generator runs (never while the consumer does).
-* ``Patcher``: wrapt wrappers applied now or on import (post-import hooks), all revocable:
-  ``unpatch_all()`` unwraps what was applied and turns not-yet-fired hooks into no-ops.
 
 Everything auditel-side is guarded: failures are counted in ``status()``, never raised.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-import threading
 import time
 from contextlib import contextmanager
 from typing import Any, AsyncGenerator, Callable, Generator, Iterator, Mapping
 
-import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -32,23 +26,9 @@ from auditel.api import helpers as api
 from auditel import runtime as _rt
 from auditel.record import schema as S
 from auditel.record.ids import new_record_id
-from auditel.instrumentation._base import count_error, settings
-from auditel.instrumentation._base import tracer as _new_tracer
+from auditel.instrumentation._base import count_error, settings, tracer
 
 UNSET: Any = api._UNSET
-
-
-_tracer: trace.Tracer | None = None
-
-
-def tracer() -> trace.Tracer:
-    """auditel's tracer, made once (a proxy until the app sets its provider, then the real one)."""
-    global _tracer
-    if _tracer is None or isinstance(_tracer, trace.ProxyTracer) and not isinstance(
-        trace.get_tracer_provider(), trace.ProxyTracerProvider
-    ):
-        _tracer = _new_tracer()
-    return _tracer
 
 
 def recording_enabled() -> bool:
@@ -435,71 +415,3 @@ async def wrap_async_generator(agen: AsyncGenerator[Any, Any], step_scope: StepS
     except BaseException as exc:
         on_end(exc, False, items)
         raise
-
-
-# --- revocable wrapping --------------------------------------------------------------------------
-def _resolve(module: Any, path: str) -> tuple[Any, str]:
-    parent = module
-    *owners, attr = path.split(".")
-    for owner in owners:
-        parent = getattr(parent, owner)
-    return parent, attr
-
-
-class Patcher:
-    """wrapt wrappers applied now when the module is imported, else on import; all revocable."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._lock = threading.Lock()
-        self._generation = 0
-        self._applied: list[tuple[Any, str, Any]] = []  # (owner, attribute, original)
-
-    def patch(self, module_name: str, path: str, wrapper: Callable[..., Any]) -> None:
-        """Wrap ``module_name.path`` with ``wrapper(wrapped, instance, args, kwargs)``."""
-        generation = self._generation
-        if module_name in sys.modules:
-            self._apply(sys.modules[module_name], path, wrapper, generation)
-            return
-
-        def hook(module: Any) -> None:
-            self._apply(module, path, wrapper, generation)
-
-        wrapt.register_post_import_hook(hook, module_name)
-
-    def _apply(self, module: Any, path: str, wrapper: Callable[..., Any], generation: int) -> None:
-        with self._lock:
-            if generation != self._generation:
-                return  # uninstrumented since this hook was registered
-            try:
-                owner, attr = _resolve(module, path)
-                original = owner.__dict__[attr] if isinstance(owner, type) and attr in owner.__dict__ else getattr(owner, attr)
-                if isinstance(original, wrapt.ObjectProxy) and getattr(original, "_self_auditel", False):
-                    return  # already ours
-                wrapped = wrapt.FunctionWrapper(original, wrapper)
-                wrapped._self_auditel = True  # type: ignore[attr-defined]
-                setattr(owner, attr, wrapped)
-                self._applied.append((owner, attr, original))
-            except Exception as exc:  # noqa: BLE001 - never break the host's import
-                count_error(f"{self.kind}_patch", exc)
-
-    def unpatch_all(self) -> None:
-        with self._lock:
-            self._generation += 1
-            applied, self._applied = self._applied, []
-            for owner, attr, original in reversed(applied):
-                try:
-                    setattr(owner, attr, original)
-                except Exception as exc:  # noqa: BLE001
-                    count_error(f"{self.kind}_unpatch", exc)
-
-    @property
-    def applied(self) -> list[str]:
-        return [f"{getattr(o, '__name__', o)}.{a}" for o, a, _ in self._applied]
-
-
-def import_optional(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None

@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "auditel.cli.verify_cmd",
     "auditel.cli.export_cmd",
     "auditel.cli.run_cmd",
+    "auditel.cli.ui_cmd",
+    "auditel.cli.report_cmd",
 ]
 
 

@@ -23,13 +23,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from auditel.cli.query_cmd import parse_time
+    from auditel.cli.times import parse_time_arg as parse_time
 
     if args.include_unshipped and not args.yes:
         print("auditel purge: --include-unshipped deletes undelivered audit records; add --yes to confirm", file=sys.stderr)
         return 2
     _, outbox = open_outbox(args)
-    cutoff = parse_time(args.older_than)
+    cutoff = parse_time(args.older_than, "--older-than", "purge")
     if cutoff > time.time_ns():
         print("auditel purge: --older-than must be an age such as 30d", file=sys.stderr)
         return 2

@@ -30,6 +30,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"streams       {status['streams']}   checkpoints {status['checkpoints']}")
     print(f"durability    {status['durability']}   cap {status['max_outbox_mb']} MiB ({status['on_full']})")
     print(f"shipper       {'running (lease held)' if status['shipper_running'] else 'no live lease'}")
+    cov = status.get("instrumentations") or {}
+    auditable = {**cov.get("audited", {}), **cov.get("available", {})}
+    print(f"audited       {', '.join(f'{k} ({v})' for k, v in auditable.items()) or '-'} (when instrumented: auditel run, auditel.instrument())")
+    print(f"NOT audited   {', '.join(cov.get('not_audited', [])) or '-'} (installed, no auditel instrumentation)")
     return 0
 
 

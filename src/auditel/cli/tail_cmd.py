@@ -1,19 +1,26 @@
-"""``auditel tail [-n N] [-f] [--json]``: recent records, readably; ``-f`` follows new ones."""
+"""``auditel tail [-n N] [-f] [-v] [--json]``: recent records, readably; ``-f`` follows new ones."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
-from auditel.cli._common import format_record, open_outbox
+from auditel.api.read import record_from_row
+from auditel.cli.format import format_record, label_for, writer_labels
+from auditel.config.read import outbox_path
+from auditel.store.trail import Trail, TrailMissing
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("tail", help="print the most recent records (-f to follow)")
     p.add_argument("-n", type=int, default=20, help="how many records (default 20)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
+    p.add_argument("-v", "--verbose", action="store_true", help="every attribute and the body under each line")
     p.add_argument("--json", action="store_true", help="one JSON record per line")
     p.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
     p.add_argument("--max-seconds", type=float, default=None, help=argparse.SUPPRESS)
@@ -21,30 +28,35 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _, outbox = open_outbox(args)
-    last_rid = 0
+    try:
+        trail = Trail(outbox_path(getattr(args, "outbox", None)))
+    except TrailMissing as exc:
+        print(f"auditel tail: {exc} (set AUDITEL_OUTBOX or --outbox)", file=sys.stderr)
+        return 2
+    labels = writer_labels(trail.streams())
 
-    def show(records: Any) -> int:
+    def show(rows: Iterable[tuple[int, int, str | None, str]]) -> int:
         rid = 0
-        for rec in records:
-            rid = rec.pop("_rid")
-            rec.pop("_state", None)
-            rec["hash"] = rec.pop("_hash", None)
-            print(json.dumps(rec, ensure_ascii=False, sort_keys=True) if args.json else format_record(rec), flush=True)
+        for row in rows:
+            rid = row[0]
+            rec = record_from_row(row)
+            if args.json:
+                print(json.dumps(rec, ensure_ascii=False, sort_keys=True), flush=True)
+            else:
+                if rec.get("event_name") == "auditel.stream.start":
+                    labels.update(writer_labels(trail.streams()))  # a new writer joined
+                print(format_record(rec, writer=label_for(rec, labels), verbose=args.verbose), flush=True)
         return rid
 
-    last_rid = show(outbox.iter_records(last=max(0, args.n))) or _max_rid(outbox)
-    if not args.follow:
-        return 0
-    started = time.monotonic()
-    while args.max_seconds is None or time.monotonic() - started < args.max_seconds:
-        time.sleep(args.interval)
-        got = show(outbox.iter_records(after_rid=last_rid))
-        if got:
-            last_rid = got
+    with trail:
+        last = list(itertools.islice(trail.iter_rows(newest_first=True), max(0, args.n)))
+        last_rid = show(reversed(last)) or trail.max_rid()
+        if not args.follow:
+            return 0
+        started = time.monotonic()
+        while args.max_seconds is None or time.monotonic() - started < args.max_seconds:
+            time.sleep(args.interval)
+            got = show(trail.iter_rows(after_rid=last_rid))
+            if got:
+                last_rid = got
     return 0
-
-
-def _max_rid(outbox: Any) -> int:
-    row = outbox.connect().execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()
-    return int(row[0])

@@ -82,7 +82,7 @@ class Settings:
     principal: str | None = None
     jsonl_path: Path | None = None
     capture_content: str = "NO_CONTENT"
-    emit_events: bool = True
+    emit_events: bool | None = None  # None: emitted when content goes into records (EVENT_ONLY, SPAN_AND_EVENT)
     max_value_bytes: int = 64 * 1024
     max_record_bytes: int = 1024 * 1024
     digest_key: bytes | None = None
@@ -95,6 +95,11 @@ class Settings:
     @property
     def content_in_records(self) -> bool:
         return CONTENT_MODES[self.capture_content][1]
+
+    @property
+    def emit_details_event(self) -> bool:
+        """Emit ``gen_ai.client.inference.operation.details``: as set, else per the content mode."""
+        return self.content_in_records if self.emit_events is None else bool(self.emit_events)
 
     @property
     def max_outbox_bytes(self) -> int:

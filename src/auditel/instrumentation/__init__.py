@@ -1,60 +1,97 @@
 """auditel's auto-instrumentations, each an OTel ``BaseInstrumentor`` under its own entry point.
 
-``REGISTRY`` maps our instrumentation names (also the ``opentelemetry_instrumentor`` entry-point
-names, so ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` can tell them from other vendors') to
-``module:Class``. ``instrument()`` switches on every one whose framework is installed;
-missing frameworks are skipped silently.
+``INSTRUMENTATIONS`` is the one table: each row names the instrumentation (also its
+``opentelemetry_instrumentor`` entry-point name, so ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` can
+tell ours from other vendors'), its ``module:Class``, and the framework it audits (import name,
+distribution name). ``REGISTRY``, ``REQUIRES`` and ``ALIASES`` are derived from it, and a test
+checks that pyproject's entry points match it. ``NOT_AUDITED`` lists frameworks auditel knows
+but does not instrument yet, so that ``status()`` and ``auditel run`` can say so.
+
+``instrument()`` switches on every instrumentation whose framework is installed (missing ones are
+skipped silently). It never imports a framework: patches are applied by post-import hooks when
+(if) the application imports it (``patching.Patcher``); ``importlib.util.find_spec`` only looks.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
+from dataclasses import dataclass
 from typing import Any
 
-REGISTRY: dict[str, str] = {
-    # name -> "module:Class"; the module is imported only when instrumenting
-    "auditel_openai": "auditel.instrumentation.openai:OpenAIInstrumentor",
-    "auditel_anthropic": "auditel.instrumentation.anthropic:AnthropicInstrumentor",
-    "auditel_mcp": "auditel.instrumentation.mcp:MCPInstrumentor",
-    "auditel_langchain": "auditel.instrumentation.langchain:LangChainInstrumentor",
-    "auditel_openai_agents": "auditel.instrumentation.openai_agents:OpenAIAgentsInstrumentor",
-}
+from auditel.config.instrumentation import disabled_instrumentations
 
-# the framework package each instrumentation needs (import name)
-REQUIRES: dict[str, str] = {
-    "auditel_openai": "openai",
-    "auditel_anthropic": "anthropic",
-    "auditel_mcp": "mcp",
-    "auditel_langchain": "langchain_core",
-    "auditel_openai_agents": "agents",
-}
 
+@dataclass(frozen=True)
+class Instrumentation:
+    name: str  # entry-point name
+    target: str  # "module:Class"; imported only when instrumenting
+    framework: str  # import name of the framework it audits
+    distribution: str  # its PyPI distribution
+    label: str  # what a person calls it
+
+
+INSTRUMENTATIONS: tuple[Instrumentation, ...] = (
+    Instrumentation(
+        "auditel_openai", "auditel.instrumentation.openai:OpenAIInstrumentor", "openai", "openai", "OpenAI SDK"
+    ),
+    Instrumentation(
+        "auditel_anthropic",
+        "auditel.instrumentation.anthropic:AnthropicInstrumentor",
+        "anthropic",
+        "anthropic",
+        "Anthropic SDK",
+    ),
+    Instrumentation("auditel_mcp", "auditel.instrumentation.mcp:MCPInstrumentor", "mcp", "mcp", "MCP SDK"),
+    Instrumentation(
+        "auditel_langchain",
+        "auditel.instrumentation.langchain:LangChainInstrumentor",
+        "langchain_core",
+        "langchain-core",
+        "LangChain / LangGraph",
+    ),
+    Instrumentation(
+        "auditel_openai_agents",
+        "auditel.instrumentation.openai_agents:OpenAIAgentsInstrumentor",
+        "agents",
+        "openai-agents",
+        "OpenAI Agents SDK",
+    ),
+)
+
+# Frameworks auditel recognises but does not audit yet: (import name, distribution, label).
+# An instrumentation added to INSTRUMENTATIONS for one of them must be removed from here.
+NOT_AUDITED: tuple[tuple[str, str, str], ...] = (
+    ("litellm", "litellm", "LiteLLM"),
+    ("google.genai", "google-genai", "Google Gen AI SDK"),
+    ("crewai", "crewai", "CrewAI"),
+    ("pydantic_ai", "pydantic-ai", "Pydantic AI"),
+    ("llama_index.core", "llama-index-core", "LlamaIndex"),
+    ("autogen_agentchat", "autogen-agentchat", "AutoGen"),
+    ("mistralai", "mistralai", "Mistral SDK"),
+    ("cohere", "cohere", "Cohere SDK"),
+    ("groq", "groq", "Groq SDK"),
+)
+
+REGISTRY: dict[str, str] = {i.name: i.target for i in INSTRUMENTATIONS}
+REQUIRES: dict[str, str] = {i.name: i.framework for i in INSTRUMENTATIONS}
 # short aliases accepted by instrument(): "openai" -> "auditel_openai"
 ALIASES = {name.removeprefix("auditel_"): name for name in REGISTRY}
 
 _active: dict[str, Any] = {}
 
 
+def _installed(import_name: str) -> bool:
+    """Whether a module can be imported, without importing it (parents of a dotted name excepted)."""
+    try:
+        return importlib.util.find_spec(import_name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def available() -> list[str]:
     """Instrumentations whose framework is installed."""
-    out = []
-    for name in REGISTRY:
-        try:
-            if importlib.util.find_spec(REQUIRES.get(name, name)) is None:
-                continue
-            if importlib.util.find_spec(REGISTRY[name].partition(":")[0]) is None:
-                continue
-        except (ImportError, ValueError):
-            continue
-        out.append(name)
-    return out
-
-
-def _disabled() -> set[str]:
-    raw = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
-    return {part.strip() for part in raw.split(",") if part.strip()}
+    return [i.name for i in INSTRUMENTATIONS if _installed(i.framework) and _installed(i.target.partition(":")[0])]
 
 
 def get_instrumentor(name: str) -> Any:
@@ -63,20 +100,21 @@ def get_instrumentor(name: str) -> Any:
     return getattr(module, cls_name)()
 
 
-def instrument(*names: str) -> list[str]:
-    """Instrument the named frameworks (default: all installed, minus the disabled ones)."""
-    wanted = [ALIASES.get(n, n) for n in names] or [n for n in available() if n not in _disabled()]
+def instrument(*names: str, **kwargs: Any) -> list[str]:
+    """Instrument the named frameworks (default: all installed, minus the disabled ones).
+
+    ``kwargs`` go to each ``BaseInstrumentor.instrument`` (e.g. ``tracer_provider=``)."""
+    disabled = disabled_instrumentations()
+    wanted = [ALIASES.get(n, n) for n in names] or [n for n in available() if n not in disabled]
     done = []
     for name in wanted:
         if name not in REGISTRY:
             raise ValueError(f"unknown instrumentation {name!r}: expected one of {', '.join(sorted(REGISTRY))}")
-        if importlib.util.find_spec(REQUIRES.get(name, name)) is None or importlib.util.find_spec(
-            REGISTRY[name].partition(":")[0]
-        ) is None:
+        if not _installed(REQUIRES[name]) or not _installed(REGISTRY[name].partition(":")[0]):
             continue
         inst = _active.get(name) or get_instrumentor(name)
         if not inst.is_instrumented_by_opentelemetry:
-            inst.instrument()
+            inst.instrument(**kwargs)
         _active[name] = inst
         done.append(name)
     return done
@@ -90,3 +128,25 @@ def uninstrument(*names: str) -> list[str]:
             inst.uninstrument()
             done.append(name)
     return done
+
+
+def coverage() -> dict[str, Any]:
+    """Which installed frameworks are audited, by which instrumentation, and which are not.
+
+    ``audited``: framework label -> instrumentation name, for installed frameworks whose
+    instrumentation is on in this process (or, with no instrumentation on, would be by
+    ``instrument()``); ``available``: installed and instrumentable but not on; ``not_audited``:
+    installed frameworks auditel does not instrument. Looks only (``find_spec``), never imports."""
+    active = {name for name, inst in _active.items() if inst.is_instrumented_by_opentelemetry}
+    disabled = disabled_instrumentations()
+    audited: dict[str, str] = {}
+    available_: dict[str, str] = {}
+    for i in INSTRUMENTATIONS:
+        if not _installed(i.framework):
+            continue
+        if i.name in active:
+            audited[i.label] = i.name
+        else:
+            available_[i.label] = i.name + (" (disabled)" if i.name in disabled else "")
+    not_audited = [label for import_name, _, label in NOT_AUDITED if _installed(import_name)]
+    return {"audited": audited, "available": available_, "not_audited": not_audited}

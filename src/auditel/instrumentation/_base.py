@@ -1,33 +1,60 @@
 """Shared machinery of auditel's instrumentations.
 
-* ``guard``: run auditel-side code (building attributes, recording) so that any failure is
-  counted in ``status()`` and never reaches the host's call.
-* ``tracer()``: the tracer for GenAI spans, from the global TracerProvider (never replaced).
-* ``content_settings()``: the content-capture mode in force.
+* ``tracer()``: THE tracer of every auditel instrumentation (model calls, tools, agents). It
+  comes from the TracerProvider given to ``instrument(tracer_provider=...)`` when one was given
+  (the OTel instrumentation convention), else from the global TracerProvider, which auditel
+  never replaces; a ``ProxyTracer`` made before the app set its provider is never kept.
+* ``settings()``: the settings in force (the configured runtime's, else the environment's).
+* ``count_error()``: count an auditel-side failure in ``status()`` (never raised).
 """
 
 from __future__ import annotations
-
-import functools
-from typing import Any, Callable, TypeVar
 
 from opentelemetry import trace
 
 from auditel import runtime as _rt
 from auditel.config.settings import Settings
 
-T = TypeVar("T")
-
 TRACER_NAME = "auditel"
 
-
+_provider: trace.TracerProvider | None = None  # given to instrument(tracer_provider=...)
+_owner: object | None = None  # the instrumentor that gave it
 _tracer: tuple[object, trace.Tracer] | None = None
 
 
+def use_tracer_provider(provider: trace.TracerProvider | None) -> None:
+    """Make auditel's spans go to ``provider`` (``None``: back to the global provider)."""
+    global _provider, _tracer
+    _provider = provider
+    _tracer = None
+
+
+def adopt_tracer_provider(owner: object, kwargs: dict[str, object]) -> None:
+    """``instrument(tracer_provider=p)``: auditel's spans go to ``p`` (one tracer serves every auditel
+    instrumentation, so the provider given last applies to all of them) until ``owner`` uninstruments."""
+    global _owner
+    provider = kwargs.get("tracer_provider")
+    if provider is not None:
+        use_tracer_provider(provider)  # type: ignore[arg-type]
+        _owner = owner
+
+
+def release_tracer_provider(owner: object) -> None:
+    """``owner`` uninstrumented: the provider it gave stops being used."""
+    global _owner
+    if _owner is owner:
+        use_tracer_provider(None)
+        _owner = None
+
+
+def tracer_provider() -> trace.TracerProvider:
+    return _provider if _provider is not None else trace.get_tracer_provider()
+
+
 def tracer() -> trace.Tracer:
-    """auditel's tracer from the global TracerProvider (cached while that provider stays the same)."""
+    """auditel's tracer (cached while its provider stays the same)."""
     global _tracer
-    provider = trace.get_tracer_provider()
+    provider = tracer_provider()
     cached = _tracer
     if cached is not None and cached[0] is provider:
         return cached[1]
@@ -52,20 +79,3 @@ def count_error(kind: str, exc: BaseException | str) -> None:
     rt = _rt.current()
     if rt is not None:
         rt.counters.error(kind, exc)
-
-
-def guard(kind: str, default: Any = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """Decorator for auditel-side helpers: exceptions are counted under ``kind`` and swallowed."""
-
-    def deco(fn: Callable[..., T]) -> Callable[..., T]:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> T:
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001
-                count_error(kind, exc)
-                return default
-
-        return wrapper
-
-    return deco

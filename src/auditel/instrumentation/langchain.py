@@ -25,8 +25,9 @@ from uuid import UUID
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from auditel.api import helpers as api
-from auditel.instrumentation._base import count_error
-from auditel.api.runs import AgentRun, Patcher, ToolRun, recording_enabled, wrap_async_generator, wrap_generator
+from auditel.instrumentation._base import adopt_tracer_provider, count_error, release_tracer_provider
+from auditel.api.runs import AgentRun, ToolRun, recording_enabled, wrap_async_generator, wrap_generator
+from auditel.instrumentation.patching import Patcher
 
 _instruments = ("langchain-core >= 0.3",)
 FRAMEWORK = "langchain"
@@ -44,9 +45,29 @@ PROVIDER_INSTRUMENTATIONS = {
 
 
 # --- tools -------------------------------------------------------------------------------------
+def _model_supplied(instance: Any, tool_input: Any) -> Any:
+    """The arguments the model supplied: injected ones (``runtime: ToolRuntime``, ``InjectedState``,
+    ``InjectedToolCallId``, callbacks) are dropped, as LangChain drops them from the tool-call schema
+    and from its own callbacks. Recording them would store the whole graph state (and digests that
+    change run to run), and the digest would never match the model's requested arguments."""
+    if not isinstance(tool_input, dict):
+        return tool_input
+    drop_injected = getattr(instance, "_filter_injected_args", None)
+    if callable(drop_injected):
+        try:
+            return drop_injected(tool_input)
+        except Exception:  # noqa: BLE001 - fall back to the tool-call schema's fields
+            pass
+    schema = getattr(instance, "tool_call_schema", None)
+    fields = getattr(schema, "model_fields", None)
+    if isinstance(fields, dict):
+        return {k: v for k, v in tool_input.items() if k in fields}
+    return tool_input
+
+
 def _start_tool(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolRun | None:
     try:
-        tool_input = args[0] if args else kwargs.get("tool_input")
+        tool_input = _model_supplied(instance, args[0] if args else kwargs.get("tool_input"))
         run = ToolRun(
             str(getattr(instance, "name", type(instance).__name__)),
             call_id=kwargs.get("tool_call_id"),
@@ -251,13 +272,21 @@ def _messages_payload(batches: list[list[Any]]) -> list[dict[str, Any]]:
 
 
 _handler: Any = None
+_handler_wanted = False  # made on first use: instrumenting must not import langchain_core
 
 
 def _manager_init(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    global _handler
     wrapped(*args, **kwargs)
     handler = _handler
     if handler is None:
-        return
+        if not _handler_wanted:
+            return
+        try:
+            handler = _handler = _make_handler_class()()  # langchain_core is imported by now
+        except Exception as exc:  # noqa: BLE001
+            count_error("langchain", exc)
+            return
     try:
         if not any(h is handler for h in instance.inheritable_handlers):
             instance.add_handler(handler, inherit=True)
@@ -272,8 +301,9 @@ class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
-        global _handler
-        _handler = _make_handler_class()()
+        global _handler_wanted
+        _handler_wanted = True
+        adopt_tracer_provider(self, kwargs)
         _patcher.patch("langchain_core.tools.base", "BaseTool.run", _tool_run)
         _patcher.patch("langchain_core.tools.base", "BaseTool.arun", _tool_arun)
         _patcher.patch("langchain_core.tools.base", "_handle_tool_error", _handled_error)
@@ -283,6 +313,7 @@ class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         _patcher.patch("langgraph.pregel.main", "Pregel.astream", _graph_astream)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        global _handler
-        _handler = None
+        global _handler, _handler_wanted
+        _handler, _handler_wanted = None, False
         _patcher.unpatch_all()
+        release_tracer_provider(self)

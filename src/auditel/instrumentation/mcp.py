@@ -23,6 +23,7 @@ context into ``_meta`` on the client and extract it on the server.
 from __future__ import annotations
 
 import contextvars
+import os
 import sys
 from contextlib import contextmanager
 from typing import Any, Collection, Iterator, Mapping
@@ -32,8 +33,10 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.trace import SpanKind
 
 from auditel.api import helpers as api
-from auditel.instrumentation._base import count_error
-from auditel.api.runs import UNSET, Patcher, ToolRun, recording_enabled
+from auditel.config import child_env
+from auditel.instrumentation._base import adopt_tracer_provider, count_error, release_tracer_provider
+from auditel.api.runs import UNSET, ToolRun, recording_enabled
+from auditel.instrumentation.patching import Patcher
 
 _instruments = ("mcp >= 2.0",)
 FRAMEWORK = "mcp"
@@ -54,6 +57,19 @@ def _bind_call_tool(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[s
 
 
 def _result_content(result: Any) -> Any:
+    """A tool result in the one form both sides digest: the ``CallToolResult`` model dumped as JSON.
+
+    The client holds the parsed model, the server (over JSON-RPC) the wire dict the handler made,
+    which omits defaults the model fills in (``isError: false``): validating the wire dict into
+    the same model first gives both sides the same canonical JSON, so their digests match.
+    """
+    if isinstance(result, Mapping):
+        try:
+            from mcp_types import CallToolResult
+
+            result = CallToolResult.model_validate(dict(result))
+        except Exception:  # noqa: BLE001 - not a CallToolResult: digest the dict as it is
+            return dict(result)
     dump = getattr(result, "model_dump", None)
     if dump is not None:
         return dump(mode="json", by_alias=True, exclude_none=True)
@@ -219,20 +235,73 @@ def _error_code(exc: BaseException) -> str:
     return str(code) if code is not None else type(exc).__qualname__
 
 
+# Set by the outer guard for one tools/call; the inner wrapper marks it when the call reached it.
+_REACHED_HANDLER: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("auditel_mcp_reached", default=None)
+
+
+def _server_attributes(ctx: Any, runner: Any) -> dict[str, Any]:
+    server = getattr(runner, "server", None)
+    attrs = {"mcp.method.name": "tools/call", "audit.framework": FRAMEWORK, "audit.mcp.side": "server",
+             "audit.mcp.server.name": getattr(server, "name", None),
+             "jsonrpc.request.id": None if ctx.request_id is None else str(ctx.request_id),
+             "mcp.protocol.version": getattr(ctx, "protocol_version", None)}
+    return {k: v for k, v in attrs.items() if v is not None}
+
+
+def _record_rejection(ctx: Any, runner: Any, error: BaseException | None, result: Any) -> None:
+    """The server's own layer (a middleware: auth, validation, rate limit) answered a tools/call
+    without reaching the tool handler: record what was asked and that the server refused it."""
+    try:
+        params = ctx.params or {}
+        run = ToolRun(str(params.get("name")), arguments=params.get("arguments") or {}, tool_type="extension",
+                      attributes={**_server_attributes(ctx, runner), "audit.mcp.handled_by": "server_layer"})
+        run.start()
+        if error is not None:
+            run.finish(error=_error_code(error) if hasattr(error, "error") else error, outcome="denied",
+                       reason="rejected by the server before the tool handler ran")
+        else:
+            is_error = isinstance(result, Mapping) and result.get("isError") is True
+            run.finish(result=_result_content(result), outcome="denied" if is_error else "success",
+                       error="tool_error" if is_error else None,
+                       reason="answered by the server without running the tool handler")
+    except Exception as exc:  # noqa: BLE001
+        count_error("mcp", exc)
+
+
+def _rejection_guard(chain: Any, runner: Any) -> Any:
+    async def call(ctx: Any) -> Any:
+        if getattr(ctx, "method", None) != "tools/call" or not recording_enabled():
+            return await chain(ctx)
+        reached = [False]
+        token = _REACHED_HANDLER.set(reached)
+        try:
+            result = await chain(ctx)
+        except BaseException as exc:
+            if not reached[0] and not _is_cancel(exc):
+                _record_rejection(ctx, runner, exc, None)
+            raise
+        finally:
+            _REACHED_HANDLER.reset(token)
+        if not reached[0]:
+            _record_rejection(ctx, runner, None, result)
+        return result
+
+    return call
+
+
 def _audited_inner(inner: Any, runner: Any) -> Any:
     async def call(ctx: Any) -> Any:
         if getattr(ctx, "method", None) != "tools/call" or not recording_enabled():
             return await inner(ctx)
+        reached = _REACHED_HANDLER.get()
+        if reached is not None:
+            reached[0] = True
         run: ToolRun | None = None
         try:
             params = ctx.params or {}
             server = getattr(runner, "server", None)
-            attrs = {"mcp.method.name": "tools/call", "audit.framework": FRAMEWORK, "audit.mcp.side": "server",
-                     "audit.mcp.server.name": getattr(server, "name", None),
-                     "jsonrpc.request.id": None if ctx.request_id is None else str(ctx.request_id),
-                     "mcp.protocol.version": getattr(ctx, "protocol_version", None)}
             run = ToolRun(str(params.get("name")), arguments=params.get("arguments") or {}, tool_type="extension",
-                          attributes={k: v for k, v in attrs.items() if v is not None})
+                          attributes=_server_attributes(ctx, runner))
             current = trace.get_current_span()
             if _has_sdk_middleware(server) and current.get_span_context().is_valid:
                 run.adopt_span(current)
@@ -261,8 +330,7 @@ def _audited_inner(inner: Any, runner: Any) -> Any:
         try:
             is_error = isinstance(result, Mapping) and result.get("isError") is True
             error = (run.error_hint or "tool_error") if is_error else None
-            run.finish(result=result if isinstance(result, Mapping) else _result_content(result),
-                       outcome="failure" if is_error else "success", error=error)
+            run.finish(result=_result_content(result), outcome="failure" if is_error else "success", error=error)
         except Exception as exc:  # noqa: BLE001
             count_error("mcp", exc)
         return result
@@ -271,9 +339,13 @@ def _audited_inner(inner: Any, runner: Any) -> Any:
 
 
 def _compose(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Our run sits innermost (inside the SDK's span middleware, around the handler); a guard sits
+    outermost, so a call refused by any middleware before the handler still leaves a record."""
     if args:
-        return wrapped(_audited_inner(args[0], instance), *args[1:], **kwargs)
-    return wrapped(_audited_inner(kwargs.pop("inner"), instance), **kwargs)
+        chain = wrapped(_audited_inner(args[0], instance), *args[1:], **kwargs)
+    else:
+        chain = wrapped(_audited_inner(kwargs.pop("inner"), instance), **kwargs)
+    return _rejection_guard(chain, instance)
 
 
 async def _mcpserver_call_tool(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -288,6 +360,27 @@ async def _mcpserver_call_tool(wrapped: Any, instance: Any, args: tuple[Any, ...
         raise
 
 
+# --- stdio servers ------------------------------------------------------------------------------
+def _server_environment(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``mcp.client.stdio.get_default_environment``: add auditel's and OTel's settings (see
+    ``auditel.config.child_env``), so a stdio server started by an audited client is audited too."""
+    env = wrapped(*args, **kwargs)
+    try:
+        if not recording_enabled() or not child_env.inherit_enabled():
+            return env
+        import auditel._bootstrap as bootstrap_pkg
+        from auditel import runtime
+
+        rt = runtime.current()
+        added = child_env.audited_child_environment(
+            rt.settings.outbox if rt is not None else None, os.path.dirname(os.path.abspath(bootstrap_pkg.__file__))
+        )
+        return {**env, **added}
+    except Exception as exc:  # noqa: BLE001 - the server still starts, with the SDK's environment
+        count_error("mcp", exc)
+        return env
+
+
 class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """``auditel_mcp``: MCP client tool calls and discovery, server tool handlers."""
 
@@ -295,14 +388,17 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
+        adopt_tracer_provider(self, kwargs)
         _patcher.patch("mcp.client.session", "ClientSession.call_tool", _call_tool)
         _patcher.patch("mcp.client.session", "ClientSession.list_tools", _list_tools)
         _patcher.patch("mcp.shared.jsonrpc_dispatcher", "otel_span", _sdk_span)
         _patcher.patch("mcp.server.runner", "ServerRunner._compose_server_middleware", _compose)
         _patcher.patch("mcp.server.mcpserver.server", "MCPServer.call_tool", _mcpserver_call_tool)
+        _patcher.patch("mcp.client.stdio", "get_default_environment", _server_environment)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _patcher.unpatch_all()
+        release_tracer_provider(self)
 
 
 __all__ = ["MCPInstrumentor", "UNSET"]

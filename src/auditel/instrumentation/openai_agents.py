@@ -25,8 +25,9 @@ from typing import Any, Collection
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from auditel.api import helpers as api
-from auditel.instrumentation._base import count_error
-from auditel.api.runs import AgentRun, Patcher, ToolRun, recording_enabled
+from auditel.instrumentation._base import adopt_tracer_provider, count_error, release_tracer_provider
+from auditel.api.runs import AgentRun, ToolRun, recording_enabled
+from auditel.instrumentation.patching import Patcher
 
 _instruments = ("openai-agents >= 0.1",)
 FRAMEWORK = "openai_agents"
@@ -266,6 +267,7 @@ class OpenAIAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
+        adopt_tracer_provider(self, kwargs)
         _patcher.patch("agents.run_internal.tool_execution", "_FunctionToolBatchExecutor._run_single_tool", _run_single_tool)
         for module in ("agents.tool", "agents.run_internal.tool_execution"):
             _patcher.patch(module, "maybe_invoke_function_tool_failure_error_function", _tool_failure)
@@ -279,3 +281,4 @@ class OpenAIAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _patcher.unpatch_all()
+        release_tracer_provider(self)

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from auditel.record.canonical import canonical, fast_canonical_bytes, needs_general_path
 from auditel.config.settings import ConfigError
 from auditel.store.key_files import publish_new_file
@@ -57,6 +59,26 @@ def content_bytes(value: Any) -> bytes:
         if data is not None:
             return data
     return canonical(safe_value(value, max_value_bytes=1 << 30, reasons=Reasons())).encode("utf-8")
+
+
+def tool_arguments_form(arguments: Any) -> Any:
+    """The one form tool-call arguments are digested and stored in, on every side.
+
+    A model sends arguments as JSON text (OpenAI: ``'{"city": "Paris"}'``), a tool receives them
+    decoded (LangChain, MCP) or as that text (OpenAI Agents). Text that decodes to a JSON object
+    or array is decoded, so both sides digest the same canonical JSON and an auditor can show a
+    tool ran with exactly what the model asked for; anything else is kept as it is.
+    """
+    if isinstance(arguments, (str, bytes, bytearray)):
+        text = arguments.strip()
+        if text[:1] in ("{", "[") or text[:1] in (b"{", b"["):
+            try:
+                decoded = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                return arguments
+            if isinstance(decoded, (dict, list)):
+                return decoded
+    return arguments
 
 
 _IPAD = bytes(b ^ 0x36 for b in range(256))

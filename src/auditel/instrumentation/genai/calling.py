@@ -1,0 +1,246 @@
+"""Calling a wrapped SDK method: ``call_sync`` / ``call_async`` describe the request, start the
+invocation, run the call with its span current and settle the result (a value, a stream, or a
+raw response); ``wrapper`` makes the wrapt wrapper; ``GenAIInstrumentor`` is the base of the
+model-call instrumentors (its wrappers go through the one ``Patcher``, hooked lazily)."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Collection
+from typing import Any
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
+from auditel import runtime as _rt
+from auditel.instrumentation import _base
+from auditel.instrumentation.genai.invocation import Invocation, start
+from auditel.instrumentation.genai.shapes import Request, ResponseFacts
+from auditel.instrumentation.genai.streams import (
+    AsyncStreamProxy,
+    StreamState,
+    SyncStreamProxy,
+)
+from auditel.instrumentation.patching import Patcher
+
+# --- calling ---------------------------------------------------------------------------------------
+Describe = Callable[[Any, tuple[Any, ...], dict[str, Any]], Request]
+FromResponse = Callable[[ResponseFacts, Any], None]
+Observe = Callable[[ResponseFacts, Any], None]
+
+
+def _describe(describe: Describe, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
+    try:
+        return describe(instance, args, kwargs)
+    except Exception as exc:  # noqa: BLE001
+        _base.count_error("genai_describe", exc)
+        return None
+
+
+def _settle(inv: Invocation, result: Any, from_response: FromResponse, observe: Observe, is_async: bool) -> Any:
+    """Attach the result to the invocation: finish now, or wrap the stream / raw response."""
+    try:
+        kind = classify(result)
+        if kind == "stream":
+            state = StreamState(inv, observe)
+            return AsyncStreamProxy(result, state) if is_async else SyncStreamProxy(result, state)
+        if kind == "raw":
+            if not _body_already_read(result):
+                return RawResponseProxy(result, inv, from_response, observe, is_async)
+            # the body is in memory and parse() caches: the caller gets the very object it would have
+            from_response(inv.facts, result.parse())
+            inv.facts.complete = True
+            inv.finish()
+            return result
+        from_response(inv.facts, result)
+        inv.facts.complete = True
+    except Exception as exc:  # noqa: BLE001
+        _base.count_error("genai_response", exc)
+    inv.finish()
+    return result
+
+
+_KIND_OF_TYPE: dict[type, str] = {}
+
+
+def classify(result: Any) -> str:
+    """``stream``, ``raw`` (a ``with_raw_response`` / ``with_streaming_response`` object) or ``value``
+    (remembered per result type)."""
+    cls = type(result)
+    kind = _KIND_OF_TYPE.get(cls)
+    if kind is None:
+        kind = "value"
+        for base in cls.__mro__:
+            name = base.__name__
+            if name in ("Stream", "AsyncStream"):
+                kind = "stream"
+                break
+            if name in ("LegacyAPIResponse", "BaseAPIResponse"):
+                kind = "raw"
+                break
+        if len(_KIND_OF_TYPE) < 512:
+            _KIND_OF_TYPE[cls] = kind
+    return kind
+
+
+def call_sync(
+    wrapped: Callable[..., Any],
+    instance: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    describe: Describe,
+    from_response: FromResponse,
+    observe: Observe,
+) -> Any:
+    if _rt.current() is None or _suppressed():
+        return wrapped(*args, **kwargs)
+    req = _describe(describe, instance, args, kwargs)
+    inv = start(req) if req is not None else None
+    if inv is None:
+        return wrapped(*args, **kwargs)
+    token = otel_context.attach(trace.set_span_in_context(inv.span))
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        otel_context.detach(token)
+        inv.finish(error=exc)
+        raise
+    otel_context.detach(token)
+    return _settle(inv, result, from_response, observe, False)
+
+
+async def call_async(
+    wrapped: Callable[..., Any],
+    instance: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    describe: Describe,
+    from_response: FromResponse,
+    observe: Observe,
+) -> Any:
+    if _rt.current() is None or _suppressed():
+        return await wrapped(*args, **kwargs)
+    req = _describe(describe, instance, args, kwargs)
+    inv = start(req) if req is not None else None
+    if inv is None:
+        return await wrapped(*args, **kwargs)
+    token = otel_context.attach(trace.set_span_in_context(inv.span))
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        otel_context.detach(token)
+        inv.finish(error=exc)
+        raise
+    otel_context.detach(token)
+    return _settle(inv, result, from_response, observe, True)
+
+
+def _suppressed() -> bool:
+    return not is_instrumentation_enabled()
+
+
+# --- raw responses ---------------------------------------------------------------------------------
+class RawResponseProxy(wrapt.ObjectProxy):
+    """A ``with_raw_response`` / ``with_streaming_response`` result.
+
+    Used when the body is not in memory yet (a stream, ``with_streaming_response``, or an async
+    ``parse``): the HTTP call succeeded (the SDK raises otherwise); the facts are taken when the
+    caller calls ``parse()``, whose stream is wrapped; if the caller never parses, the record is
+    written (outcome success, no response details) when the object is dropped.
+    """
+
+    def __init__(self, wrapped: Any, inv: Invocation, from_response: FromResponse, observe: Observe, is_async: bool):
+        super().__init__(wrapped)
+        self._self_inv = inv
+        self._self_from_response = from_response
+        self._self_observe = observe
+        self._self_async = is_async
+        self._self_stream: Any = None
+        weakref.finalize(self, inv.finish)
+
+    def _self_take(self, parsed: Any) -> Any:
+        """The caller's parsed value (a stream is wrapped once and the same proxy returned after)."""
+        if classify(parsed) == "stream":
+            if self._self_stream is None:
+                state = StreamState(self._self_inv, self._self_observe)
+                cls = AsyncStreamProxy if type(parsed).__name__ == "AsyncStream" else SyncStreamProxy
+                self._self_stream = cls(parsed, state)
+            return self._self_stream
+        try:
+            self._self_from_response(self._self_inv.facts, parsed)
+            self._self_inv.facts.complete = True
+        except Exception as exc:  # noqa: BLE001
+            _base.count_error("genai_response", exc)
+        self._self_inv.finish()
+        return parsed
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        parsed = self.__wrapped__.parse(*args, **kwargs)
+        if hasattr(parsed, "__await__"):
+            return self._self_await(parsed)
+        if args or kwargs:  # parse(to=...) asks for another type: not the model response
+            return parsed
+        return self._self_take(parsed)
+
+    async def _self_await(self, awaitable: Any) -> Any:
+        return self._self_take(await awaitable)
+
+
+def _body_already_read(raw: Any) -> bool:
+    """A non-streaming raw response whose body is in memory, with a synchronous, caching ``parse``."""
+    if getattr(raw, "_stream", True) or type(raw).__name__.startswith("Async"):
+        return False
+    if not hasattr(raw, "_parsed_by_type"):
+        return False
+    http = getattr(raw, "http_response", None)
+    return http is not None and hasattr(http, "_content")
+
+
+def wrapper(describe: Describe, from_response: FromResponse, observe: Observe, *, is_async: bool) -> Any:
+    """A wrapt wrapper for one SDK method (sync or async), with an on/off switch for uninstrument."""
+    active = {"on": True}
+
+    if is_async:
+
+        async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            if not active["on"]:
+                return await wrapped(*args, **kwargs)
+            return await call_async(wrapped, instance, args, kwargs, describe, from_response, observe)
+
+        async_wrapper.active = active  # type: ignore[attr-defined]
+        return async_wrapper
+
+    def sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if not active["on"]:
+            return wrapped(*args, **kwargs)
+        return call_sync(wrapped, instance, args, kwargs, describe, from_response, observe)
+
+    sync_wrapper.active = active  # type: ignore[attr-defined]
+    return sync_wrapper
+
+
+class GenAIInstrumentor(BaseInstrumentor):
+    """Base of auditel's model-call instrumentors: ``_apply(patches)`` wraps, uninstrument undoes it."""
+
+    requirement = ""
+
+    def __init__(self) -> None:
+        if not hasattr(self, "_patches"):  # BaseInstrumentor is a per-class singleton
+            self._patches = Patcher(type(self).__name__)
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return (self.requirement,)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        _base.adopt_tracer_provider(self, kwargs)
+        self._apply(self._patches)  # post-import hooks: the SDK is patched when (if) the app imports it
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        self._patches.unpatch_all()
+        _base.release_tracer_provider(self)
+
+    def _apply(self, patches: Patcher) -> None:
+        raise NotImplementedError
