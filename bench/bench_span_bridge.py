@@ -28,14 +28,28 @@ from typing import Any
 SCENARIOS = ("http", "http-in-tool", "chat", "tool")
 N = {"http": 20000, "http-in-tool": 20000, "chat": 3000, "tool": 3000}
 
-HTTP = {"http.request.method": "GET", "url.full": "https://api.example.com/v1/items?id=1", "server.address": "api.example.com",
-        "http.response.status_code": 200}
-CHAT = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
-        "gen_ai.response.model": "gpt-4o-2024", "gen_ai.usage.input_tokens": 21, "gen_ai.usage.output_tokens": 9,
-        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": "hello " * 20}]}]),
-        "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "hi " * 20}]}])}
-TOOL = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "get_weather", "gen_ai.tool.call.id": "call_1",
-        "gen_ai.tool.call.arguments": json.dumps({"city": "Paris", "unit": "celsius"})}
+HTTP = {
+    "http.request.method": "GET",
+    "url.full": "https://api.example.com/v1/items?id=1",
+    "server.address": "api.example.com",
+    "http.response.status_code": 200,
+}
+CHAT = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "openai",
+    "gen_ai.request.model": "gpt-4o",
+    "gen_ai.response.model": "gpt-4o-2024",
+    "gen_ai.usage.input_tokens": 21,
+    "gen_ai.usage.output_tokens": 9,
+    "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": "hello " * 20}]}]),
+    "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "hi " * 20}]}]),
+}
+TOOL = {
+    "gen_ai.operation.name": "execute_tool",
+    "gen_ai.tool.name": "get_weather",
+    "gen_ai.tool.call.id": "call_1",
+    "gen_ai.tool.call.arguments": json.dumps({"city": "Paris", "unit": "celsius"}),
+}
 
 
 def run(scenario: str, rounds: int, quick: bool) -> dict[str, float]:
@@ -108,9 +122,12 @@ def run(scenario: str, rounds: int, quick: bool) -> dict[str, float]:
                 samples[config].append(us)
     for outer in outers.values():
         outer.end()
-    diffs = [b - p for p, b in zip(samples["plain"], samples["bridge"])]
-    return {"plain": statistics.median(samples["plain"]), "bridge": statistics.median(samples["bridge"]),
-            "added": statistics.median(diffs)}
+    diffs = [b - p for p, b in zip(samples["plain"], samples["bridge"], strict=True)]
+    return {
+        "plain": statistics.median(samples["plain"]),
+        "bridge": statistics.median(samples["bridge"]),
+        "added": statistics.median(diffs),
+    }
 
 
 def main() -> None:
@@ -122,15 +139,23 @@ def main() -> None:
     if args.worker:
         print(json.dumps(run(args.worker, args.rounds, args.quick)))
         return
-    print("| scenario | without bridge µs/span | with bridge µs/span | added µs/span (median of paired batches) | records/span |")
+    print(
+        "| scenario | without bridge µs/span | with bridge µs/span"
+        " | added µs/span (median of paired batches) | records/span |"
+    )
     print("|---|---:|---:|---:|---:|")
     records = {"http": 0, "http-in-tool": 0, "chat": 1, "tool": 2}
     for scenario in SCENARIOS:
         cmd = [sys.executable, __file__, "--worker", scenario, "--rounds", str(args.rounds)]
         if args.quick:
             cmd.append("--quick")
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                              env={k: v for k, v in os.environ.items() if not k.startswith(("AUDITEL_", "OTEL_"))})
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={k: v for k, v in os.environ.items() if not k.startswith(("AUDITEL_", "OTEL_"))},
+        )
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"| {scenario} | {res['plain']:.2f} | {res['bridge']:.2f} | {res['added']:+.2f} | {records[scenario]} |")
 

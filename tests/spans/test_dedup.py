@@ -18,10 +18,10 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from fake_llm_server import REPLY_TEXT
-from genai_support import outbox_bytes, telemetry
 
 import auditel
+from fake_llm_server import REPLY_TEXT
+from genai_support import outbox_bytes, telemetry
 from spans.support import bridged, records
 
 MESSAGES = [{"role": "user", "content": "USER-MARKER hello"}]
@@ -57,7 +57,9 @@ def test_auditel_openai_and_pydantic_ai_chat_span_give_one_model_call(audit: Pat
     auditel.instrument("openai")
     Agent.instrument_all(True)
     try:
-        model = OpenAIChatModel("agent-tools-once", provider=OpenAIProvider(base_url=llm_server.openai_base_url, api_key="t"))
+        model = OpenAIChatModel(
+            "agent-tools-once", provider=OpenAIProvider(base_url=llm_server.openai_base_url, api_key="t")
+        )
         agent = Agent(model, name="a1")
 
         @agent.tool_plain
@@ -76,9 +78,14 @@ def test_auditel_openai_and_pydantic_ai_chat_span_give_one_model_call(audit: Pat
 
 
 def run_child(mode: str, outbox: Path, server: Any) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, str(CHILD), mode, str(outbox), server.openai_base_url, REPLY_TEXT],
-                          check=False, capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if not k.startswith(("AUDITEL_", "OTEL_", "TRACELOOP_"))})
+    proc = subprocess.run(
+        [sys.executable, str(CHILD), mode, str(outbox), server.openai_base_url, REPLY_TEXT],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("AUDITEL_", "OTEL_", "TRACELOOP_"))},
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -93,7 +100,9 @@ def test_auditel_openai_and_openllmetry_give_one_record(outbox_path: Path, llm_s
     assert counts["deduplicated"] == 3
 
 
-def test_openinference_and_openllmetry_on_the_same_calls_give_one_record_each(outbox_path: Path, llm_server: Any) -> None:
+def test_openinference_and_openllmetry_on_the_same_calls_give_one_record_each(
+    outbox_path: Path, llm_server: Any
+) -> None:
     counts = run_child("oi_ol", outbox_path, llm_server)
     models = records(outbox_path, "model_call")
     assert len(models) == 3, [m["attributes"].get("audit.source") for m in models]

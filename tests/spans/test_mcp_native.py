@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from genai_support import telemetry
 
 import auditel
+from genai_support import telemetry
 from spans.support import bridged, records
 
 mcp = pytest.importorskip("mcp")
@@ -50,7 +50,11 @@ def test_native_mcp_spans_give_client_and_server_records(outbox_path: Path) -> N
     assert {t["attributes"]["audit.source"] for t in tools} == {"mcp-python-sdk"}
     assert len({t["trace_id"] for t in tools}) == 1  # the server's span continues the client's trace
     server_args = [t for t in tools if t["attributes"].get("audit.mcp.side") == "server"]
-    assert all(t["attributes"]["audit.outcome"] == "success" for t in server_args if t["attributes"]["audit.phase"] == "outcome")
+    assert all(
+        t["attributes"]["audit.outcome"] == "success"
+        for t in server_args
+        if t["attributes"]["audit.phase"] == "outcome"
+    )
 
 
 def test_native_mcp_tool_error_is_a_failure(outbox_path: Path) -> None:
@@ -58,9 +62,14 @@ def test_native_mcp_tool_error_is_a_failure(outbox_path: Path) -> None:
     auditel.configure(outbox=str(outbox_path))
     auditel.uninstrument()
     assert call_add(fail=True).is_error
-    server_out = [t for t in bridged(outbox_path, "tool_call")
-                  if t["attributes"].get("audit.mcp.side") == "server" and t["attributes"]["audit.phase"] == "outcome"]
-    assert [(t["attributes"]["audit.outcome"], t["attributes"]["error.type"]) for t in server_out] == [("failure", "tool_error")]
+    server_out = [
+        t
+        for t in bridged(outbox_path, "tool_call")
+        if t["attributes"].get("audit.mcp.side") == "server" and t["attributes"]["audit.phase"] == "outcome"
+    ]
+    assert [(t["attributes"]["audit.outcome"], t["attributes"]["error.type"]) for t in server_out] == [
+        ("failure", "tool_error")
+    ]
 
 
 def test_auditel_mcp_instrumentation_and_native_spans_give_one_record_per_side(outbox_path: Path) -> None:

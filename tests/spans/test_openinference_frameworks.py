@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_llm_server import TOOL_ARGUMENTS
-from genai_support import outbox_bytes, telemetry
 
 import auditel
+from fake_llm_server import TOOL_ARGUMENTS
+from genai_support import outbox_bytes, telemetry
 from spans.support import bridged
 
 
@@ -85,8 +85,12 @@ def test_openai_agents_with_openinference(audit: Path, llm_server: Any) -> None:
     inst.instrument()
     try:
         client = openai.AsyncOpenAI(base_url=llm_server.openai_base_url, api_key="t", max_retries=0)
-        agent = Agent(name="oa_agent", instructions="PROMPT-MARKER", tools=[get_weather],
-                      model=OpenAIChatCompletionsModel(model="agent-tools-once", openai_client=client))
+        agent = Agent(
+            name="oa_agent",
+            instructions="PROMPT-MARKER",
+            tools=[get_weather],
+            model=OpenAIChatCompletionsModel(model="agent-tools-once", openai_client=client),
+        )
         result = Runner.run_sync(agent, "USER-MARKER weather?")
         assert "forty-two" in str(result.final_output)
     finally:
@@ -97,7 +101,10 @@ def test_openai_agents_with_openinference(audit: Path, llm_server: Any) -> None:
     assert tools[-1]["attributes"]["audit.outcome"] == "success"
     assert any(r["attributes"].get("audit.arguments.digest") == rt.digest(TOOL_ARGUMENTS)[0] for r in tools)
     assert len(bridged(audit, "model_call")) == 2
-    assert any(r["attributes"].get("gen_ai.agent.name") == "oa_agent" or "oa_agent" in str(r["attributes"].get("audit.target.id"))
-               for r in bridged(audit, "agent_run"))
+    assert any(
+        r["attributes"].get("gen_ai.agent.name") == "oa_agent"
+        or "oa_agent" in str(r["attributes"].get("audit.target.id"))
+        for r in bridged(audit, "agent_run")
+    )
     stored = outbox_bytes(audit)
     assert b"USER-MARKER" not in stored and b"RESULT-MARKER" not in stored

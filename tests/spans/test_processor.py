@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from genai_support import outbox_bytes
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -24,6 +23,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 import auditel
 from auditel.spans import attach as bridge_attach
 from auditel.spans.conventions import classify
+from genai_support import outbox_bytes
 from spans.support import bridged, records
 
 ARGS = {"city": "ARGS-MARKER-Paris", "unit": "celsius"}
@@ -42,8 +42,12 @@ def phases(recs: list[dict[str, Any]]) -> list[str]:
 
 
 def test_genai_tool_intent_is_committed_before_on_start_returns(tracer: trace.Tracer, outbox_path: Path) -> None:
-    attrs = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "get_weather",
-             "gen_ai.tool.call.id": "call_1", "gen_ai.tool.call.arguments": json.dumps(ARGS)}
+    attrs = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "get_weather",
+        "gen_ai.tool.call.id": "call_1",
+        "gen_ai.tool.call.arguments": json.dumps(ARGS),
+    }
     with tracer.start_as_current_span("execute_tool get_weather", attributes=attrs) as span:
         # durable before the tool body runs: the framework's call has not returned yet
         assert phases(bridged(outbox_path, "tool_call")) == ["intent"]
@@ -60,22 +64,42 @@ def test_genai_tool_intent_is_committed_before_on_start_returns(tracer: trace.Tr
 
 
 def test_older_genai_spellings_and_identity(tracer: trace.Tracer, outbox_path: Path) -> None:
-    attrs = {"gen_ai.operation.name": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "m1",
-             "gen_ai.usage.prompt_tokens": 7, "gen_ai.usage.completion_tokens": 3, "gen_ai.prompt": "PROMPT-MARKER",
-             "gen_ai.agent.name": "a", "gen_ai.conversation.id": "conv-1", "session.id": "s-1"}
+    attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": "openai",
+        "gen_ai.request.model": "m1",
+        "gen_ai.usage.prompt_tokens": 7,
+        "gen_ai.usage.completion_tokens": 3,
+        "gen_ai.prompt": "PROMPT-MARKER",
+        "gen_ai.agent.name": "a",
+        "gen_ai.conversation.id": "conv-1",
+        "session.id": "s-1",
+    }
     with tracer.start_as_current_span("chat m1", attributes=attrs, kind=SpanKind.CLIENT):
         pass
     (rec,) = bridged(outbox_path, "model_call")
     a = rec["attributes"]
-    assert (a["gen_ai.provider.name"], a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == ("openai", 7, 3)
+    assert (a["gen_ai.provider.name"], a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (
+        "openai",
+        7,
+        3,
+    )
     assert (a["gen_ai.agent.name"], a["gen_ai.conversation.id"]) == ("a", "conv-1")
     assert "audit.input.digest" in a and b"PROMPT-MARKER" not in outbox_bytes(outbox_path)
 
 
 def test_mcp_tools_call_inside_execute_tool_is_one_action(tracer: trace.Tracer, outbox_path: Path) -> None:
-    outer = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "get_time", "gen_ai.tool.call.arguments": "{}"}
-    inner = {"mcp.method.name": "tools/call", "gen_ai.tool.name": "get_time", "jsonrpc.request.id": "7",
-             "mcp.session.id": "sess-9"}
+    outer = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "get_time",
+        "gen_ai.tool.call.arguments": "{}",
+    }
+    inner = {
+        "mcp.method.name": "tools/call",
+        "gen_ai.tool.name": "get_time",
+        "jsonrpc.request.id": "7",
+        "mcp.session.id": "sess-9",
+    }
     with tracer.start_as_current_span("execute_tool get_time", attributes=outer):
         with tracer.start_as_current_span("tools/call get_time", attributes=inner, kind=SpanKind.CLIENT) as span:
             span.set_attribute("gen_ai.tool.call.result", "12:00")
@@ -87,8 +111,9 @@ def test_mcp_tools_call_inside_execute_tool_is_one_action(tracer: trace.Tracer, 
 
 
 def test_mcp_server_side_span(tracer: trace.Tracer, outbox_path: Path) -> None:
-    with tracer.start_as_current_span("tools/call add", kind=SpanKind.SERVER,
-                                      attributes={"mcp.method.name": "tools/call", "gen_ai.tool.name": "add"}):
+    with tracer.start_as_current_span(
+        "tools/call add", kind=SpanKind.SERVER, attributes={"mcp.method.name": "tools/call", "gen_ai.tool.name": "add"}
+    ):
         pass
     with tracer.start_as_current_span("tools/list", attributes={"mcp.method.name": "tools/list"}):
         pass
@@ -106,8 +131,10 @@ def test_auditel_own_tool_span_outside_wins(outbox_path: Path) -> None:
 
     @auditel.tool
     def get_weather(city: str, unit: str) -> str:
-        with framework.start_as_current_span("execute_tool get_weather", attributes={
-                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "get_weather"}):
+        with framework.start_as_current_span(
+            "execute_tool get_weather",
+            attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "get_weather"},
+        ):
             return "ok"
 
     assert get_weather("Paris", "celsius") == "ok"
@@ -119,18 +146,36 @@ def test_auditel_own_tool_span_outside_wins(outbox_path: Path) -> None:
 def test_openinference_and_openllmetry_kinds(tracer: trace.Tracer, outbox_path: Path) -> None:
     with tracer.start_as_current_span("Agent.run", attributes={"openinference.span.kind": "AGENT"}):
         with tracer.start_as_current_span("step", attributes={"openinference.span.kind": "CHAIN"}):
-            with tracer.start_as_current_span("get_weather", attributes={
-                    "openinference.span.kind": "TOOL", "tool.name": "get_weather", "input.value": json.dumps(ARGS)}):
+            with tracer.start_as_current_span(
+                "get_weather",
+                attributes={
+                    "openinference.span.kind": "TOOL",
+                    "tool.name": "get_weather",
+                    "input.value": json.dumps(ARGS),
+                },
+            ):
                 pass
-    with tracer.start_as_current_span("wf.workflow", attributes={"traceloop.span.kind": "workflow",
-                                                                  "traceloop.entity.name": "wf"}):
-        with tracer.start_as_current_span("lookup.tool", attributes={"traceloop.span.kind": "tool",
-                                                                      "traceloop.entity.name": "lookup",
-                                                                      "traceloop.entity.input": json.dumps(ARGS)}):
+    with tracer.start_as_current_span(
+        "wf.workflow", attributes={"traceloop.span.kind": "workflow", "traceloop.entity.name": "wf"}
+    ):
+        with tracer.start_as_current_span(
+            "lookup.tool",
+            attributes={
+                "traceloop.span.kind": "tool",
+                "traceloop.entity.name": "lookup",
+                "traceloop.entity.input": json.dumps(ARGS),
+            },
+        ):
             pass
-        with tracer.start_as_current_span("openai.chat", attributes={"llm.request.type": "chat", "gen_ai.system": "openai",
-                                                                      "gen_ai.request.model": "gpt-x",
-                                                                      "gen_ai.prompt.0.content": "PROMPT-MARKER"}):
+        with tracer.start_as_current_span(
+            "openai.chat",
+            attributes={
+                "llm.request.type": "chat",
+                "gen_ai.system": "openai",
+                "gen_ai.request.model": "gpt-x",
+                "gen_ai.prompt.0.content": "PROMPT-MARKER",
+            },
+        ):
             pass
     rt = auditel.runtime.current()
     tools = bridged(outbox_path, "tool_call")
@@ -138,7 +183,11 @@ def test_openinference_and_openllmetry_kinds(tracer: trace.Tracer, outbox_path: 
     assert {t["attributes"]["audit.arguments.digest"] for t in tools} == {rt.digest(ARGS)[0]}
     agents = bridged(outbox_path, "agent_run")
     assert [(a["attributes"]["gen_ai.agent.name"], a["attributes"]["audit.phase"]) for a in agents] == [
-        ("Agent.run", "intent"), ("Agent.run", "outcome"), ("wf", "intent"), ("wf", "outcome")]
+        ("Agent.run", "intent"),
+        ("Agent.run", "outcome"),
+        ("wf", "intent"),
+        ("wf", "outcome"),
+    ]
     assert agents[2]["attributes"]["gen_ai.operation.name"] == "invoke_workflow"
     (model,) = bridged(outbox_path, "model_call")
     assert model["attributes"]["gen_ai.request.model"] == "gpt-x" and "audit.input.digest" in model["attributes"]
@@ -146,22 +195,30 @@ def test_openinference_and_openllmetry_kinds(tracer: trace.Tracer, outbox_path: 
 
 
 def test_guardrails_keep_verdict_and_action_apart(tracer: trace.Tracer, outbox_path: Path) -> None:
-    with tracer.start_as_current_span("apply_guardrail pii", attributes={
-            "gen_ai.operation.name": "apply_guardrail", "gen_ai.guardrail.name": "pii",
-            "gen_ai.guardrail.verdict": "deny", "gen_ai.guardrail.action": "redacted"}):
+    with tracer.start_as_current_span(
+        "apply_guardrail pii",
+        attributes={
+            "gen_ai.operation.name": "apply_guardrail",
+            "gen_ai.guardrail.name": "pii",
+            "gen_ai.guardrail.verdict": "deny",
+            "gen_ai.guardrail.action": "redacted",
+        },
+    ):
         pass
     with tracer.start_as_current_span("no_secrets", attributes={"openinference.span.kind": "GUARDRAIL"}):
         pass
     recs = bridged(outbox_path, "policy_decision")
-    assert [(r["attributes"]["audit.policy.verdict"], r["attributes"].get("audit.policy.action_taken")) for r in recs] == [
-        ("deny", "redacted"), ("unknown", None)]  # OpenInference does not say whether it triggered: never guessed
+    assert [
+        (r["attributes"]["audit.policy.verdict"], r["attributes"].get("audit.policy.action_taken")) for r in recs
+    ] == [("deny", "redacted"), ("unknown", None)]  # OpenInference does not say whether it triggered: never guessed
     assert recs[0]["attributes"]["audit.policy.id"] == "pii"
 
 
 def test_failure_status_and_exception_type(tracer: trace.Tracer, outbox_path: Path) -> None:
     with pytest.raises(ValueError):
-        with tracer.start_as_current_span("execute_tool t", attributes={"gen_ai.operation.name": "execute_tool",
-                                                                        "gen_ai.tool.name": "t"}):
+        with tracer.start_as_current_span(
+            "execute_tool t", attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "t"}
+        ):
             raise ValueError("boom")
     out = bridged(outbox_path, "tool_call")[-1]["attributes"]
     assert (out["audit.outcome"], out["error.type"]) == ("failure", "ValueError")
@@ -177,10 +234,19 @@ def test_non_genai_spans_pass_and_counters(tracer: trace.Tracer, outbox_path: Pa
 
 
 def test_hostile_attribute_values_never_raise(tracer: trace.Tracer, outbox_path: Path) -> None:
-    with tracer.start_as_current_span("x", attributes={"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": "lots",
-                                                      "gen_ai.response.finish_reasons": "stop", "gen_ai.input.messages": "{bad json"}):
+    with tracer.start_as_current_span(
+        "x",
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.usage.input_tokens": "lots",
+            "gen_ai.response.finish_reasons": "stop",
+            "gen_ai.input.messages": "{bad json",
+        },
+    ):
         pass
-    with tracer.start_as_current_span("y", attributes={"openinference.span.kind": "TOOL", "input.value": "[1, 2"}) as span:
+    with tracer.start_as_current_span(
+        "y", attributes={"openinference.span.kind": "TOOL", "input.value": "[1, 2"}
+    ) as span:
         span.set_status(Status(StatusCode.ERROR))
     assert len(bridged(outbox_path)) == 3
     assert auditel.status()["span_bridge"]["errors"] == 0
@@ -231,8 +297,13 @@ print(type(trace.get_tracer_provider()).__name__)
 
 
 def test_provider_set_after_configure_gets_the_bridge(outbox_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", APP_SETS_PROVIDER_LATER, str(outbox_path)], check=False,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", APP_SETS_PROVIDER_LATER, str(outbox_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     status_line, provider_name = proc.stdout.strip().splitlines()[-2:]
     assert json.loads(status_line)["mapped"] == 1

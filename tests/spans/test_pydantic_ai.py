@@ -13,13 +13,13 @@ import pytest
 
 pytest.importorskip("pydantic_ai")
 
-from fake_llm_server import REPLY_TEXT, TOOL_ARGUMENTS
-from genai_support import outbox_bytes, telemetry
 from pydantic_ai import Agent
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
 import auditel
+from fake_llm_server import REPLY_TEXT, TOOL_ARGUMENTS
+from genai_support import outbox_bytes, telemetry
 from spans.support import bridged
 
 TOOL_RESULT = "RESULT-MARKER-sunny-21C"
@@ -34,7 +34,9 @@ def instrumented() -> Any:
 
 
 def make_agent(server: Any, fail: bool = False) -> Agent:
-    model = OpenAIChatModel("agent-tools-once", provider=OpenAIProvider(base_url=server.openai_base_url, api_key="test"))
+    model = OpenAIChatModel(
+        "agent-tools-once", provider=OpenAIProvider(base_url=server.openai_base_url, api_key="test")
+    )
     agent = Agent(model, name="weather_agent", system_prompt="PROMPT-MARKER-system")
 
     @agent.tool_plain
@@ -61,7 +63,10 @@ def test_agent_run_tool_and_model_calls_are_recorded(outbox_path: Path, llm_serv
     assert all(r["attributes"]["gen_ai.request.model"].startswith("agent-tools-once") for r in models)
     # Pydantic AI's chat spans, unless an OpenAI instrumentation left behind by another test (OpenLLMetry
     # cannot fully uninstrument) made an inner span for the same call: the innermost one records
-    assert {r["attributes"]["audit.source"] for r in models} <= {"pydantic-ai", "opentelemetry.instrumentation.openai.v1"}
+    assert {r["attributes"]["audit.source"] for r in models} <= {
+        "pydantic-ai",
+        "opentelemetry.instrumentation.openai.v1",
+    }
     assert models[0]["attributes"]["gen_ai.usage.input_tokens"] > 0
     assert "audit.input.digest" in models[0]["attributes"]
 
@@ -92,7 +97,9 @@ def test_agent_run_tool_and_model_calls_are_recorded(outbox_path: Path, llm_serv
     assert status["mapped"] >= 4 and status["errors"] == 0
 
 
-def test_content_capture_opt_in_keeps_content(outbox_path: Path, llm_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_content_capture_opt_in_keeps_content(
+    outbox_path: Path, llm_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     telemetry()
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_AND_EVENT")
     auditel.configure(outbox=str(outbox_path))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import user_records
 from fake_llm_server import REPLY_TEXT, FakeLLMServer
 from genai_support import outbox_bytes
@@ -46,10 +47,21 @@ def _auditel_run(outbox: Path, script: Path, env: dict[str, str]) -> subprocess.
 
 
 def _instrument(outbox: Path, script: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = dict(env, AUDITEL_ENABLED="true", AUDITEL_OUTBOX=str(outbox), OTEL_PYTHON_DISTRO="auditel_distro",
-               OTEL_PYTHON_CONFIGURATOR="auditel_configurator")
-    return subprocess.run([str(BIN / "opentelemetry-instrument"), sys.executable, str(script)], check=False, env=env,
-                          capture_output=True, text=True, timeout=180)
+    env = dict(
+        env,
+        AUDITEL_ENABLED="true",
+        AUDITEL_OUTBOX=str(outbox),
+        OTEL_PYTHON_DISTRO="auditel_distro",
+        OTEL_PYTHON_CONFIGURATOR="auditel_configurator",
+    )
+    return subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), sys.executable, str(script)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def _app_output(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -66,7 +78,9 @@ def _by_kind(outbox: Path, kind: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("launcher", ["auditel_run", "opentelemetry_instrument"])
 @pytest.mark.parametrize("traces_exporter", [None, "console"])
-def test_app_sets_its_own_provider(server: FakeLLMServer, tmp_path: Path, launcher: str, traces_exporter: str | None) -> None:
+def test_app_sets_its_own_provider(
+    server: FakeLLMServer, tmp_path: Path, launcher: str, traces_exporter: str | None
+) -> None:
     outbox = tmp_path / "outbox.db"
     extra = {"OTEL_TRACES_EXPORTER": traces_exporter} if traces_exporter else {}
     env = _env(server, **extra)

@@ -80,14 +80,16 @@ def missing_trace_exporters(env: Mapping[str, str] | None = None) -> list[str]:
     for name in traces_exporter_names(env):
         entry = name
         if name == "otlp":
-            protocol = (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc")
+            protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
             entry = _BY_PROTOCOL.get(protocol.strip(), "otlp_proto_grpc")
         if entry in installed:
             continue
         package = _PACKAGES.get(entry)
         if entry == "otlp_proto_grpc":
-            hint = (f"pip install {package} (or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf and"
-                    " pip install 'auditel[otlp]')")
+            hint = (
+                f"pip install {package} (or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf and"
+                " pip install 'auditel[otlp]')"
+            )
         elif package is not None:
             hint = f"pip install {package} (or pip install 'auditel[otlp]')"
         else:

@@ -136,8 +136,13 @@ class AdoptingTracerProvider(trace.TracerProvider):
     def app_provider_set(self) -> bool:
         return self._app_set
 
-    def get_tracer(self, instrumenting_module_name: str, instrumenting_library_version: str | None = None,
-                   schema_url: str | None = None, attributes: Any = None) -> trace.Tracer:
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Any = None,
+    ) -> trace.Tracer:
         return _AdoptingTracer(self, (instrumenting_module_name, instrumenting_library_version, schema_url, attributes))
 
     def __getattr__(self, name: str) -> Any:

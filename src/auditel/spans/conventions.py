@@ -24,11 +24,22 @@ AGENT_RUN = "agent_run"
 POLICY = "policy_decision"
 
 # keys whose presence makes a span a candidate: the constant-time check for every other span
-MARKER_KEYS = ("gen_ai.operation.name", "openinference.span.kind", "traceloop.span.kind", "mcp.method.name",
-               "llm.request.type")
+MARKER_KEYS = (
+    "gen_ai.operation.name",
+    "openinference.span.kind",
+    "traceloop.span.kind",
+    "mcp.method.name",
+    "llm.request.type",
+)
 
-_MODEL_OPS = {"chat": "chat", "text_completion": "text_completion", "completion": "text_completion",
-              "generate_content": "generate_content", "embeddings": "embeddings", "embedding": "embeddings"}
+_MODEL_OPS = {
+    "chat": "chat",
+    "text_completion": "text_completion",
+    "completion": "text_completion",
+    "generate_content": "generate_content",
+    "embeddings": "embeddings",
+    "embedding": "embeddings",
+}
 _TOOL_OPS = {"execute_tool"}
 _AGENT_OPS = {"invoke_agent", "create_agent", "invoke_workflow"}
 _GUARD_OPS = {"apply_guardrail", "run_guardrail", "guardrail"}
@@ -63,7 +74,9 @@ class Facts:
     def richness(self) -> int:
         """How many facts this view of the action carries (dedup prefers the richer of two views)."""
         n = sum(v is not None for v in (self.call_id, self.model, self.response_id, self.input_tokens))
-        return n + sum(v is not MISSING for v in (self.arguments, self.result, self.input_messages, self.output_messages))
+        return n + sum(
+            v is not MISSING for v in (self.arguments, self.result, self.input_messages, self.output_messages)
+        )
 
 
 def is_candidate(attrs: Mapping[str, Any] | None) -> bool:
@@ -74,8 +87,13 @@ def is_candidate(attrs: Mapping[str, Any] | None) -> bool:
     d = getattr(attrs, "_dict", None)
     if type(d) is not dict:
         d = attrs
-    return ("gen_ai.operation.name" in d or "openinference.span.kind" in d or "traceloop.span.kind" in d
-            or "mcp.method.name" in d or "llm.request.type" in d)
+    return (
+        "gen_ai.operation.name" in d
+        or "openinference.span.kind" in d
+        or "traceloop.span.kind" in d
+        or "mcp.method.name" in d
+        or "llm.request.type" in d
+    )
 
 
 def parse_json_text(value: Any) -> Any:
@@ -131,10 +149,25 @@ def _indexed(attrs: Mapping[str, Any], prefix: str) -> Any:
     return [items[i] for i in sorted(items)]
 
 
-_IDENTITY_KEYS = ("gen_ai.agent.name", "gen_ai.agent.id", "gen_ai.conversation.id", "session.id", "user.id",
-                  "gen_ai.agent.call.id", "mcp.session.id", "mcp.method.name", "mcp.protocol.version",
-                  "jsonrpc.request.id", "server.address", "server.port", "network.transport", "agent.name",
-                  "graph.node.id", "gen_ai.tool.type", "gen_ai.data_source.id")
+_IDENTITY_KEYS = (
+    "gen_ai.agent.name",
+    "gen_ai.agent.id",
+    "gen_ai.conversation.id",
+    "session.id",
+    "user.id",
+    "gen_ai.agent.call.id",
+    "mcp.session.id",
+    "mcp.method.name",
+    "mcp.protocol.version",
+    "jsonrpc.request.id",
+    "server.address",
+    "server.port",
+    "network.transport",
+    "agent.name",
+    "graph.node.id",
+    "gen_ai.tool.type",
+    "gen_ai.data_source.id",
+)
 
 
 def _identity(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,8 +181,16 @@ def _identity(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 def _model_facts(attrs: Mapping[str, Any], convention: str, operation: str) -> Facts:
     f = Facts(MODEL_CALL, convention, operation=operation)
-    f.model = _str(_first(attrs, "gen_ai.request.model", "llm.model_name", "embedding.model_name", "llm.request.model",
-                          "gen_ai.response.model"))
+    f.model = _str(
+        _first(
+            attrs,
+            "gen_ai.request.model",
+            "llm.model_name",
+            "embedding.model_name",
+            "llm.request.model",
+            "gen_ai.response.model",
+        )
+    )
     f.name = f.model
     f.provider = _str(_first(attrs, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"))
     f.response_model = _str(_first(attrs, "gen_ai.response.model", "llm.response.model"))
@@ -157,10 +198,24 @@ def _model_facts(attrs: Mapping[str, Any], convention: str, operation: str) -> F
     reasons = _first(attrs, "gen_ai.response.finish_reasons")
     if reasons is not None:
         f.finish_reasons = [str(r) for r in reasons] if isinstance(reasons, (list, tuple)) else [str(reasons)]
-    f.input_tokens = _int(_first(attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
-                                 "llm.token_count.prompt", "llm.usage.prompt_tokens"))
-    f.output_tokens = _int(_first(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
-                                  "llm.token_count.completion", "llm.usage.completion_tokens"))
+    f.input_tokens = _int(
+        _first(
+            attrs,
+            "gen_ai.usage.input_tokens",
+            "gen_ai.usage.prompt_tokens",
+            "llm.token_count.prompt",
+            "llm.usage.prompt_tokens",
+        )
+    )
+    f.output_tokens = _int(
+        _first(
+            attrs,
+            "gen_ai.usage.output_tokens",
+            "gen_ai.usage.completion_tokens",
+            "llm.token_count.completion",
+            "llm.usage.completion_tokens",
+        )
+    )
     f.input_messages = _content(attrs, "gen_ai.input.messages", "gen_ai.prompt", "input.value")
     if f.input_messages is MISSING:
         f.input_messages = _indexed(attrs, "gen_ai.prompt.")
@@ -183,16 +238,22 @@ def _tool_facts(attrs: Mapping[str, Any], convention: str, span_name: str) -> Fa
         # MCP SDK's client span): the name follows the operation
         for op in ("execute_tool ", "tools/call "):
             at = span_name.find(op)
-            if at >= 0 and span_name[at + len(op):]:
-                name = span_name[at + len(op):]
+            if at >= 0 and span_name[at + len(op) :]:
+                name = span_name[at + len(op) :]
                 break
     if name is None and convention == "openinference" and span_name:
         name = span_name  # OpenInference names a TOOL span after the tool
     f.name = _str(name)
     f.call_id = _str(_first(attrs, "gen_ai.tool.call.id", "tool_call.id", "tool.id", "jsonrpc.request.id"))
     # (OpenInference's tool.parameters is the tool's parameter schema, not the call's arguments)
-    f.arguments = _content(attrs, "gen_ai.tool.call.arguments", "tool_arguments", "tool_call.function.arguments",
-                           "input.value", "traceloop.entity.input")
+    f.arguments = _content(
+        attrs,
+        "gen_ai.tool.call.arguments",
+        "tool_arguments",
+        "tool_call.function.arguments",
+        "input.value",
+        "traceloop.entity.input",
+    )
     args = f.arguments
     if isinstance(args, dict) and args.get("args") == [] and isinstance(args.get("kwargs"), dict):
         # OpenInference's bound-call form ({"args": [], "kwargs": {...}, <the wrapper's own flags>},
@@ -207,7 +268,7 @@ def _agent_facts(attrs: Mapping[str, Any], convention: str, operation: str, span
     f = Facts(AGENT_RUN, convention, operation=operation)
     name = _first(attrs, "gen_ai.agent.name", "agent.name", "traceloop.entity.name")
     if name is None and span_name.startswith(operation + " "):
-        name = span_name[len(operation) + 1:]
+        name = span_name[len(operation) + 1 :]
     elif name is None and convention != "genai" and span_name:
         name = span_name  # OpenInference/Traceloop agent spans: the span name names the agent
     f.name = _str(name)
@@ -222,13 +283,22 @@ def _policy_facts(attrs: Mapping[str, Any], convention: str, span_name: str) -> 
     f = Facts(POLICY, convention, operation="apply_guardrail")
     f.name = _str(_first(attrs, "gen_ai.guardrail.name", "guardrail.name", "traceloop.entity.name")) or span_name
     f.policy_id = f.name
-    verdict = _first(attrs, "gen_ai.guardrail.verdict", "gen_ai.guardrail.decision", "guardrail.verdict",
-                     "guardrail.triggered", "gen_ai.guardrail.triggered", "triggered")
+    verdict = _first(
+        attrs,
+        "gen_ai.guardrail.verdict",
+        "gen_ai.guardrail.decision",
+        "guardrail.verdict",
+        "guardrail.triggered",
+        "gen_ai.guardrail.triggered",
+        "triggered",
+    )
     if verdict is None:
         f.verdict = "unknown"  # e.g. OpenInference drops the OpenAI Agents SDK's "triggered": never guess
     else:
         low = str(verdict).strip().lower()
-        f.verdict = low if low in ("allow", "deny", "modify", "warn", "escalate") else ("deny" if low in _DENY else "allow")
+        f.verdict = (
+            low if low in ("allow", "deny", "modify", "warn", "escalate") else ("deny" if low in _DENY else "allow")
+        )
     taken = _first(attrs, "gen_ai.guardrail.action", "guardrail.action")
     f.action_taken = _str(taken)
     f.reason = _str(_first(attrs, "gen_ai.guardrail.reason", "guardrail.reason"))

@@ -23,8 +23,13 @@ from auditel.spans import conventions as C
 from auditel.spans.dedup import MAX_OPEN, Action, find, merge_into
 
 _OWN_SCOPE = S.SCOPE_NAME
-_SIDES = {SpanKind.CLIENT: "client", SpanKind.SERVER: "server", SpanKind.INTERNAL: "internal",
-          SpanKind.PRODUCER: "producer", SpanKind.CONSUMER: "consumer"}
+_SIDES = {
+    SpanKind.CLIENT: "client",
+    SpanKind.SERVER: "server",
+    SpanKind.INTERNAL: "internal",
+    SpanKind.PRODUCER: "producer",
+    SpanKind.CONSUMER: "consumer",
+}
 
 
 def _attrs(span: Any) -> Any:
@@ -66,9 +71,14 @@ class AuditSpanProcessor(SpanProcessor):
             self.runtime = None
 
     def snapshot(self) -> dict[str, int]:
-        return {"seen": self.seen, "mapped": self.mapped, "skipped": self.skipped,
-                "deduplicated": self.deduplicated, "errors": self.errors,
-                "open": len(self._enclosing) + len(self._open)}
+        return {
+            "seen": self.seen,
+            "mapped": self.mapped,
+            "skipped": self.skipped,
+            "deduplicated": self.deduplicated,
+            "errors": self.errors,
+            "open": len(self._enclosing) + len(self._open),
+        }
 
     # --- SpanProcessor ---------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
@@ -150,8 +160,9 @@ class AuditSpanProcessor(SpanProcessor):
                     self._agent_record(span, facts, action, "intent")
             action.intent_written = True
 
-    def _end(self, span: ReadableSpan, enc: Action | None, covered: bool, action: Action | None,
-             dup: Action | None) -> None:
+    def _end(
+        self, span: ReadableSpan, enc: Action | None, covered: bool, action: Action | None, dup: Action | None
+    ) -> None:
         facts = self._classify(span)
         if facts is None:
             if covered:
@@ -262,10 +273,19 @@ class AuditSpanProcessor(SpanProcessor):
         if facts.output_messages is not C.MISSING:
             kwargs["output_messages"] = facts.output_messages
         helpers.model_call(
-            facts.model, provider=facts.provider, operation=facts.operation or "chat", outcome=outcome, error=error,
-            duration_ms=self._duration_ms(span), response_model=facts.response_model, response_id=facts.response_id,
-            finish_reasons=facts.finish_reasons, input_tokens=facts.input_tokens, output_tokens=facts.output_tokens,
-            attributes=self._common(span, facts), **kwargs,
+            facts.model,
+            provider=facts.provider,
+            operation=facts.operation or "chat",
+            outcome=outcome,
+            error=error,
+            duration_ms=self._duration_ms(span),
+            response_model=facts.response_model,
+            response_id=facts.response_id,
+            finish_reasons=facts.finish_reasons,
+            input_tokens=facts.input_tokens,
+            output_tokens=facts.output_tokens,
+            attributes=self._common(span, facts),
+            **kwargs,
         )
 
     def _tool_record(self, span: Any, facts: C.Facts, action: Action, phase: str) -> None:
@@ -288,9 +308,16 @@ class AuditSpanProcessor(SpanProcessor):
             outcome, error = self._outcome(span)
             duration = self._duration_ms(span)
         helpers.tool_call(
-            name, phase=phase, call_id=facts.call_id or action.call_id, outcome=outcome, error=error,
-            duration_ms=duration, tool_type=(facts.extra.get("gen_ai.tool.type")), correlation_id=action.correlation_id,
-            attributes=attrs, **kwargs,
+            name,
+            phase=phase,
+            call_id=facts.call_id or action.call_id,
+            outcome=outcome,
+            error=error,
+            duration_ms=duration,
+            tool_type=(facts.extra.get("gen_ai.tool.type")),
+            correlation_id=action.correlation_id,
+            attributes=attrs,
+            **kwargs,
         )
 
     def _agent_record(self, span: Any, facts: C.Facts, action: Action, phase: str) -> None:
@@ -298,11 +325,17 @@ class AuditSpanProcessor(SpanProcessor):
         if rt is None:
             return
         attrs = self._common(span, facts)
-        attrs.update({
-            S.A_ACTION: "agent.run", S.A_PHASE: phase, S.GEN_AI_OPERATION: facts.operation or "invoke_agent",
-            S.GEN_AI_AGENT_NAME: facts.name or action.name, S.A_TARGET_TYPE: "agent",
-            S.A_TARGET_ID: facts.name or action.name, S.A_CORRELATION_ID: action.correlation_id,
-        })
+        attrs.update(
+            {
+                S.A_ACTION: "agent.run",
+                S.A_PHASE: phase,
+                S.GEN_AI_OPERATION: facts.operation or "invoke_agent",
+                S.GEN_AI_AGENT_NAME: facts.name or action.name,
+                S.A_TARGET_TYPE: "agent",
+                S.A_TARGET_ID: facts.name or action.name,
+                S.A_CORRELATION_ID: action.correlation_id,
+            }
+        )
         severity = "info"
         if phase == "outcome":
             outcome, error = self._outcome(span)
@@ -315,7 +348,10 @@ class AuditSpanProcessor(SpanProcessor):
 
     def _policy_record(self, span: ReadableSpan, facts: C.Facts) -> None:
         helpers.policy_decision(
-            facts.verdict or "unknown", policy_id=facts.policy_id, reason=facts.reason, action_taken=facts.action_taken,
+            facts.verdict or "unknown",
+            policy_id=facts.policy_id,
+            reason=facts.reason,
+            action_taken=facts.action_taken,
             attributes=self._common(span, facts),
         )
 
@@ -355,7 +391,8 @@ class _span_context:
     __slots__ = ("_ctx", "_token")
 
     def __init__(self, span: ReadableSpan) -> None:
-        self._ctx = trace.set_span_in_context(NonRecordingSpan(span.get_span_context()))
+        span_context = span.get_span_context() or trace.INVALID_SPAN_CONTEXT
+        self._ctx = trace.set_span_in_context(NonRecordingSpan(span_context))
         self._token: Any = None
 
     def __enter__(self) -> None:
