@@ -11,6 +11,8 @@
   ``Shipper`` with its default settings (claim → encode → send → mark, pipelined: 1 batch in
   flight over HTTP, 4 over gRPC) until every record is acknowledged by the collector; plus, for
   reference, gRPC with one batch in flight (``AUDITEL_SHIP_INFLIGHT=1``).
+* the same drain through the command users run, ``auditel sync`` in its own process, its fixed
+  start-up (measured by running it again on the drained outbox) subtracted;
 * stock: ``LoggerProvider`` + ``BatchLogRecordProcessor`` (queue large enough to drop nothing,
   batch 512) + the official OTLP/HTTP or OTLP/gRPC log exporter, N ``logger.emit`` calls with the
   same attributes, then ``force_flush``: the time to move N records end to end.
@@ -62,7 +64,7 @@ ATTRS = {
 class BlackholeCollector:
     """rotel-agent on loopback with the blackhole exporter (acknowledges and discards)."""
 
-    def __enter__(self) -> "BlackholeCollector":
+    def __enter__(self) -> BlackholeCollector:
         self.http_port, self.grpc_port = free_port(), free_port()
         args = [
             str(rotel_binary()), "start",
@@ -126,7 +128,8 @@ def build_backlog(path: Path, n: int) -> None:
             rows.append((rid, stream_id, i + 1, now + i, "auditel.tool_call", data, None))
         conn.execute("BEGIN")
         conn.executemany(
-            "INSERT INTO records(record_id, stream_id, seq, time_ns, event_name, data, record_hash) VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO records(record_id, stream_id, seq, time_ns, event_name, data, record_hash)"
+            " VALUES (?,?,?,?,?,?,?)",
             rows,
         )
         conn.execute("COMMIT")
@@ -137,8 +140,8 @@ def build_backlog(path: Path, n: int) -> None:
 def make_shipper(path: Path, endpoint: str, protocol: str, inflight: int | None = None) -> Any:
     """A shipper with the default settings (or ``inflight`` batches in flight)."""
     from auditel.config.otlp import exporter_from_env, tuning_from_env
-    from auditel.store.outbox import Outbox
     from auditel.delivery.shipper import Shipper
+    from auditel.store.outbox import Outbox
 
     config = exporter_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
     assert config is not None
@@ -146,18 +149,47 @@ def make_shipper(path: Path, endpoint: str, protocol: str, inflight: int | None 
     return Shipper(Outbox(path), config, tuning)
 
 
-def drain_auditel(path: Path, endpoint: str, protocol: str, inflight: int | None = None) -> tuple[float, int]:
+def drain_auditel(path: Path, endpoint: str, protocol: str, inflight: int | None = None) -> tuple[float, int, float]:
+    """(seconds, records shipped, process CPU seconds) of an in-process ``Shipper.drain``."""
     shipper = make_shipper(path, endpoint, protocol, inflight)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     shipper.drain(600)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     shipper.close()
     if shipper.queue.pending() or shipper.dead_lettered_total:
         raise SystemExit(f"auditel drain incomplete: {shipper.status()}")
-    return elapsed, shipper.shipped_total
+    return elapsed, shipper.shipped_total, cpu
 
 
-def stock_pipeline(endpoint: str, protocol: str, n: int) -> tuple[float, int]:
+def drain_command(path: Path, endpoint: str, protocol: str) -> tuple[float, int, float]:
+    """``auditel sync`` as users run it, in its own process: (seconds, records, CPU seconds).
+
+    The command's fixed start-up (interpreter, imports, opening the outbox) is measured by running
+    it again on the drained outbox (nothing pending) and subtracted, from the wall time and the CPU.
+    """
+    import resource
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AUDITEL_"))}
+    env.update(AUDITEL_OUTBOX=str(path), OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol)
+    command = [sys.executable, "-m", "auditel.cli", "sync", "--quiet", "--json", "--timeout", "600"]
+
+    def timed() -> tuple[float, float, dict[str, Any]]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        out = subprocess.run(command, env=env, capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        if out.returncode != 0:
+            raise SystemExit(f"auditel sync failed ({out.returncode}): {out.stderr[-500:]}")
+        return elapsed, cpu, json.loads(out.stdout)
+
+    elapsed, cpu, result = timed()
+    idle_elapsed, idle_cpu, _ = timed()
+    return max(1e-6, elapsed - idle_elapsed), result["shipped"], max(0.0, cpu - idle_cpu)
+
+
+def stock_pipeline(endpoint: str, protocol: str, n: int) -> tuple[float, int, float]:
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExportResult
     from opentelemetry.sdk.resources import Resource
@@ -186,14 +218,14 @@ def stock_pipeline(endpoint: str, protocol: str, n: int) -> tuple[float, int]:
     )
     logger = provider.get_logger("stock")
     attrs = dict(ATTRS)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(n):
         attrs["audit.record.id"] = f"STOCK{i:021d}"
         logger.emit(event_name="auditel.tool_call", attributes=attrs, severity_text="INFO")
     provider.force_flush(600_000)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     provider.shutdown()
-    return elapsed, delivered[0]
+    return elapsed, delivered[0], cpu
 
 
 def rss_kb() -> int:
@@ -234,39 +266,54 @@ def rss_child(path: str, endpoint: str, protocol: str) -> None:
                       "pending_after": shipper.queue.pending()}))
 
 
-def run_round(master: Path, workdir: Path, collector: BlackholeCollector, n: int) -> list[tuple[str, str, float, int]]:
-    """One round: each auditel configuration on a fresh copy of the backlog, then the stock pipeline."""
-    rows: list[tuple[str, str, float, int]] = []
-    for protocol, variants in (("http/protobuf", (None,)), ("grpc", (None, 1))):
-        for inflight in variants:
-            copy = workdir / f"drain-{protocol.replace('/', '-')}-{inflight}.db"
+Row = tuple[str, str, float, int, float]  # (pipeline, protocol, seconds, records, CPU seconds)
+
+
+def run_round(master: Path, workdir: Path, collector: BlackholeCollector, n: int) -> list[Row]:
+    """One round: each auditel configuration on a fresh copy of the backlog (in process, then through
+    the ``auditel sync`` command), then the stock pipeline."""
+    rows: list[Row] = []
+    for protocol, variants in (("http/protobuf", (None, "command")), ("grpc", (None, "command", 1))):
+        for variant in variants:
+            copy = workdir / f"drain-{protocol.replace('/', '-')}-{variant}.db"
             shutil.copy(master, copy)
-            elapsed, shipped = drain_auditel(copy, collector.endpoint(protocol), protocol, inflight)
+            if variant == "command":
+                elapsed, shipped, cpu = drain_command(copy, collector.endpoint(protocol), protocol)
+                label = f"auditel sync command ({protocol})"
+            else:
+                inflight = variant if isinstance(variant, int) else None
+                elapsed, shipped, cpu = drain_auditel(copy, collector.endpoint(protocol), protocol, inflight)
+                label = "defaults" if inflight is None else f"AUDITEL_SHIP_INFLIGHT={inflight}"
+                label = f"auditel drain in process ({protocol}, {label})"
             for suffix in ("", "-wal", "-shm"):
                 Path(str(copy) + suffix).unlink(missing_ok=True)
-            label = "defaults" if inflight is None else f"AUDITEL_SHIP_INFLIGHT={inflight}"
-            rows.append((f"auditel drain ({protocol}, {label})", protocol, elapsed, shipped))
-        elapsed, moved = stock_pipeline(collector.endpoint(protocol), protocol, n)
-        rows.append((f"stock BLRP + OTLP exporter ({protocol})", protocol, elapsed, moved))
+            rows.append((label, protocol, elapsed, shipped, cpu))
+        elapsed, moved, cpu = stock_pipeline(collector.endpoint(protocol), protocol, n)
+        rows.append((f"stock BLRP + OTLP exporter ({protocol})", protocol, elapsed, moved, cpu))
     return rows
 
 
-def print_table(rounds: list[list[tuple[str, str, float, int]]], n: int) -> None:
-    """Median records/s per pipeline over the rounds; "vs stock" is the median of each round's ratio."""
+def print_table(rounds: list[list[Row]], n: int) -> None:
+    """Median records/s per pipeline over the rounds; "vs stock" is the median of each round's ratio.
+    CPU µs/record: the CPU of the process doing the work (the command's own process for ``sync``)."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"Drain of {n:,} records to a local rotel collector (blackhole exporter), {os.cpu_count()} CPUs,"
-          f" {len(rounds)} round(s), medians")
+          f" {len(rounds)} round(s), medians; load average {load:.1f} at the end")
     print()
-    print(f"| {'pipeline':<50} | {'records/s':>10} | {'vs stock':>8} | {'per round (records/s)':<30} |")
-    print(f"|{'-' * 52}|{'-' * 12}|{'-' * 10}|{'-' * 32}|")
-    for index, (name, protocol, _s, _n) in enumerate(rounds[0]):
-        rates, ratios = [], []
+    print(f"| {'pipeline':<54} | {'records/s':>10} | {'vs stock':>8} | {'CPU µs/record':>13} |"
+          f" {'per round (records/s)':<30} |")
+    print(f"|{'-' * 56}|{'-' * 12}|{'-' * 10}|{'-' * 15}|{'-' * 32}|")
+    for index, (name, protocol, _s, _n, _c) in enumerate(rounds[0]):
+        rates, ratios, cpus = [], [], []
         for rows in rounds:
-            stock = next(c / s for label, p, s, c in rows if p == protocol and label.startswith("stock"))
+            stock = next(c / s for label, p, s, c, _cpu in rows if p == protocol and label.startswith("stock"))
             rate = rows[index][3] / rows[index][2]
             rates.append(rate)
             ratios.append(rate / stock)
+            cpus.append(rows[index][4] / max(1, rows[index][3]) * 1e6)
         each = ", ".join(f"{r:,.0f}" for r in rates)
-        print(f"| {name:<50} | {statistics.median(rates):>10,.0f} | {statistics.median(ratios):>7.1f}x | {each:<30} |")
+        print(f"| {name:<54} | {statistics.median(rates):>10,.0f} | {statistics.median(ratios):>7.1f}x |"
+              f" {statistics.median(cpus):>13.1f} | {each:<30} |")
 
 
 def measure_rss(workdir: Path, n: int) -> None:
@@ -303,9 +350,10 @@ def measure_rss(workdir: Path, n: int) -> None:
 def emit_cost(master: Path, workdir: Path, endpoint: str | None, protocol: str, n: int) -> tuple[list[float], int]:
     """Seconds per ``auditel.emit`` on this thread while the runtime's worker ships the backlog to
     ``endpoint`` (None: no shipping), and the records shipped during the emit loop."""
+    from bench_emit import ATTRS as EMIT_ATTRS
+
     import auditel
     from auditel import runtime
-    from bench_emit import ATTRS as EMIT_ATTRS
 
     copy = workdir / "emit.db"
     shutil.copy(master, copy)
@@ -341,7 +389,8 @@ def emit_cost(master: Path, workdir: Path, endpoint: str | None, protocol: str, 
 
 
 def measure_emit(master: Path, workdir: Path, collector: BlackholeCollector, n: int, target_us: float) -> None:
-    cases = [("no shipping", None, "http/protobuf"), ("while draining over OTLP/HTTP", "http/protobuf", "http/protobuf"),
+    cases = [("no shipping", None, "http/protobuf"),
+             ("while draining over OTLP/HTTP", "http/protobuf", "http/protobuf"),
              ("while draining over OTLP/gRPC", "grpc", "grpc")]
     print()
     print(f"The app's emit cost while the shipper drains the backlog ({n:,} emits on the app's thread)")
@@ -385,7 +434,7 @@ def main() -> None:
             print()
             print_table(rounds, args.records)
             if args.emit:
-                stock_http = statistics.median(c / s for rows in rounds for label, p, s, c in rows
+                stock_http = statistics.median(c / s for rows in rounds for label, p, s, c, _cpu in rows
                                                if label.startswith("stock") and p == "http/protobuf")
                 measure_emit(master, workdir, collector, args.emit_events, 1e6 / stock_http)
         if args.rss:

@@ -10,7 +10,6 @@ provider (``auditel.AuditProcessor``) to audit records emitted through it.
 from __future__ import annotations
 
 import atexit
-import importlib
 import os
 import threading
 import time
@@ -31,11 +30,10 @@ from auditel.pipeline.processor import AuditProcessor, SanitizedLogRecord, take_
 from auditel.redaction.redactor import Redactor
 from auditel.record.safe_value import Reasons, safe_attributes, safe_value
 from auditel.pipeline.sinks import JsonlSink
+from auditel.delivery.shipper import Shipper, shipper_from_env
 from auditel.delivery.worker import Worker
-
-# Optional parts that attach themselves to a runtime when present: each module has
-# ``attach(runtime)``. Missing modules are skipped.
-EXTENSIONS: list[str] = ["auditel.delivery.shipper", "auditel.integrity.checkpoints", "auditel.spans.attach"]
+from auditel.integrity.checkpoints import Checkpointer, install_checkpointer
+from auditel.integrity.signing import Signer
 
 _lock = threading.RLock()
 _runtime: "Runtime | None" = None
@@ -93,8 +91,7 @@ class Runtime:
         self.scope = InstrumentationScope(S.SCOPE_NAME, _package_version())
         self.worker = Worker(self.counters)
         self.processor.add_waker(self.worker.wake)
-        self.shipper: Any = None  # set by auditel.delivery.shipper.attach when an endpoint is configured
-        self.signer: Any = None  # set by auditel.integrity.checkpoints.attach
+        self.shipper: Shipper | None = None  # built below when an OTLP endpoint is configured
         self.sinks: list[Any] = []
         self._stream_start_hooks: list[Callable[[], dict[str, Any]]] = []
         self._shutdown_hooks: list[Callable[[float], None]] = []
@@ -106,14 +103,13 @@ class Runtime:
         self.worker.add_task("space", self._space_task, 300.0)
         # commits do not checkpoint the WAL (kept off the emit path); the worker does, every second
         self.worker.add_task("wal", lambda: (self.outbox.checkpoint_wal(), None)[1], 1.0)
-        for name in EXTENSIONS:
-            try:
-                module = importlib.import_module(name)
-            except ModuleNotFoundError as exc:
-                if exc.name == name:
-                    continue
-                raise
-            module.attach(self)
+        self.shipper = shipper_from_env(self.outbox, self.counters, self.worker)
+        self.checkpointer: Checkpointer = install_checkpointer(self)
+        self.signer: Signer = self.checkpointer.signer
+        self.span_bridge: Any = None  # auditel.spans: GenAI spans of any instrumentation -> records
+        from auditel.spans.attach import attach as attach_span_bridge  # here: spans imports the API, which imports us
+
+        attach_span_bridge(self)  # AUDITEL_SPAN_BRIDGE (a bad value fails configure() by name)
         self.processor.start_stream()
         self.worker.start()
 
@@ -323,7 +319,7 @@ def build_status(settings: Settings, outbox: Outbox | None, runtime: Runtime | N
     if runtime is not None:
         out.update(runtime.counters.snapshot())
         out["shipper_running"] = bool(runtime.worker.running and runtime.shipper is not None)
-        bridge = getattr(runtime, "span_bridge", None)  # set by auditel.spans.attach
+        bridge = runtime.span_bridge
         out["span_bridge"] = bridge.snapshot() if bridge is not None else None
         if runtime.shipper is not None:
             try:

@@ -7,10 +7,11 @@ import sys
 import time
 from typing import Any
 
-from auditel.config.settings import ConfigError
-from auditel.config.otlp import exporter_from_env, tuning_from_env
-from auditel.delivery.shipper import Shipper
 from auditel.cli._common import open_outbox, print_json
+from auditel.config.otlp import exporter_from_env, tuning_from_env
+from auditel.config.settings import ConfigError
+from auditel.delivery.shipper import Shipper
+from auditel.delivery.transport import make_transport
 
 
 def register(sub: Any) -> None:
@@ -80,7 +81,14 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    shipper = Shipper(outbox, config, tuning)
+    try:
+        # build the transport now: a missing grpcio is a configuration error (exit 2), not a retry
+        # loop, and its import is part of the command's start-up rather than of the first batch
+        transport = make_transport(config)
+    except ConfigError as exc:
+        print(f"auditel: {exc}", file=sys.stderr)
+        return 2
+    shipper = Shipper(outbox, config, tuning, transport_factory=lambda _config: transport)
     total = shipper.queue.pending()
     bar = ProgressBar(total, enabled=not args.quiet)
 

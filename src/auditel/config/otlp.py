@@ -22,9 +22,10 @@ Every bad value raises :class:`auditel.config.settings.ConfigError` naming the v
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from auditel.config.settings import ConfigError, _non_negative_float, _parse_bool
@@ -154,7 +155,9 @@ def exporter_from_env(env: Mapping[str, str] | None = None, *, endpoint: str | N
     protocol = parse("PROTOCOL", lambda _v, raw: _choice(raw, PROTOCOLS), "one of " + ", ".join(PROTOCOLS))
     protocol = protocol or "http/protobuf"
     insecure = parse("INSECURE", lambda _v, raw: _parse_bool(raw.strip()), "true or false")
-    headers = parse("HEADERS", lambda _v, raw: parse_headers(raw), "comma-separated key=value pairs (URL-encoded)", secret=True)
+    headers = parse(
+        "HEADERS", lambda _v, raw: parse_headers(raw), "comma-separated key=value pairs (URL-encoded)", secret=True
+    )
     timeout_s = parse("TIMEOUT", lambda _v, raw: _timeout(raw), "a positive number of milliseconds")
     compression = parse("COMPRESSION", lambda _v, raw: _choice(raw, COMPRESSIONS), "one of gzip, none")
     certificate = parse("CERTIFICATE", lambda _v, raw: _pem_file(raw), "a readable PEM file")
@@ -211,8 +214,18 @@ def tuning_from_env(env: Mapping[str, str] | None = None) -> ShipTuning:
             errors.append(f"{var}={raw!r} is not valid: expected {accepted}")
 
     take("enabled", "AUDITEL_SHIP_ENABLED", _parse_bool, "true or false")
-    take("batch_records", "AUDITEL_SHIP_BATCH_RECORDS", _int_range(1, MAX_BATCH_RECORDS), f"a whole number 1..{MAX_BATCH_RECORDS}")
-    take("batch_bytes", "AUDITEL_SHIP_BATCH_BYTES", _int_range(1024, MAX_BATCH_BYTES), f"a number of bytes 1024..{MAX_BATCH_BYTES}")
+    take(
+        "batch_records",
+        "AUDITEL_SHIP_BATCH_RECORDS",
+        _int_range(1, MAX_BATCH_RECORDS),
+        f"a whole number 1..{MAX_BATCH_RECORDS}",
+    )
+    take(
+        "batch_bytes",
+        "AUDITEL_SHIP_BATCH_BYTES",
+        _int_range(1024, MAX_BATCH_BYTES),
+        f"a number of bytes 1024..{MAX_BATCH_BYTES}",
+    )
     take("backoff_min_s", "AUDITEL_SHIP_BACKOFF_MIN_S", _positive_float, "a number of seconds > 0")
     take("backoff_max_s", "AUDITEL_SHIP_BACKOFF_MAX_S", _positive_float, "a number of seconds > 0")
     take("slow_retry_s", "AUDITEL_SHIP_SLOW_RETRY_S", _positive_float, "a number of seconds > 0")
@@ -220,10 +233,17 @@ def tuning_from_env(env: Mapping[str, str] | None = None) -> ShipTuning:
     take("lease_s", "AUDITEL_SHIP_LEASE_S", _positive_float, "a number of seconds > 0")
     take("interval_s", "AUDITEL_SHIP_INTERVAL_S", _positive_float, "a number of seconds > 0")
     take("linger_s", "AUDITEL_SHIP_LINGER_S", _non_negative_float, "a number of seconds >= 0")
-    take("inflight", "AUDITEL_SHIP_INFLIGHT", _int_range(1, MAX_INFLIGHT), f"a whole number 1..{MAX_INFLIGHT} (batches in flight)")
+    take(
+        "inflight",
+        "AUDITEL_SHIP_INFLIGHT",
+        _int_range(1, MAX_INFLIGHT),
+        f"a whole number 1..{MAX_INFLIGHT} (batches in flight)",
+    )
     lo, hi = values.get("backoff_min_s", 1.0), values.get("backoff_max_s", 60.0)
     if lo > hi and not errors:
-        errors.append(f"AUDITEL_SHIP_BACKOFF_MIN_S={lo} is larger than AUDITEL_SHIP_BACKOFF_MAX_S={hi}: expected min <= max")
+        errors.append(
+            f"AUDITEL_SHIP_BACKOFF_MIN_S={lo} is larger than AUDITEL_SHIP_BACKOFF_MAX_S={hi}: expected min <= max"
+        )
     if errors:
         raise ConfigError("invalid auditel shipping configuration:\n  " + "\n  ".join(errors))
     return ShipTuning(**values)
@@ -240,7 +260,7 @@ def parse_headers(raw: str) -> dict[str, str]:
             raise ValueError(f"entry {index} has no '='")
         key, _, value = part.partition("=")
         key = unquote(key).strip().lower()
-        if not key or any(c.isspace() or c in "()<>@,;:\\\"/[]?={}" for c in key):
+        if not key or any(c.isspace() or c in '()<>@,;:\\"/[]?={}' for c in key):
             raise ValueError(f"entry {index} has an invalid header name")
         value = unquote(value).strip()
         if "\r" in value or "\n" in value:
@@ -256,7 +276,6 @@ def _choice(raw: str, options: tuple[str, ...]) -> str:
     return low
 
 
-
 def _timeout(raw: str) -> float:
     value = float(raw)
     if not (value > 0) or value == float("inf"):
@@ -269,7 +288,6 @@ def _positive_float(raw: str) -> float:
     if not (value > 0) or value == float("inf"):
         raise ValueError("")
     return value
-
 
 
 def _int_range(lo: int, hi: int) -> Callable[[str], int]:
@@ -307,7 +325,7 @@ def _endpoint(var: str, raw: str, protocol: str, *, per_signal: bool) -> str:
     if not parts.hostname:
         raise ValueError("no host")
     try:
-        parts.port
+        _ = parts.port  # raises ValueError for a bad port
     except ValueError as exc:
         raise ValueError("bad port") from exc
     if protocol == "grpc" or per_signal:

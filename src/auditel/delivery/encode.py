@@ -17,7 +17,8 @@ import base64
 import json
 import struct
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
@@ -26,7 +27,7 @@ from auditel.record import schema as S
 try:  # orjson parses the stored JSON 3-5x faster when it is installed; the result is identical
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover - depends on the environment
-    _loads = json.loads
+    _loads = json.loads  # type: ignore[assignment]
 _b64decode = base64.b64decode
 
 # (rid, stream_id, data) as claimed from the outbox
@@ -113,10 +114,10 @@ def build_request(rows: Sequence[StoredRow], resources: Mapping[str, Mapping[str
             log_records = scope_logs.log_records
             for record in records:
                 lr = log_records.add()
-                lr.time_unix_nano = int(record["time_unix_nano"])
+                lr.time_unix_nano = nanos(record["time_unix_nano"])
                 observed = record.get("observed_time_unix_nano")
                 if observed is not None:
-                    lr.observed_time_unix_nano = int(observed)
+                    lr.observed_time_unix_nano = nanos(observed)
                 lr.severity_number = record.get("severity_number") or 0
                 text = record.get("severity_text")
                 if text:
@@ -318,8 +319,24 @@ def _record_head(size: int) -> bytes:
     return head
 
 
+def nanos(value: Any) -> int:
+    """A stored nanosecond timestamp (decimal string or int) as an int; anything else raises
+    ``ValueError`` (``"1.5e+18"``, ``"True"``, a bool, a negative or >64-bit value): the shipper then
+    isolates the record as a dead letter instead of sending a time the backend would misread."""
+    t = type(value)
+    if t is str and value.isascii() and value.isdigit():
+        n = int(value)
+    elif t is int:
+        n = value
+    else:
+        raise ValueError(f"timestamp {str(value)[:40]!r} is not a non-negative integer of nanoseconds")
+    if n < 0 or n >= 1 << 64:
+        raise ValueError(f"timestamp {n} is outside the unsigned 64-bit range of nanoseconds")
+    return n
+
+
 def _log_record(record: dict[str, Any]) -> bytes:
-    time_ns = int(record["time_unix_nano"])
+    time_ns = nanos(record["time_unix_nano"])
     parts = [b"\x09" + _pack_q(time_ns)] if time_ns else []
     sev = record.get("severity_number") or 0
     if sev:
@@ -338,7 +355,9 @@ def _log_record(record: dict[str, Any]) -> bytes:
         t = type(value)
         if key in _UNIQUE_KEYS:  # ids, hashes, digests, sequence numbers: cached prefix + the value's bytes
             if t is str or t is int or t is float:
-                raw = value.encode("utf-8") if t is str else _varint(value & _INT64_MASK) if t is int else _pack_d(value)
+                raw = (
+                    value.encode("utf-8") if t is str else _varint(value & _INT64_MASK) if t is int else _pack_d(value)
+                )
                 prefix = prefix_of((key, t, len(raw)))
                 if prefix is not None:
                     append(prefix + raw)
@@ -361,8 +380,10 @@ def _log_record(record: dict[str, Any]) -> bytes:
         if span_id:
             parts.append(_ld(b"\x52", bytes.fromhex(span_id)))
     observed = record.get("observed_time_unix_nano")
-    if observed is not None and int(observed):
-        parts.append(b"\x59" + _pack_q(int(observed)))
+    if observed is not None:
+        observed = nanos(observed)
+        if observed:
+            parts.append(b"\x59" + _pack_q(observed))
     name = record.get("event_name")
     if name:
         parts.append(_small_field(b"\x62", name))
@@ -444,13 +465,13 @@ def encode_json(rows: Sequence[StoredRow], resources: Mapping[str, Mapping[str, 
             out = []
             for record in records:
                 lr: dict[str, Any] = {
-                    "timeUnixNano": str(record["time_unix_nano"]),
+                    "timeUnixNano": str(nanos(record["time_unix_nano"])),
                     "severityNumber": record.get("severity_number") or 0,
                     "eventName": record.get("event_name") or "",
                     "attributes": _json_kvs(record["attributes"]),
                 }
                 if record.get("observed_time_unix_nano") is not None:
-                    lr["observedTimeUnixNano"] = str(record["observed_time_unix_nano"])
+                    lr["observedTimeUnixNano"] = str(nanos(record["observed_time_unix_nano"]))
                 if record.get("severity_text"):
                     lr["severityText"] = record["severity_text"]
                 if record.get("body") is not None:

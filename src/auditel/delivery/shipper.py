@@ -1,141 +1,51 @@
 """The shipper: moves the outbox to an OTLP backend, at least once, through outages, crashes and rejections.
 
-``attach(runtime)`` (called by the runtime at configure time) builds a :class:`Shipper` when
-``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set and registers it
-as the worker task ``ship``: the worker's daemon thread runs it when a record is committed and on
-a timer. Without an endpoint nothing ships and records stay pending (``status()['pending']``).
+The runtime builds it with :func:`shipper_from_env` when ``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`` or
+``OTEL_EXPORTER_OTLP_ENDPOINT`` is set and registers it as the worker task ``ship``: the worker's
+daemon thread runs it when a record is committed and on a timer. Without an endpoint nothing
+ships and records stay pending (``status()['pending']``).
 
 One batch = claim a leased batch (short transaction) → encode → send (no transaction open) →
-mark shipped / dead-letter / release and back off. ``pump`` runs batches as a pipeline: while
-batches are on the network (up to ``inflight``, sent by sender threads that also mark them
-shipped), the next batch is already claimed and encoded on the calling thread. A batch claimed
-but not yet sent is only leased, so a crash re-sends at most the batches on the network.
-Records are on disk before ``emit`` returns, so nothing here is needed for durability;
-``flush()`` at shutdown is a bounded courtesy.
+mark shipped / dead-letter / release and back off (the policy is ``retry.py``). :meth:`Shipper.pump`
+runs batches as a pipeline, a small state machine (:class:`_Pump`): while batches are on the
+network (up to ``inflight``, sent by sender threads that also mark them shipped), the next batch is
+already claimed and encoded on the calling thread. A batch claimed but not yet sent is only
+leased, so a crash re-sends at most the batches on the network. Records are on disk before
+``emit`` returns, so nothing here is needed for durability; ``flush()`` at shutdown is a bounded
+courtesy.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import random
 import socket
 import sys
 import threading
 import time
-from collections import deque
-from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from auditel.counters import Counters
-from auditel.record.ids import new_stream_id
 from auditel.config.otlp import ExporterConfig, ShipTuning, exporter_from_env, tuning_from_env
+from auditel.counters import Counters
+from auditel.delivery import retry
 from auditel.delivery.encode import StoredRow, encode_json, encode_protobuf
+from auditel.delivery.pump import BatchResult, Flight, Pump, PumpResult, Sent
+from auditel.delivery.retry import Action, Kind, ShipState
+from auditel.delivery.senders import Senders
 from auditel.delivery.transport import Outcome, Transport, make_transport
+from auditel.record.ids import new_stream_id
 from auditel.store.outbox import Outbox
 from auditel.store.shipping_queue import Lease, ShippingQueue
+
+if TYPE_CHECKING:
+    from auditel.delivery.worker import Worker
 
 # How long one run of the worker task may keep claiming batches before it yields to other tasks.
 _TASK_SLICE_S = 0.5
 _RESOURCE_CACHE_MAX = 1024
-
-# While the app is committing records, the shipper pauses after each batch (at most this long) so
-# that its pumping thread uses at most this share of one CPU: the app's emits share the GIL with it.
-_PACE_MAX_S = 0.05
-_PACE_CPU_SHARE = 0.1
-
-# Outcome kind → shipper state while waiting for the next attempt
-_WAIT_STATE = {"retry": "backoff", "transport": "backoff", "auth": "paused_auth", "config": "misconfigured"}
-
-
-@dataclass
-class _Sent:
-    """What a sender thread reports for one batch."""
-
-    outcome: Outcome
-    marked: bool = False  # accepted, already marked shipped, and its lease ended with the last mark
-    error: Exception | None = None  # accepted, but marking it shipped failed (it stays pending)
-
-
-@dataclass
-class _Flight:
-    """A batch on the network: its lease, its encoded request, the sender's answer to come."""
-
-    lease: Lease
-    payload: bytes
-    answer: "Future[_Sent]"
-
-
-class _Senders:
-    """Daemon threads that send batches (daemon: a stuck request never holds up interpreter exit)."""
-
-    def __init__(self, size: int, name: str = "auditel-ship") -> None:
-        self.size = size
-        self.name = name
-        self._jobs: "queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None]" = (
-            queue.SimpleQueue()
-        )
-        self._threads: list[threading.Thread] = []
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> "Future[Any]":
-        future: Future[Any] = Future()
-        if len(self._threads) < self.size:
-            thread = threading.Thread(target=self._run, name=f"{self.name}-{len(self._threads)}", daemon=True)
-            self._threads.append(thread)
-            thread.start()
-        self._jobs.put((future, fn, args))
-        return future
-
-    def _run(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            future, fn, args = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn(*args))
-            except BaseException as exc:  # noqa: BLE001 - handed to the thread that settles the batch
-                future.set_exception(exc)
-
-    def stop(self) -> None:
-        """Let the threads end after their current job (no join: never blocks the caller)."""
-        for _ in self._threads:
-            self._jobs.put(None)
-        self._threads = []
-
-
-class _Pacer:
-    """Gives the app room while it emits: the shipper then keeps to a share of one CPU.
-
-    A backlog drain is CPU work under the GIL (reading and encoding batches); an app committing
-    records at the same moment waits for the GIL each time the shipper holds it. New rows in the
-    outbox since the last batch mean the app (or another process) is committing: the shipper then
-    sleeps, with nothing of its own running, until the CPU time the pumping thread spent on the last
-    batch is at most ``_PACE_CPU_SHARE`` of the time since.
-    """
-
-    def __init__(self, queue: ShippingQueue) -> None:
-        self.queue = queue
-        self.seen = queue.max_rid()
-        self.since = time.monotonic()
-        self.cpu_since = time.thread_time()
-
-    def between_batches(self) -> bool:
-        """Pause if the outbox grew since the last batch; True when it did."""
-        top = self.queue.max_rid()
-        paused = top != self.seen
-        if paused:
-            self.seen = top
-            busy = time.thread_time() - self.cpu_since
-            pause = busy / _PACE_CPU_SHARE - (time.monotonic() - self.since)
-            if pause > 0:
-                time.sleep(min(pause, _PACE_MAX_S))
-        self.since = time.monotonic()
-        self.cpu_since = time.thread_time()
-        return paused
+_FLOOR_AUDIT_EVERY_S = 86400.0
+_MIN_REQUEST_S = 1.0  # the least time a request is given, even at a bounded caller's deadline
 
 
 class Shipper:
@@ -148,13 +58,19 @@ class Shipper:
         tuning: ShipTuning | None = None,
         *,
         counters: Counters | None = None,
-        worker: Any = None,
+        worker: Worker | None = None,
         transport_factory: Callable[[ExporterConfig], Transport] = make_transport,
     ) -> None:
         self.outbox = outbox
         self.queue = ShippingQueue(outbox)
         self.config = config
         self.tuning = tuning or ShipTuning()
+        self.policy = retry.Policy(
+            self.tuning.backoff_min_s,
+            self.tuning.backoff_max_s,
+            self.tuning.slow_retry_s,
+            self.tuning.retry_after_max_s,
+        )
         self.inflight = self.tuning.inflight_for(config.protocol)
         self.counters = counters or Counters()
         self.worker = worker
@@ -169,22 +85,24 @@ class Shipper:
         """Fresh per-process state (also in a forked child: never reuse the parent's socket, channel or threads)."""
         self._lock = threading.RLock()
         self._count_lock = threading.Lock()  # shipped_total is counted on sender/marker threads too
-        self._senders: _Senders | None = None
-        self._marker: _Senders | None = None  # marks for all senders when several (one SQLite connection)
+        self._senders: Senders | None = None
+        self._marker: Senders | None = None  # marks for all senders when several (one SQLite connection)
         self._transport: Transport | None = None
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_stream_id()[:12]}"
         self.shipped_total = 0
         self.batches_sent = 0
         self.retried = 0
         self.dead_lettered_total = 0
-        self.possibly_delivered = 0
+        self.possibly_delivered = 0  # records sent without an answer (refused / TLS failures excluded)
+        self.request_timeouts = 0  # requests cut off at their deadline (hung or trickling endpoint)
+        self._deadline: float | None = None  # set while a bounded caller (sync, flush) ships
         self.failures = 0
         self.last_error: str | None = None
         self.last_error_kind: str | None = None
         self.last_warning: str | None = None
         self.backoff_s = 0.0
         self.next_attempt = 0.0  # monotonic
-        self.state = "idle"
+        self.state = ShipState.IDLE
         self.paused_for_app = 0  # pauses between batches while the app was committing records
         self._not_before = 0.0
         self._reported: set[str] = set()
@@ -198,119 +116,78 @@ class Shipper:
         if now < self._not_before:
             return self._not_before - now  # lingering after a small batch: gather more records
         result = self.pump(_TASK_SLICE_S)
-        if result == "empty":
+        if result is PumpResult.EMPTY:
             return None
-        if result == "failed":
+        if result is PumpResult.FAILED:
             return max(0.0, self.next_attempt - time.monotonic())
-        if result == "partial":
+        if result is PumpResult.PARTIAL:
             self._not_before = time.monotonic() + self.tuning.linger_s
             return self.tuning.linger_s
         return 0.0  # the slice is spent and more is pending
 
-    def ship_batch(self) -> str:
-        """Claim and deliver one batch on the calling thread, nothing in parallel:
-        ``"empty"``, ``"done"`` (shipped or dead-lettered) or ``"failed"``."""
+    def ship_batch(self) -> BatchResult:
+        """Claim and deliver one batch on the calling thread, nothing in parallel."""
         with self._lock:
             lease = self._claim()
             if lease is None:
-                if self.state == "shipping":
-                    self.state = "idle"
-                return "empty"
-            self.state = "shipping"
+                if self.state is ShipState.SHIPPING:
+                    self.state = ShipState.IDLE
+                return BatchResult.EMPTY
+            self.state = ShipState.SHIPPING
             try:
                 ok = self._deliver(lease.rows)
             except Exception as exc:  # noqa: BLE001 - a bug or a database error: count, back off
                 ok = self._failed_with(exc)
             finally:
-                self._end_lease(lease)
-            return "done" if ok else "failed"
+                self.end_lease(lease)
+            return BatchResult.DONE if ok else BatchResult.FAILED
 
-    def pump(self, budget_s: float, progress: Callable[[], None] | None = None) -> str:
+    def pump(self, budget_s: float, progress: Callable[[], None] | None = None) -> PumpResult:
         """Ship batch after batch, pipelined, claiming new batches for up to ``budget_s``.
 
         Up to ``self.inflight`` batches are on the network at once and one more is claimed and
-        encoded meanwhile. Batches are settled in claim order; every batch sent is settled before
-        this returns. After a failure no new batch is sent (the one prepared is released unsent).
-        Returns ``"empty"`` (nothing left to claim), ``"partial"`` (the last batch was small: wait a
-        little for more records), ``"more"`` (the budget is spent, more is pending) or ``"failed"``
-        (back off until ``next_attempt``). ``progress`` is called after each settled batch.
+        encoded meanwhile (see :class:`_Pump`). ``progress`` is called after each settled batch.
         """
         with self._lock:
-            deadline = time.monotonic() + max(0.0, budget_s)
-            window: deque[_Flight] = deque()
-            ready: tuple[Lease, bytes] | None = None
-            stop: str | None = None  # why no more batches are claimed
-            failed = False
-            pacer = _Pacer(self.queue)
-            try:
-                while True:
-                    if stop is None and ready is None:
-                        stop, ready, failed = self._prepare(deadline)
-                        if failed:
-                            continue
-                    if ready is not None and len(window) < self.inflight:
-                        lease, payload = ready
-                        ready = None
-                        window.append(_Flight(lease, payload, self._sender().submit(self._send_and_mark, lease, payload)))
-                        continue
-                    if not window:
-                        break
-                    if not self._settle_flight(window.popleft(), clean=not failed):
-                        failed = True
-                        stop = "failed"
-                        if ready is not None:  # prepared but not sent: give it back untouched
-                            self._end_lease(ready[0])
-                            ready = None
-                    if progress is not None:
-                        progress()
-                    if stop is None and pacer.between_batches():  # only while more batches follow
-                        self.paused_for_app += 1
-            finally:
-                if ready is not None:
-                    self._end_lease(ready[0])
-                while window:  # only after an unexpected error: settle what is already on the network
-                    self._settle_flight(window.popleft(), clean=not failed)
-            if failed:
-                return "failed"
-            if stop == "empty" and self.state == "shipping":
-                self.state = "idle"
-            elif stop == "partial":
-                self.state = "idle"
-            return stop or "empty"
+            return Pump(self, budget_s, progress).run()
 
-    def _prepare(self, deadline: float) -> tuple[str | None, tuple[Lease, bytes] | None, bool]:
+    def prepare(self) -> tuple[PumpResult | None, tuple[Lease, bytes] | None, bool]:
         """Claim and encode the next batch: (why claiming stops or None, the batch to send, failed).
 
         A batch too large for one request is delivered here, split, on the calling thread.
         """
-        if time.monotonic() >= deadline:
-            return "more", None, False
         try:
             lease = self._claim()
         except Exception as exc:  # noqa: BLE001 - a database error: count, back off
-            return "failed", None, not self._failed_with(exc)
+            return PumpResult.FAILED, None, not self._failed_with(exc)
         if lease is None:
-            return "empty", None, False
-        self.state = "shipping"
+            return PumpResult.EMPTY, None, False
+        self.state = ShipState.SHIPPING
         rows = lease.rows
-        small = len(rows) < self.tuning.batch_records and sum(len(row[2]) for row in rows) < self.tuning.batch_bytes // 2
-        stop = "partial" if small else None
+        small = (
+            len(rows) < self.tuning.batch_records and sum(len(row[2]) for row in rows) < self.tuning.batch_bytes // 2
+        )
+        stop = PumpResult.PARTIAL if small else None
         try:
-            payload = self._encode(rows, self._resources_for(rows))
-            if len(payload) <= self.tuning.batch_bytes or len(rows) == 1:
+            rows, payload = self._encode_isolating(rows)
+            lease.rows = rows  # without the records that could not be encoded (now dead letters)
+            if payload is None:
+                ok = True  # every record of the batch was a dead letter: nothing to send
+            elif len(payload) <= self.tuning.batch_bytes or len(rows) == 1:
                 return stop, (lease, payload), False
-            ok = self._deliver_halves(rows)
+            else:
+                ok = self._deliver_halves(rows)
         except Exception as exc:  # noqa: BLE001 - a bug or a database error: count, back off
             ok = self._failed_with(exc)
-        self._end_lease(lease)
-        return (stop if ok else "failed"), None, not ok
+        self.end_lease(lease)
+        return (stop if ok else PumpResult.FAILED), None, not ok
 
-    def _send_and_mark(self, lease: Lease, payload: bytes) -> _Sent:
+    def send_and_mark(self, lease: Lease, payload: bytes) -> Sent:
         """On a sender thread: send one batch and, when it is accepted, mark it shipped at once, the
         lease ending with the last mark (the rows are never free to claim while pending)."""
         outcome = self._send(payload)
-        if outcome.kind != "success":
-            return _Sent(outcome)
+        if outcome.kind is not Kind.SUCCESS:
+            return Sent(outcome)
         marker = self._marker
         try:
             if marker is not None:
@@ -318,8 +195,8 @@ class Shipper:
             else:
                 self._mark_shipped(lease)
         except Exception as exc:  # noqa: BLE001 - reported by the settling thread
-            return _Sent(outcome, error=exc)
-        return _Sent(outcome, marked=True)
+            return Sent(outcome, error=exc)
+        return Sent(outcome, marked=True)
 
     def _mark_shipped(self, lease: Lease) -> None:
         self._mark_shipped_rids([row[0] for row in lease.rows], lease)
@@ -336,7 +213,7 @@ class Shipper:
                 self.shipped_total -= len(rids)
             raise
 
-    def _settle_flight(self, flight: _Flight, *, clean: bool) -> bool:
+    def settle_flight(self, flight: Flight, *, clean: bool) -> bool:
         """Wait for a batch's answer and act on it (on the pumping thread); True when settled."""
         lease_ended = False
         try:
@@ -349,15 +226,16 @@ class Shipper:
             return self._failed_with(exc, escalate=clean)
         finally:
             if not lease_ended:
-                self._end_lease(flight.lease)
+                self.end_lease(flight.lease)
 
-    def _sender(self) -> _Senders:
+    def sender(self) -> Senders:
+        """The sender threads (started on first use)."""
         if self._senders is None:
-            self._senders = _Senders(self.inflight)
+            self._senders = Senders(self.inflight)
             if self.inflight > 1:
                 # One thread marks for all senders: marks take turns anyway (one SQLite writer), and
                 # each thread that marks keeps a connection with its own page cache (~2 MB of RSS).
-                self._marker = _Senders(1, "auditel-mark")
+                self._marker = Senders(1, "auditel-mark")
         return self._senders
 
     def _claim(self) -> Lease | None:
@@ -368,17 +246,41 @@ class Shipper:
 
     def _failed_with(self, exc: Exception, *, escalate: bool = True) -> bool:
         self.counters.error("ship", exc)
-        self._schedule(Outcome("transport", type(exc).__name__, str(exc)[:300]), escalate=escalate)
+        self._schedule(Outcome(Kind.TRANSPORT, type(exc).__name__, str(exc)[:300]), escalate=escalate)
         return False
 
     # --- one batch ---------------------------------------------------------------------------
     def _deliver(self, rows: Sequence[StoredRow]) -> bool:
         """Encode and send ``rows`` on this thread (split when too large); True when they are
         settled (shipped or dead-lettered), False to back off."""
-        payload = self._encode(rows, self._resources_for(rows))
+        rows, payload = self._encode_isolating(rows)
+        if payload is None:
+            return True
         if len(payload) > self.tuning.batch_bytes and len(rows) > 1:
             return self._deliver_halves(rows)
         return self._settle(rows, self._send(payload))
+
+    def _encode_isolating(self, rows: Sequence[StoredRow]) -> tuple[list[StoredRow], bytes | None]:
+        """Encode ``rows``; a record that cannot be encoded (a corrupt or hostile stored form, e.g.
+        ``time_unix_nano`` stored as ``"1.5e+18"``) goes to the dead letters with the reason, so it can
+        never hold back the records after it. Returns the rows encoded and their payload (None: none left)."""
+        resources = self._resources_for(rows)
+        try:
+            return list(rows), self._encode(rows, resources)
+        except Exception:  # noqa: BLE001 - find the record(s) at fault, one by one
+            pass
+        good: list[StoredRow] = []
+        for row in rows:
+            try:
+                self._encode([row], resources)
+            except Exception as exc:  # noqa: BLE001 - this record cannot be encoded: isolate it
+                why = f"{type(exc).__name__}: {str(exc)[:200]}"
+                self._dead_letter([row[0]], Outcome(Kind.UNENCODABLE, "cannot encode", why))
+                continue
+            good.append(row)
+        if not good:
+            return good, None
+        return good, self._encode(good, resources)
 
     def _settle(self, rows: Sequence[StoredRow], outcome: Outcome, *, marked: bool = False, clean: bool = True) -> bool:
         """Act on the answer for ``rows`` (``marked``: a sender thread already marked them shipped).
@@ -387,10 +289,10 @@ class Shipper:
         failure then counts its attempt without growing the backoff again (one outage, several
         batches), and a success does not cancel the backoff that failure set.
         """
-        rids = [row[0] for row in rows]
-        if outcome.kind == "success":
+        action = retry.action_for(outcome.kind, len(rows))
+        if action is Action.MARK_SHIPPED:
             if not marked:
-                self._mark_shipped_rids(rids)
+                self._mark_shipped_rids([row[0] for row in rows])
             self.batches_sent += 1
             if clean:
                 self.failures = 0
@@ -399,18 +301,19 @@ class Shipper:
             if outcome.warning:
                 self.last_warning = outcome.warning
             return True
-        if outcome.kind in ("too_large", "permanent") and len(rows) > 1:
-            # bisect: one record the backend refuses must not take its whole batch to the dead letters
+        if action is Action.SPLIT:
             return self._deliver_halves(rows)
-        if outcome.kind in ("partial", "permanent", "too_large"):
-            self._dead_letter(rids, outcome)
+        if action is Action.DEAD_LETTER:
+            self._dead_letter([row[0] for row in rows], outcome)
             self.batches_sent += 1
             self.failures = 0
             self.backoff_s = 0.0
             return True
-        self._count_attempt(rows)
-        if outcome.kind == "transport":
+        self._count_attempt(rows)  # BACK_OFF or PAUSE: the rows stay pending
+        if outcome.kind is Kind.TRANSPORT and outcome.maybe_delivered:
             self.possibly_delivered += len(rows)
+        if outcome.timed_out:
+            self.request_timeouts += 1
         self._schedule(outcome, escalate=clean)
         return False
 
@@ -425,7 +328,13 @@ class Shipper:
     def _send(self, payload: bytes) -> Outcome:
         if self._transport is None:
             self._transport = self._transport_factory(self.config)
-        return self._transport.send(payload)
+        deadline = self._deadline
+        if deadline is None:
+            return self._transport.send(payload)
+        # a bounded caller (``auditel sync --timeout``, ``flush``): no request outlives its deadline by
+        # more than _MIN_REQUEST_S (a request started just before it still gets a fair chance to finish)
+        remaining = max(_MIN_REQUEST_S, deadline - time.monotonic())
+        return self._transport.send(payload, min(self.config.timeout_s, remaining))
 
     def _count_attempt(self, rows: Sequence[StoredRow]) -> None:
         try:
@@ -433,7 +342,7 @@ class Shipper:
         except Exception as exc:  # noqa: BLE001 - bookkeeping only
             self.counters.error("ship_attempts", exc)
 
-    def _end_lease(self, lease: Lease) -> None:
+    def end_lease(self, lease: Lease) -> None:
         try:
             self.queue.end_lease(lease)
         except Exception as exc:  # noqa: BLE001 - the lease expires by itself
@@ -451,49 +360,44 @@ class Shipper:
         return self._resources
 
     def _dead_letter(self, rids: Sequence[int], outcome: Outcome) -> None:
-        reason = outcome.message or outcome.kind
+        reason = outcome.message or outcome.kind.value
         moved = self.queue.dead_letter(rids, reason=reason, status=outcome.status)
         self.dead_lettered_total += moved
         self.last_error = f"dead-lettered {moved} records: {outcome.describe()}"
-        self.last_error_kind = outcome.kind
-        if "dead_letter" not in self._reported:
-            self._reported.add("dead_letter")
+        self.last_error_kind = outcome.kind.value
+        key = "dead_letter_encode" if outcome.kind is Kind.UNENCODABLE else "dead_letter"
+        if key not in self._reported:
+            self._reported.add(key)
+            who = "cannot be encoded as OTLP" if outcome.kind is Kind.UNENCODABLE else "were rejected by the backend"
             _stderr(
-                f"auditel: the backend rejected {moved} audit records ({outcome.describe()}); they are kept in the"
+                f"auditel: {moved} audit records {who} ({outcome.describe()}); they are kept in the"
                 " outbox as dead letters, not deleted: list them with `auditel dead-letters`, resend with"
                 " `auditel dead-letters --requeue` (reported once; counted in status()['dead_lettered_total'])"
             )
 
     def _schedule(self, outcome: Outcome, *, escalate: bool = True) -> None:
-        """Set the next attempt after a failed one (exponential backoff with full jitter, or a slow retry).
+        """Set the next attempt after a failed one (``retry.next_delay``).
 
         ``escalate=False``: one more failed batch of a pipeline whose backoff is already set; the
         next attempt only moves later (a longer ``Retry-After``), never earlier.
         """
-        tuning = self.tuning
         if escalate or self.failures == 0:
             self.failures += 1
         self.retried += 1
         self.last_error = outcome.describe()
-        self.last_error_kind = outcome.kind
-        if outcome.kind in ("auth", "config"):
-            delay = tuning.slow_retry_s * random.uniform(0.9, 1.1)
-        else:
-            cap = min(tuning.backoff_max_s, tuning.backoff_min_s * (2 ** min(self.failures - 1, 30)))
-            delay = random.uniform(0.0, cap)
-        if outcome.retry_after_s is not None:
-            delay = max(delay, min(outcome.retry_after_s, tuning.retry_after_max_s))
+        self.last_error_kind = outcome.kind.value
+        delay = retry.next_delay(self.policy, outcome.kind, self.failures, outcome.retry_after_s, random.uniform)
         when = time.monotonic() + delay
         if not escalate and self.next_attempt > when:
             delay, when = self.backoff_s, self.next_attempt
         self.backoff_s = delay
         self.next_attempt = when
-        self.state = _WAIT_STATE.get(outcome.kind, "backoff")
-        if outcome.kind not in self._reported and outcome.kind in ("auth", "config"):
-            self._reported.add(outcome.kind)
+        self.state = retry.wait_state(outcome.kind)
+        if outcome.kind in (Kind.AUTH, Kind.CONFIG) and outcome.kind.value not in self._reported:
+            self._reported.add(outcome.kind.value)
             _stderr(
                 f"auditel: cannot deliver audit records to {self.config.display_endpoint} ({outcome.describe()});"
-                f" records stay in the outbox, retrying every ~{tuning.slow_retry_s:g} s (reported once)"
+                f" records stay in the outbox, retrying every ~{self.tuning.slow_retry_s:g} s (reported once)"
             )
 
     # --- flush and drain ---------------------------------------------------------------------
@@ -502,8 +406,10 @@ class Shipper:
         deadline = time.monotonic() + max(0.0, timeout)
         through = self.queue.max_rid()
         worker = self.worker
-        use_worker = worker is not None and getattr(worker, "running", False) and threading.current_thread().name != getattr(
-            worker, "name", None
+        use_worker = (
+            worker is not None
+            and getattr(worker, "running", False)
+            and threading.current_thread().name != getattr(worker, "name", None)
         )
         while True:
             if not self.queue.any_pending(through_rid=through):
@@ -511,30 +417,39 @@ class Shipper:
             now = time.monotonic()
             if now >= deadline or self.next_attempt > deadline:
                 return False  # the next attempt is after the deadline: waiting is pointless
-            if use_worker:
+            if use_worker and worker is not None:
                 worker.wake()
                 time.sleep(0.02)
                 continue
             if now < self.next_attempt:
                 time.sleep(min(self.next_attempt - now, deadline - now))
                 continue
-            if self.pump(deadline - now) == "empty":
+            self._deadline = deadline
+            try:
+                result = self.pump(deadline - now)
+            finally:
+                self._deadline = None
+            if result is PumpResult.EMPTY:
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))  # others hold leases
 
     def drain(self, timeout: float, progress: Callable[[], None] | None = None) -> None:
         """Ship on the calling thread until nothing is pending or ``timeout`` passes (``auditel sync``)."""
         deadline = time.monotonic() + max(0.0, timeout)
-        while time.monotonic() < deadline:
-            result = self.pump(deadline - time.monotonic(), progress)
-            if progress is not None:
-                progress()
-            if result in ("empty", "partial"):
-                if not self.queue.any_pending():
-                    return
-                if result == "empty":
-                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))  # leased by another process
-            elif result == "failed":
-                time.sleep(max(0.0, min(self.next_attempt, deadline) - time.monotonic()))
+        self._deadline = deadline  # every request ends by the deadline too (a hung endpoint cannot hold it)
+        try:
+            while time.monotonic() < deadline:
+                result = self.pump(deadline - time.monotonic(), progress)
+                if progress is not None:
+                    progress()
+                if result in (PumpResult.EMPTY, PumpResult.PARTIAL):
+                    if not self.queue.any_pending():
+                        return
+                    if result is PumpResult.EMPTY:
+                        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))  # leased by another process
+                elif result is PumpResult.FAILED:
+                    time.sleep(max(0.0, min(self.next_attempt, deadline) - time.monotonic()))
+        finally:
+            self._deadline = None
 
     def close(self) -> None:
         for pool in (self._senders, self._marker):
@@ -545,16 +460,27 @@ class Shipper:
         if transport is not None:
             transport.close()
 
+    def audit_ship_floor(self) -> float:
+        """Worker task (off the caller's path): see ``Outbox.audit_ship_floor``; a find is reported."""
+        found = self.outbox.audit_ship_floor(min_interval_s=_FLOOR_AUDIT_EVERY_S)
+        if found:
+            self.counters.error(
+                "ship_floor_repaired",
+                f"{found} pending record(s) were below the ship floor; the floor was lowered so they ship",
+            )
+        return _FLOOR_AUDIT_EVERY_S
+
     # --- status --------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         wait = max(0.0, self.next_attempt - time.monotonic()) if self.next_attempt else 0.0
         out: dict[str, Any] = {
             "exporter": {"endpoint": self.config.display_endpoint, "protocol": self.config.protocol},
-            "shipper_state": self.state,
+            "shipper_state": self.state.value,
             "shipped_total": self.shipped_total,
             "batches_sent": self.batches_sent,
             "retried": self.retried,
             "possibly_delivered": self.possibly_delivered,
+            "request_timeouts": self.request_timeouts,
             "dead_lettered_total": self.dead_lettered_total,
             "consecutive_failures": self.failures,
             "ship_pauses_for_app": self.paused_for_app,
@@ -569,33 +495,22 @@ class Shipper:
         return out
 
 
-def attach(runtime: Any) -> None:
-    """Called by the runtime at configure time: ship when an OTLP endpoint is configured."""
+def shipper_from_env(outbox: Outbox, counters: Counters, worker: Worker) -> Shipper | None:
+    """The shipper for this process when an OTLP endpoint is configured (None otherwise), registered
+    with ``worker`` as the tasks ``ship`` (on every commit and on a timer) and ``ship_floor_audit``.
+    Raises ``ConfigError`` for a bad exporter variable, or for gRPC without grpcio."""
     tuning = tuning_from_env()
     if not tuning.enabled:
-        return
+        return None
     config = exporter_from_env()
     if config is None:
-        return
+        return None
     if config.protocol == "grpc":
         make_transport(config).close()  # fail at configure time (ConfigError) if grpcio is missing
-    shipper = Shipper(runtime.outbox, config, tuning, counters=runtime.counters, worker=runtime.worker)
-    runtime.shipper = shipper
-    runtime.worker.add_task("ship", shipper.run_task, tuning.interval_s, on_wake=True)
-    runtime.worker.add_task("ship_floor_audit", lambda: _audit_ship_floor(runtime), _FLOOR_AUDIT_EVERY_S)
-
-
-_FLOOR_AUDIT_EVERY_S = 86400.0
-
-
-def _audit_ship_floor(runtime: Any) -> float:
-    """Worker task (off the caller's path): see ``Outbox.audit_ship_floor``; a find is reported."""
-    found = runtime.outbox.audit_ship_floor(min_interval_s=_FLOOR_AUDIT_EVERY_S)
-    if found:
-        runtime.counters.error(
-            "ship_floor_repaired", f"{found} pending record(s) were below the ship floor; the floor was lowered so they ship"
-        )
-    return _FLOOR_AUDIT_EVERY_S
+    shipper = Shipper(outbox, config, tuning, counters=counters, worker=worker)
+    worker.add_task("ship", shipper.run_task, tuning.interval_s, on_wake=True)
+    worker.add_task("ship_floor_audit", shipper.audit_ship_floor, _FLOOR_AUDIT_EVERY_S)
+    return shipper
 
 
 def _stderr(text: str) -> None:

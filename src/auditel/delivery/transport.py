@@ -32,16 +32,20 @@ import email.utils
 import gzip
 import http.client
 import json
+import re
+import socket
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
 from auditel.config.otlp import ExporterConfig
+from auditel.delivery.retry import Kind
 
 RETRY_HTTP = frozenset({429, 502, 503, 504})
 AUTH_HTTP = frozenset({401, 403})
@@ -49,21 +53,34 @@ CONFIG_HTTP = frozenset({404, 405, 415})
 _GRPC_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 _GRPC_RETRY = frozenset({"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE", "DATA_LOSS"})
 _GRPC_AUTH = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
+_GRPC_NOT_SENT = re.compile(
+    r"failed to connect|connection refused|handshake|DNS resolution failed|name resolution", re.IGNORECASE
+)
 _BODY_SNIPPET = 300
+# An OTLP answer is an ExportLogsServiceResponse (a count and a message) or a short error: a body
+# larger than this is never read (a hostile or broken endpoint must not take the app's memory).
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
 class Outcome:
-    kind: str
+    kind: Kind
     status: str  # e.g. "HTTP 503", "gRPC UNAVAILABLE", "ConnectionRefusedError"
     message: str = ""
     retry_after_s: float | None = None
     rejected: int = 0
     warning: str | None = None
+    # transport failures only: False when nothing can have reached the backend (connection refused,
+    # TLS handshake or name resolution failed): such a batch is not counted as possibly delivered
+    maybe_delivered: bool = True
+    timed_out: bool = False  # the request was cut off at its deadline (a hung or trickling endpoint)
+
+    def __post_init__(self) -> None:
+        self.kind = Kind(self.kind)
 
     @property
     def ok(self) -> bool:
-        return self.kind == "success"
+        return self.kind is Kind.SUCCESS
 
     def describe(self) -> str:
         text = self.status
@@ -73,7 +90,9 @@ class Outcome:
 
 
 class Transport(Protocol):
-    def send(self, payload: bytes) -> Outcome: ...
+    def send(self, payload: bytes, timeout_s: float | None = None) -> Outcome:
+        """Send one request; ``timeout_s`` bounds the whole request (default: the configured timeout)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -140,23 +159,30 @@ def classify_http(status: int, headers: Any, body: bytes, *, json_body: bool) ->
     if 200 <= status < 300:
         rejected, message = (_partial_from_json if json_body else _partial_from_proto)(body)
         if rejected > 0:
-            return Outcome("partial", label, f"partial_success: {rejected} rejected: {message}"[:_BODY_SNIPPET], rejected=rejected)
-        return Outcome("success", label, warning=(f"partial_success warning: {message}"[:_BODY_SNIPPET] if message else None))
+            return Outcome(
+                Kind.PARTIAL,
+                label,
+                f"partial_success: {rejected} rejected: {message}"[:_BODY_SNIPPET],
+                rejected=rejected,
+            )
+        return Outcome(
+            Kind.SUCCESS, label, warning=(f"partial_success warning: {message}"[:_BODY_SNIPPET] if message else None)
+        )
     snippet = body[:_BODY_SNIPPET].decode("utf-8", "replace").strip() if body else ""
     if 300 <= status < 400:
         location = headers.get("Location") if headers is not None else None
         where = f" to {_display_location(location)}" if location else ""
-        return Outcome("config", label, f"redirect{where} is not followed: set the final OTLP endpoint")
+        return Outcome(Kind.CONFIG, label, f"redirect{where} is not followed: set the final OTLP endpoint")
     if status in RETRY_HTTP:
         retry_after = parse_retry_after(headers.get("Retry-After") if headers is not None else None)
-        return Outcome("retry", label, snippet, retry_after_s=retry_after)
+        return Outcome(Kind.RETRY, label, snippet, retry_after_s=retry_after)
     if status in AUTH_HTTP:
-        return Outcome("auth", label, snippet or "credentials rejected: check OTEL_EXPORTER_OTLP_HEADERS")
+        return Outcome(Kind.AUTH, label, snippet or "credentials rejected: check OTEL_EXPORTER_OTLP_HEADERS")
     if status in CONFIG_HTTP:
-        return Outcome("config", label, snippet or "wrong endpoint path or protocol")
+        return Outcome(Kind.CONFIG, label, snippet or "wrong endpoint path or protocol")
     if status == 413:
-        return Outcome("too_large", label, snippet)
-    return Outcome("permanent", label, snippet)
+        return Outcome(Kind.TOO_LARGE, label, snippet)
+    return Outcome(Kind.PERMANENT, label, snippet)
 
 
 def _display_location(location: str) -> str:
@@ -165,11 +191,78 @@ def _display_location(location: str) -> str:
     return display_url(location)
 
 
-def transport_outcome(exc: BaseException) -> Outcome:
-    """A failure with no usable answer: retried, and the batch may have been delivered."""
+def transport_outcome(exc: BaseException, *, maybe_delivered: bool = True) -> Outcome:
+    """A failure with no usable answer: retried; the batch may have been delivered unless the
+    failure came before any byte of the request left (``maybe_delivered=False``)."""
     name = type(exc).__name__
     text = str(exc)[:_BODY_SNIPPET]
-    return Outcome("transport", name, text)
+    return Outcome(Kind.TRANSPORT, name, text, maybe_delivered=maybe_delivered)
+
+
+def timeout_outcome(timeout_s: float) -> Outcome:
+    return Outcome(
+        Kind.TRANSPORT, "RequestTimeout", f"no complete answer within {timeout_s:g} s: request cut off", timed_out=True
+    )
+
+
+class _Watchdog:
+    """Cuts a request off at its deadline, however the endpoint behaves.
+
+    A socket timeout bounds each read, not the request: an endpoint answering one byte every
+    few seconds (slowloris) would hold a sender for ever. One daemon thread per transport keeps the
+    deadlines of the requests in progress and shuts down the socket of any request still running at
+    its deadline; the blocked read or write then fails at once. Arming and disarming cost one lock
+    each per request (no thread or timer per request).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: dict[int, tuple[float, socket.socket]] = {}
+        self._fired: set[int] = set()
+        self._next_token = 0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, sock: socket.socket, deadline: float) -> int:
+        with self._cond:
+            self._next_token += 1
+            token = self._next_token
+            self._armed[token] = (deadline, sock)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="auditel-ship-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return token
+
+    def disarm(self, token: int) -> bool:
+        """End the watch; True when the deadline had passed and the socket was shut down."""
+        with self._cond:
+            self._armed.pop(token, None)
+            if token in self._fired:
+                self._fired.discard(token)
+                return True
+            return False
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                if not self._armed:
+                    self._cond.wait(30.0)
+                    if not self._armed:
+                        self._thread = None  # idle: end; the next arm starts a new thread
+                        return
+                    continue
+                now = time.monotonic()
+                due = [token for token, (deadline, _sock) in self._armed.items() if deadline <= now]
+                for token in due:
+                    _deadline, sock = self._armed.pop(token)
+                    self._fired.add(token)
+                    try:
+                        # the plain socket's shutdown, also for TLS: the reading thread owns the SSL object
+                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                if self._armed:
+                    self._cond.wait(max(0.0, min(d for d, _s in self._armed.values()) - time.monotonic()))
 
 
 class HttpTransport:
@@ -205,6 +298,7 @@ class HttpTransport:
         self._conns: set[http.client.HTTPConnection] = set()
         self._conns_lock = threading.Lock()
         self._generation = 0
+        self._watchdog = _Watchdog()
 
     def _ssl_context(self) -> ssl.SSLContext:
         cfg = self.config
@@ -239,26 +333,57 @@ class HttpTransport:
                 self._conns.discard(held[1])
             _close_quietly(held[1])
 
-    def send(self, payload: bytes) -> Outcome:
+    def send(self, payload: bytes, timeout_s: float | None = None) -> Outcome:
+        """POST one request; connect, send and the whole answer together take at most ``timeout_s``
+        (the configured timeout by default), and at most ``MAX_RESPONSE_BYTES`` of the body is read."""
         body = gzip.compress(payload, compresslevel=6) if self.config.compression == "gzip" else payload
+        budget = self.config.timeout_s if timeout_s is None else max(0.0, timeout_s)
+        deadline = time.monotonic() + budget
         for _ in range(2):  # a stale kept-alive connection gets one immediate fresh try
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return timeout_outcome(budget)
             conn, reused = self._connection()
+            if conn.sock is None:
+                conn.timeout = remaining
+                try:
+                    # TCP connect is one operation, and CPython bounds a TLS handshake as a whole by
+                    # the socket timeout (a deadline across its reads): both end by ``remaining``
+                    conn.connect()
+                except Exception as exc:  # noqa: BLE001 - refused, unreachable, TLS handshake: nothing was sent
+                    self._drop_connection()
+                    if isinstance(exc, TimeoutError):
+                        outcome = timeout_outcome(budget)
+                        outcome.maybe_delivered = False
+                        return outcome
+                    return self._scrubbed(transport_outcome(exc, maybe_delivered=False))
+            sock = conn.sock
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            token = self._watchdog.arm(sock, deadline)
             try:
                 conn.request("POST", self._path, body=body, headers=self._headers)
                 response = conn.getresponse()
-                data = response.read()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                data = response.read(MAX_RESPONSE_BYTES + 1)
+            except Exception as exc:  # noqa: BLE001 - never raised into the shipper
+                cut = self._watchdog.disarm(token)
                 self._drop_connection()
-                if reused:
+                if cut or isinstance(exc, TimeoutError):
+                    return timeout_outcome(budget)
+                if reused and isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)):
                     continue
                 return self._scrubbed(transport_outcome(exc))
-            except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+            if self._watchdog.disarm(token):  # the answer completed just as it was cut off: the socket is gone
                 self._drop_connection()
-                return self._scrubbed(transport_outcome(exc))
-            if response.will_close:
-                self._drop_connection()
-            return self._scrubbed(classify_http(response.status, response.headers, data, json_body=self._json))
-        return Outcome("transport", "ConnectionError", "connection closed twice")  # pragma: no cover - loop exits above
+            elif response.will_close or len(data) > MAX_RESPONSE_BYTES:
+                self._drop_connection()  # an unread rest of an oversized body never reaches a next request
+            outcome = classify_http(response.status, response.headers, data[:MAX_RESPONSE_BYTES], json_body=self._json)
+            if len(data) > MAX_RESPONSE_BYTES:
+                note = f"response body over {MAX_RESPONSE_BYTES} bytes: the rest was not read"
+                outcome.warning = f"{outcome.warning}; {note}" if outcome.warning else note
+            return self._scrubbed(outcome)
+        return Outcome(
+            Kind.TRANSPORT, "ConnectionError", "connection closed twice"
+        )  # pragma: no cover - loop exits above
 
     def _scrubbed(self, outcome: Outcome) -> Outcome:
         return scrub_outcome(outcome, self._secrets)
@@ -318,7 +443,11 @@ class GrpcTransport:
             if self._call is not None:
                 return self._call
             grpc = self._grpc
-            options = [("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.primary_user_agent", _user_agent())]
+            options = [
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES),
+                ("grpc.primary_user_agent", _user_agent()),
+            ]
             if self._secure:
                 cfg = self.config
                 creds = grpc.ssl_channel_credentials(
@@ -336,12 +465,14 @@ class GrpcTransport:
             )
             return self._call
 
-    def send(self, payload: bytes) -> Outcome:
+    def send(self, payload: bytes, timeout_s: float | None = None) -> Outcome:
+        """One Export call; gRPC's deadline bounds the whole call (connect, send, answer)."""
         grpc = self._grpc
+        budget = self.config.timeout_s if timeout_s is None else max(0.0, timeout_s)
+        if budget <= 0:
+            return timeout_outcome(budget)
         try:
-            response = self._stub()(
-                payload, timeout=self.config.timeout_s, metadata=self._metadata, compression=self._compression
-            )
+            response = self._stub()(payload, timeout=budget, metadata=self._metadata, compression=self._compression)
         except grpc.RpcError as exc:
             return self._classify_error(exc)
         except Exception as exc:  # noqa: BLE001 - channel trouble, never raised into the worker
@@ -351,10 +482,14 @@ class GrpcTransport:
             rejected = int(response.partial_success.rejected_log_records)
             message = response.partial_success.error_message
             if rejected > 0:
-                return self._scrub(Outcome("partial", "gRPC OK", f"partial_success: {rejected} rejected: {message}", rejected=rejected))
+                return self._scrub(
+                    Outcome(
+                        Kind.PARTIAL, "gRPC OK", f"partial_success: {rejected} rejected: {message}", rejected=rejected
+                    )
+                )
             if message:
-                return self._scrub(Outcome("success", "gRPC OK", warning=f"partial_success warning: {message}"))
-        return Outcome("success", "gRPC OK")
+                return self._scrub(Outcome(Kind.SUCCESS, "gRPC OK", warning=f"partial_success warning: {message}"))
+        return Outcome(Kind.SUCCESS, "gRPC OK")
 
     def _classify_error(self, exc: Any) -> Outcome:
         code = exc.code() if hasattr(exc, "code") else None
@@ -367,18 +502,26 @@ class GrpcTransport:
         retry_after = _grpc_retry_delay(exc)
         label = f"gRPC {name}"
         if name in _GRPC_RETRY:
-            kind = "transport" if name in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED") else "retry"
+            kind = Kind.TRANSPORT if name in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED") else Kind.RETRY
             outcome = Outcome(kind, label, details, retry_after_s=retry_after)
+            outcome.timed_out = name == "DEADLINE_EXCEEDED"
+            # grpcio says so when no connection could be made (refused, TLS handshake, name
+            # resolution): the request never left, so it is not possibly delivered
+            outcome.maybe_delivered = not (name == "UNAVAILABLE" and _GRPC_NOT_SENT.search(details or ""))
         elif name == "RESOURCE_EXHAUSTED":
-            outcome = Outcome("retry", label, details, retry_after_s=retry_after) if retry_after is not None else Outcome(
-                "permanent", label, details
+            outcome = (
+                Outcome(Kind.RETRY, label, details, retry_after_s=retry_after)
+                if retry_after is not None
+                else Outcome(Kind.PERMANENT, label, details)
             )
         elif name in _GRPC_AUTH:
-            outcome = Outcome("auth", label, details or "credentials rejected: check OTEL_EXPORTER_OTLP_HEADERS")
+            outcome = Outcome(Kind.AUTH, label, details or "credentials rejected: check OTEL_EXPORTER_OTLP_HEADERS")
         elif name == "UNIMPLEMENTED":
-            outcome = Outcome("config", label, details or "no OTLP logs service at this endpoint (wrong port or protocol?)")
+            outcome = Outcome(
+                Kind.CONFIG, label, details or "no OTLP logs service at this endpoint (wrong port or protocol?)"
+            )
         else:
-            outcome = Outcome("permanent", label, details)
+            outcome = Outcome(Kind.PERMANENT, label, details)
         return self._scrub(outcome)
 
     def _scrub(self, outcome: Outcome) -> Outcome:

@@ -1,6 +1,6 @@
 """Signed checkpoints over each stream's head, stored locally and shipped as records.
 
-``attach(runtime)`` (called at configure time) chooses a signer, records its key id (and
+``install_checkpointer(runtime)`` (called by ``Runtime.__init__``) chooses a signer, records its key id (and
 public key) in every stream-start record, and registers a worker task that writes a
 checkpoint every ``AUDITEL_CHECKPOINT_EVERY`` records or ``AUDITEL_CHECKPOINT_INTERVAL_S``
 seconds, also while idle (a heartbeat: only the time moves), and a final one at shutdown
@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -45,6 +45,9 @@ from auditel.integrity.signing import (
     statement_bytes,
     statement_hash,
 )
+
+if TYPE_CHECKING:
+    from auditel.runtime import Runtime
 
 DEFAULT_EVERY = 1000
 DEFAULT_INTERVAL_S = 60.0
@@ -187,7 +190,7 @@ class Checkpointer:
         self.interval_s = interval_s
         self.origin = origin
         self.written = 0
-        self.task: Any = None  # the worker task running tick (set by attach)
+        self.task: Any = None  # the worker task running tick (set by install_checkpointer)
         self._lock = threading.Lock()
         self._reset(None)
         if hasattr(os, "register_at_fork"):
@@ -284,17 +287,18 @@ class Checkpointer:
         self.checkpoint()
 
 
-def attach(runtime: Any) -> None:
+def install_checkpointer(runtime: Runtime) -> Checkpointer:
+    """Build the checkpointer of ``runtime`` and register its hooks and worker task; the runtime
+    keeps the result (``Runtime.checkpointer``). Called once by ``Runtime.__init__``."""
     env = os.environ
     every, interval = load_intervals(env)
     signer = load_signer(env, Path(runtime.outbox.path))
     origin = f"{runtime.settings.service_name}@{socket.gethostname()}"
     checkpointer = Checkpointer(runtime, signer, every=every, interval_s=interval, origin=origin)
-    runtime.signer = signer
-    runtime.checkpointer = checkpointer
     runtime.add_stream_start_hook(signer.public_info)
     runtime.add_shutdown_hook(checkpointer.on_shutdown)
     # Not woken by every commit: on_commit asks for a run when N records are due, the interval
     # covers the rest (T seconds, also while idle).
     checkpointer.task = runtime.worker.add_task("checkpoints", checkpointer.tick, interval)
     runtime.processor.add_waker(checkpointer.on_commit)
+    return checkpointer

@@ -1,6 +1,6 @@
 """How the span bridge reaches the application's spans without owning its TracerProvider.
 
-* ``attach(runtime)`` (a runtime extension, run by ``configure()``): binds the one
+* ``attach(runtime)`` (called by the Runtime that ``configure()`` builds): binds the one
   ``AuditSpanProcessor`` of this process to the runtime and adds it to the global TracerProvider
   if the application has set one (an SDK ``TracerProvider``, or anything with
   ``add_span_processor``). If none is set yet, a hook on ``opentelemetry.trace.set_tracer_provider``
@@ -43,7 +43,7 @@ def processor() -> AuditSpanProcessor:
 
 
 def attach(runtime: Any) -> None:
-    """Runtime extension: bind the bridge to ``runtime`` and attach it to the app's provider."""
+    """Called by the Runtime: bind the bridge to ``runtime`` and attach it to the app's provider."""
     settings = SpanBridgeSettings.from_env()  # a bad AUDITEL_SPAN_BRIDGE fails configure() by name
     runtime.span_bridge = None
     install_hook()
