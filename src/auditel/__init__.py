@@ -33,27 +33,43 @@ from auditel.api.helpers import (
     unsubscribe,
 )
 from auditel.api.audited import AuditScope, ToolDenied, audited, tool
+from auditel.api.guard import guarded
 from auditel.api.read import query, read_all
 from auditel.config.settings import ConfigError, Settings
 from auditel.pipeline.processor import AuditProcessor
-from auditel.runtime import configure, shutdown
 from auditel.pipeline.sinks import FanoutSink, InMemorySink, JsonlSink
+from auditel.runtime import configure
+from auditel.runtime import shutdown as _shutdown
+
+# ``configure`` is the one entry point that raises, by design: ``ConfigError`` naming what is wrong
+# (a program that asked for auditing must not run unaudited unknowingly). Every other callable
+# here passes through the API boundary (auditel.api.guard) and never raises.
 
 
+@guarded("shutdown")
+def shutdown(timeout: float = 5.0) -> None:
+    """Write the stream-end marker, flush (bounded by ``timeout`` seconds) and stop auditel."""
+    from auditel.record.events import seconds
+
+    _shutdown(seconds(timeout, 5.0))
+
+
+@guarded("instrument", list)
 def instrument(*names: str, **kwargs: object) -> list[str]:
     """Switch on auditel's auto-instrumentations (all available ones, or those named).
 
     ``kwargs`` go to each ``BaseInstrumentor.instrument`` (e.g. ``tracer_provider=``)."""
     from auditel.instrumentation import instrument as _instrument
 
-    return _instrument(*names, **kwargs)
+    return _instrument(*(n if type(n) is str else str(n) for n in names), **kwargs)
 
 
+@guarded("uninstrument", list)
 def uninstrument(*names: str) -> list[str]:
     """Remove auditel's auto-instrumentations (all, or those named)."""
     from auditel.instrumentation import uninstrument as _uninstrument
 
-    return _uninstrument(*names)
+    return _uninstrument(*(n if type(n) is str else str(n) for n in names))
 
 
 __all__ = [

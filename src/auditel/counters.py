@@ -64,10 +64,10 @@ class Counters:
 
 
 def _describe(exc: BaseException | str) -> str:
-    if isinstance(exc, BaseException):
-        text = f"{type(exc).__name__}: {exc}"
-    else:
-        text = str(exc)
+    try:  # an exception raised by a hostile value may have a __str__ that raises too
+        text = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc)
+    except Exception:
+        text = f"{type(exc).__name__}: <message unavailable>"
     return text[:300]
 
 

@@ -29,6 +29,7 @@ from auditel.store.outbox import Outbox, OutboxError
 from auditel.pipeline.processor import AuditProcessor, SanitizedLogRecord, take_result
 from auditel.redaction.redactor import Redactor
 from auditel.record.safe_value import Reasons, safe_attributes, safe_value
+from auditel.record.timestamps import to_unix_nano, valid_ns
 from auditel.pipeline.sinks import JsonlSink
 from auditel.delivery.shipper import Shipper, shipper_from_env
 from auditel.delivery.worker import Worker
@@ -152,13 +153,17 @@ class Runtime:
         attributes: Mapping[str, Any] | None = None,
         body: Any = None,
         severity: str | int | None = None,
-        timestamp: int | None = None,
+        timestamp: Any = None,
     ) -> str | None:
         try:
             if not isinstance(event_name, str) or not event_name.strip():
                 self.counters.reject("bad_event_name")
                 return None
             reasons = Reasons()
+            if timestamp is not None and not valid_ns(timestamp):
+                timestamp = to_unix_nano(timestamp)  # seconds/ms/us/float converted; unusable refused
+                if timestamp is None:
+                    reasons.add("bad_timestamp")
             st = self.settings
             attrs = safe_attributes(attributes, max_value_bytes=st.max_value_bytes, reasons=reasons)
             safe_body = None if body is None else safe_value(body, max_value_bytes=st.max_value_bytes, reasons=reasons)
@@ -340,6 +345,16 @@ def _instrumentation_coverage() -> dict[str, Any] | None:
 
 
 # --- module-level access -----------------------------------------------------------------------
+def peek() -> Runtime | None:
+    """The configured runtime, if any, without configuring one."""
+    return _runtime
+
+
+def disabled_settings() -> Settings | None:
+    """The settings of the last ``configure()`` that left auditel disabled (None otherwise)."""
+    return _disabled_settings
+
+
 def current() -> Runtime | None:
     """The configured runtime, configuring from the environment on first use if AUDITEL_ENABLED=true."""
     rt = _runtime
@@ -359,10 +374,10 @@ def _auto_configure() -> Runtime | None:
             return None
         try:
             return configure()
-        except ConfigError as exc:
-            import sys
-
-            sys.stderr.write(f"auditel: not enabled: {exc}\n")
+        except Exception as exc:  # noqa: BLE001 - the automatic path never raises into the host
+            # ...and never leaves a program that asked for auditing unaudited silently: one clear line
+            detail = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            _stderr_line(f"auditel: AUDITEL_ENABLED=true but auditing is NOT running: {' '.join(detail.split())}")
             return None
 
 
@@ -390,9 +405,27 @@ def configure(*, sinks: Iterable[Any] = (), **overrides: Any) -> Runtime | None:
                 return _runtime
             _runtime.shutdown()
             _runtime = None
-        _runtime = Runtime(settings, sinks=sinks)
+        try:
+            _runtime = Runtime(settings, sinks=sinks)
+        except ConfigError:
+            raise
+        except Exception as exc:  # a full disk, an unreadable directory or key file...: name the path
+            raise ConfigError(
+                f"invalid auditel configuration:\n  AUDITEL_OUTBOX={str(settings.outbox)!r}: auditel could not start"
+                f" there: {type(exc).__name__}: {exc}"
+            ) from exc
         _disabled_settings = None
         return _runtime
+
+
+def _stderr_line(text: str) -> None:
+    import sys
+
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def shutdown(timeout: float = 5.0) -> None:

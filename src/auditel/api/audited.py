@@ -29,14 +29,15 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
-from auditel.api import helpers as api
 from auditel import runtime as _rt
-from auditel.record import schema as S
-from auditel.record.ids import new_record_id
+from auditel.api import helpers as api
+from auditel.api.guard import count_failure, guarded
 from auditel.api.runs import ToolRun, wrap_async_generator, wrap_generator
+from auditel.record import events as E
+from auditel.record.events import UNSET
+from auditel.record.ids import new_record_id
 
 F = TypeVar("F", bound=Callable[..., Any])
-_UNSET = api._UNSET
 
 PolicyResult = Any  # "allow" | "deny" | (verdict, reason) | {"verdict":..., "reason":..., "policy_id":..., "rule_id":...}
 
@@ -65,19 +66,19 @@ class AuditScope:
         kind: str,
         attributes: Mapping[str, Any] | None,
         *,
-        arguments: Any = _UNSET,
+        arguments: Any = UNSET,
         call_id: str | None = None,
         policy: Callable[[str, Any], PolicyResult] | None = None,
         capture_result: bool = True,
     ) -> None:
-        self.name = name
+        self.name = E.text(name, 256)
         self.kind = kind
-        self.attributes: dict[str, Any] = dict(attributes or {})
+        self.attributes: dict[str, Any] = E.attribute_dict(attributes)
         self.arguments = arguments
         self.call_id = call_id
         self.policy = policy
         self.capture_result = capture_result
-        self.result: Any = _UNSET
+        self.result: Any = UNSET
         self.outcome: str | None = None
         self._t0 = 0.0
         self._tool: ToolRun | None = None
@@ -86,21 +87,24 @@ class AuditScope:
             self.call_id = call_id = self.correlation_id  # no model-given call id: one id names the call
         self.outcome_record_id: str | None = None
         if kind == "tool":
-            self._tool = ToolRun(name, call_id=call_id, arguments=arguments, attributes=self.attributes,
+            self._tool = ToolRun(self.name, call_id=call_id, arguments=arguments, attributes=self.attributes,
                                  correlation_id=self.correlation_id)
 
     @property
     def intent_record_id(self) -> str | None:
         return self._tool.intent_record_id if self._tool is not None else None
 
+    @guarded("AuditScope.set_attribute")
     def set_attribute(self, key: str, value: Any) -> None:
-        self.attributes[key] = value
+        self.attributes[key if type(key) is str else E.text(key, 256)] = value
 
+    @guarded("AuditScope.set_result")
     def set_result(self, value: Any) -> None:
         self.result = value
 
+    @guarded("AuditScope.set_outcome")
     def set_outcome(self, outcome: str) -> None:
-        self.outcome = outcome
+        self.outcome = None if outcome is None else E.text(outcome, 64)
 
     # -- lifecycle --
     def start(self) -> None:
@@ -128,7 +132,7 @@ class AuditScope:
     def _check_policy(self) -> None:
         extra: dict[str, Any] = {}
         try:
-            decision = self.policy(self.name, None if self.arguments is _UNSET else self.arguments)  # type: ignore[misc]
+            decision = self.policy(self.name, None if self.arguments is UNSET else self.arguments)  # type: ignore[misc]
             verdict, reason, extra = _parse_decision(decision)
         except Exception as exc:  # noqa: BLE001 - a broken policy is reported, not turned into an outage
             _count("policy", exc)
@@ -166,7 +170,7 @@ class AuditScope:
             if self._tool is not None:
                 self._tool.attributes = dict(self.attributes)
                 self._tool.finish(
-                    result=self.result if (self.capture_result and exc is None) else _UNSET,
+                    result=self.result if (self.capture_result and exc is None) else UNSET,
                     error=exc,
                     outcome=outcome,
                     reason=denied_reason,
@@ -176,19 +180,12 @@ class AuditScope:
             rt = _rt.current()
             if rt is None:
                 return
-            attrs = {
-                S.A_ACTION: self.name,
-                S.A_OUTCOME: outcome,
-                S.A_DURATION_MS: round((time.perf_counter() - self._t0) * 1000.0, 3),
-            }
-            if self.arguments is not _UNSET:
-                api.content_attributes(rt, attrs, self.arguments, digest_key=S.A_ARGS_DIGEST, size_key=S.A_ARGS_SIZE, content_key=None)
-            if self.result is not _UNSET and self.capture_result and exc is None:
-                api.content_attributes(rt, attrs, self.result, digest_key=S.A_RESULT_DIGEST, size_key=S.A_RESULT_SIZE, content_key=None)
-            api._error_attrs(rt, attrs, exc)
-            self.outcome_record_id = rt.emit(
-                S.EV_ACTION, api._merge(attrs, self.attributes), None, "error" if outcome == "failure" else "info"
+            name, attrs, severity = E.action(
+                rt, self.name, outcome=outcome, started=self._t0, arguments=self.arguments,
+                result=self.result if (self.capture_result and exc is None) else UNSET, error=exc,
+                attributes=self.attributes,
             )
+            self.outcome_record_id = rt.emit(name, attrs, None, severity)
         except Exception as err:  # noqa: BLE001
             _count("audited", err)
 
@@ -216,9 +213,23 @@ def _parse_decision(decision: PolicyResult) -> tuple[str, str | None, dict[str, 
 
 
 def _count(kind: str, exc: BaseException) -> None:
-    rt = _rt.current()
-    if rt is not None:
-        rt.counters.error(kind, exc)
+    count_failure(kind, exc)
+
+
+class _NoScope(AuditScope):
+    """Stands in when building the real scope failed (counted): the body runs unaudited-by-this-scope."""
+
+    def __init__(self) -> None:  # noqa: D107 - deliberately builds nothing that could fail
+        self.name, self.kind, self.attributes, self.arguments = "action", "action", {}, UNSET
+        self.call_id, self.policy, self.capture_result = None, None, False
+        self.result, self.outcome, self._t0, self._tool = UNSET, None, 0.0, None
+        self.correlation_id, self.outcome_record_id = "", None
+
+    def start(self) -> None:
+        pass
+
+    def finish(self, exc: BaseException | None) -> None:
+        pass
 
 
 class audited:
@@ -260,16 +271,21 @@ class audited:
         return self._decorate(fn)  # type: ignore[return-value]
 
     # -- context manager --
-    def _new_scope(self, name: str, arguments: Any = _UNSET) -> AuditScope:
-        return AuditScope(
-            name,
-            self.kind,
-            self.attributes,
-            arguments=arguments,
-            call_id=self.call_id,
-            policy=self.policy,
-            capture_result=self.capture_result,
-        )
+    def _new_scope(self, name: str, arguments: Any = UNSET) -> AuditScope:
+        """The scope of one call; never raises (a failure gives a scope that records nothing)."""
+        try:
+            return AuditScope(
+                name,
+                self.kind,
+                self.attributes,
+                arguments=arguments,
+                call_id=self.call_id,
+                policy=self.policy,
+                capture_result=self.capture_result,
+            )
+        except Exception as exc:  # noqa: BLE001
+            _count("audited", exc)
+            return _NoScope()
 
     def __enter__(self) -> AuditScope:
         scope = self._new_scope(self.name or "action")
@@ -291,7 +307,15 @@ class audited:
 
     # -- decorator --
     def _decorate(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        name = self.name or getattr(fn, "__qualname__", getattr(fn, "__name__", "action"))
+        """The wrapper of ``fn``; if auditel cannot build one, ``fn`` itself (counted), never an error."""
+        try:
+            return self._wrap(fn)
+        except Exception as exc:  # noqa: BLE001 - the API boundary: decorating never raises
+            _count("audited", exc)
+            return fn
+
+    def _wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        name = self.name or getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or "action"
         try:
             signature: inspect.Signature | None = inspect.signature(fn)
         except (TypeError, ValueError):
@@ -299,7 +323,7 @@ class audited:
 
         def arguments_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             if not self.capture_arguments:
-                return _UNSET
+                return UNSET
             try:
                 if signature is not None:
                     bound = signature.bind_partial(*args, **kwargs)

@@ -23,12 +23,13 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from auditel.api import helpers as api
+from auditel.record import events as E
+from auditel.record.events import UNSET
 from auditel import runtime as _rt
 from auditel.record import schema as S
 from auditel.record.ids import new_record_id
 from auditel.instrumentation._base import count_error, settings, tracer
 
-UNSET: Any = api._UNSET
 
 
 def recording_enabled() -> bool:
@@ -47,16 +48,9 @@ def _as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     try:
-        return api._as_json_text(value)
+        return E.json_text(value)
     except Exception:  # noqa: BLE001
-        return repr(value)
-
-
-def error_type_of(error: BaseException | str | None) -> str | None:
-    if error is None:
-        return None
-    return type(error).__qualname__ if isinstance(error, BaseException) else str(error)
-
+        return E.text(value)
 
 
 @contextmanager
@@ -92,11 +86,11 @@ class ToolRun:
         attributes: Mapping[str, Any] | None = None,
         correlation_id: str | None = None,
     ) -> None:
-        self.tool_name = tool_name or "unknown"
+        self.tool_name = E.text(tool_name, 256) if tool_name else "unknown"
         self.call_id = call_id
         self.arguments = arguments
         self.tool_type = tool_type
-        self.attributes: dict[str, Any] = dict(attributes or {})
+        self.attributes: dict[str, Any] = E.attribute_dict(attributes)
         self.span: Span | None = None
         self.owns_span = False
         self.correlation_id = correlation_id or new_record_id()
@@ -205,11 +199,9 @@ class ToolRun:
         if outcome is None:
             outcome = "failure" if error is not None else "success"
         try:
-            attrs = dict(self.attributes)
-            if attributes:
-                attrs.update(attributes)
+            attrs = E.merge_attributes(E.attribute_dict(attributes), self.attributes)
             if reason:
-                attrs[S.A_REASON] = reason
+                attrs[S.A_REASON] = E.text(reason)
             with self.active():
                 self.outcome_record_id = api.tool_call(
                     self.tool_name,
@@ -236,7 +228,7 @@ class ToolRun:
                 self._span_content(S.GEN_AI_TOOL_RESULT, result)
                 if outcome != "success":
                     span.set_attribute(S.A_OUTCOME, outcome)
-                etype = error_type_of(error) or ({"failure": "tool_error", "denied": "denied"}.get(outcome))
+                etype = E.error_type(error) or ({"failure": "tool_error", "denied": "denied"}.get(outcome))
                 if etype:
                     span.set_attribute(S.A_ERROR_TYPE, etype)
                     span.set_status(Status(StatusCode.ERROR))
@@ -254,7 +246,7 @@ class AgentRun:
     def __init__(self, agent_name: str | None, *, framework: str, attributes: Mapping[str, Any] | None = None) -> None:
         self.agent_name = agent_name
         self.framework = framework
-        self.attributes: dict[str, Any] = dict(attributes or {})
+        self.attributes: dict[str, Any] = E.attribute_dict(attributes)
         self.span: Span | None = None
         self.correlation_id = new_record_id()
         self._t0 = 0.0
@@ -287,7 +279,7 @@ class AgentRun:
         if outcome is None:
             outcome = "failure" if error is not None else "success"
         if attributes:
-            self.attributes.update(attributes)
+            self.attributes = E.merge_attributes(E.attribute_dict(attributes), self.attributes)
         with self.active():
             self._emit("outcome", outcome, error, reason)
         span = self.span
@@ -305,23 +297,12 @@ class AgentRun:
         if rt is None:
             return
         try:
-            attrs: dict[str, Any] = {
-                S.A_ACTION: "agent.run",
-                S.A_PHASE: phase,
-                S.A_OUTCOME: outcome,
-                S.GEN_AI_OPERATION: "invoke_agent",
-                S.GEN_AI_AGENT_NAME: self.agent_name,
-                S.A_TARGET_TYPE: "agent",
-                S.A_TARGET_ID: self.agent_name,
-                S.A_CORRELATION_ID: self.correlation_id,
-                S.A_REASON: reason,
-                "audit.framework": self.framework,
-            }
-            if phase == "outcome":
-                attrs[S.A_DURATION_MS] = round((time.perf_counter() - self._t0) * 1000.0, 3)
-            api._error_attrs(rt, attrs, error)
-            severity = "error" if outcome == "failure" else "info"
-            rt.emit(S.EV_AGENT_RUN, api._merge(attrs, self.attributes), None, severity)
+            name, attrs, severity = E.agent_run(
+                rt, self.agent_name, framework=self.framework, phase=phase, outcome=outcome,
+                correlation_id=self.correlation_id, started=self._t0, error=error, reason=reason,
+                attributes=self.attributes,
+            )
+            rt.emit(name, attrs, None, severity)
         except Exception as exc:  # noqa: BLE001
             count_error("agent_run", exc)
 
@@ -333,18 +314,9 @@ def record_handoff(from_agent: str | None, to_agent: str | None, *, framework: s
     if rt is None:
         return None
     try:
-        attrs: dict[str, Any] = {
-            S.A_ACTION: "agent.handoff",
-            S.A_OUTCOME: "failure" if error is not None else "success",
-            "audit.handoff.from_agent": from_agent,
-            "audit.handoff.to_agent": to_agent,
-            S.GEN_AI_AGENT_NAME: from_agent,
-            S.A_TARGET_TYPE: "agent",
-            S.A_TARGET_ID: to_agent,
-            "audit.framework": framework,
-        }
-        api._error_attrs(rt, attrs, error)
-        return rt.emit(S.EV_HANDOFF, api._merge(attrs, attributes), None, "info" if error is None else "error")
+        name, attrs, severity = E.handoff(rt, from_agent, to_agent, framework=framework, error=error,
+                                          attributes=attributes)
+        return rt.emit(name, attrs, None, severity)
     except Exception as exc:  # noqa: BLE001
         count_error("handoff", exc)
         return None

@@ -57,13 +57,28 @@ INSTRUMENTATIONS: tuple[Instrumentation, ...] = (
         "openai-agents",
         "OpenAI Agents SDK",
     ),
+    Instrumentation(
+        "auditel_google_genai",
+        "auditel.instrumentation.google_genai:GoogleGenAIInstrumentor",
+        "google.genai",
+        "google-genai",
+        "Google Gen AI SDK",
+    ),
+    Instrumentation(
+        "auditel_litellm", "auditel.instrumentation.litellm:LiteLLMInstrumentor", "litellm", "litellm", "LiteLLM"
+    ),
+    Instrumentation(
+        "auditel_bedrock",
+        "auditel.instrumentation.bedrock:BedrockInstrumentor",
+        "botocore",
+        "botocore",
+        "Amazon Bedrock Runtime (boto3)",
+    ),
 )
 
 # Frameworks auditel recognises but does not audit yet: (import name, distribution, label).
 # An instrumentation added to INSTRUMENTATIONS for one of them must be removed from here.
 NOT_AUDITED: tuple[tuple[str, str, str], ...] = (
-    ("litellm", "litellm", "LiteLLM"),
-    ("google.genai", "google-genai", "Google Gen AI SDK"),
     ("crewai", "crewai", "CrewAI"),
     ("llama_index.core", "llama-index-core", "LlamaIndex"),
     ("autogen_agentchat", "autogen-agentchat", "AutoGen"),

@@ -244,7 +244,7 @@ def _make_handler_class() -> type:
                     finish_reasons=[str(finish)] if finish else None,
                     input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
                     tool_calls=tool_calls or None, input_messages=messages,
-                    output_messages=_messages_payload([[message]]) if message is not None else api._UNSET,
+                    output_messages=_messages_payload([[message]]) if message is not None else api.UNSET,
                     attributes={"audit.framework": FRAMEWORK},
                 )
             except Exception as exc:  # noqa: BLE001

@@ -12,21 +12,25 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import sqlite3
 import threading
 import time
 from typing import Any, Callable, Mapping
 
-from opentelemetry import trace
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from auditel.record import schema as S
 from auditel.record.canonical import canonical, canonical_json
 from auditel.config.settings import Settings
 from auditel.counters import Counters
-from auditel.record.ids import new_record_id, new_stream_id
+from auditel.pipeline.capacity import CapacityPolicy, Rejected
+from auditel.record.ids import new_record_id
+from auditel.pipeline.bridge import add_span_event
+from auditel.pipeline.streams import StreamState, start_body
 from auditel.store.outbox import Outbox
 from auditel.redaction.redactor import Redactor
 from auditel.record.safe_value import Reasons, safe_attributes, safe_value
+from auditel.record.timestamps import MAX_NS, to_unix_nano
 
 _tls = threading.local()
 
@@ -61,30 +65,11 @@ _STAMPED_KEYS = frozenset(
     }
 )
 
-# What a span event repeats of its audit record (see AuditProcessor._bridge).
-_BRIDGE_KEYS = (
-    S.A_RECORD_ID,
-    S.A_STREAM_ID,
-    S.A_SEQ,
-    S.A_ACTION,
-    S.A_PHASE,
-    S.A_OUTCOME,
-    S.A_CORRELATION_ID,
-    S.GEN_AI_TOOL_NAME,
-    S.GEN_AI_TOOL_CALL_ID,
-    S.GEN_AI_REQUEST_MODEL,
-    S.A_POLICY_VERDICT,
-    S.A_POLICY_ID,
-    S.A_ERROR_TYPE,
-)
+# never replaced when an over-large record is shrunk (with every ``audit.sequence.*`` key)
+_KEEP_WHOLE = frozenset({S.A_RECORD_ID, S.A_SCHEMA_VERSION})
 
 Listener = Callable[[dict[str, Any]], None]
 
-_CAP_CHECK_EVERY = 64
-
-
-class Rejected(Exception):
-    """A record that cannot be stored; the reason is counted."""
 
 
 class SanitizedLogRecord(ReadWriteLogRecord):
@@ -141,6 +126,7 @@ class AuditProcessor(LogRecordProcessor):
         self._lock = threading.Lock()
         self._closed = False
         self._events = settings.events
+        self.capacity = CapacityPolicy(outbox, settings, self.counters, lambda: self._wakers)
         self._stamp = self._stamp_attributes()
         self._new_stream()
         if hasattr(os, "register_at_fork"):
@@ -160,22 +146,22 @@ class AuditProcessor(LogRecordProcessor):
 
     @property
     def stream_id(self) -> str:
-        return self._stream_id
+        return self._s.stream_id
 
     @property
     def sequence(self) -> int:
-        return self._seq
+        return self._s.seq
 
     @property
     def head_hash(self) -> str | None:
-        return self._head
+        return self._s.head
 
     def head(self) -> tuple[str, int, str | None]:
         """A consistent ``(stream_id, last seq, its hash)`` snapshot (seq 0: nothing written yet)."""
         with self._lock:
-            if os.getpid() != self._pid:  # forked child before its first record: nothing written yet
-                return self._stream_id, 0, None
-            return self._stream_id, self._seq, self._head
+            if self._s.forked():  # forked child before its first record: nothing written yet
+                return self._s.stream_id, 0, None
+            return self._s.stream_id, self._s.seq, self._s.head
 
     def _stamp_attributes(self) -> dict[str, Any]:
         st = self.settings
@@ -208,48 +194,26 @@ class AuditProcessor(LogRecordProcessor):
 
     # --- streams and fork ---------------------------------------------------------
     def _new_stream(self) -> None:
-        self._pid = os.getpid()
-        self._stream_id = new_stream_id()
-        self._seq = 0
-        self._head: str | None = None
-        self._since_cap_check = _CAP_CHECK_EVERY
-        self._stream_registered = False
-        self._ended = False  # the end marker is written: only checkpoints may follow it
+        self._s = StreamState()
         self._pending_notify: list[dict[str, Any]] = []
 
     def _ensure_stream(self) -> None:
         """Called with the lock held: register the stream and write its start record once."""
-        if self._stream_registered:
+        state = self._s
+        if state.registered:
             return
-        self._stream_registered = True
+        state.registered = True
         resource = dict(self.resource)
-        resource["process.pid"] = self._pid
-        self.outbox.register_stream(self._stream_id, resource, pid=self._pid, host=socket.gethostname())
-        body: dict[str, Any] = {
-            "auditel.version": _version(),
-            "config.hash": hashlib.sha256(
-                canonical(safe_value(self.settings.public_dict())).encode("utf-8")
-            ).hexdigest(),
-            "redaction.policy_version": self.redactor.policy_version,
-            "redaction.rules_hash": self.redactor.rules_hash,
-            "resource": safe_value(resource),
-            "host.name": socket.gethostname(),
-            "process.pid": self._pid,
-        }
-        if self._stream_start_extra is not None:
-            try:
-                body.update(self._stream_start_extra())
-            except Exception as exc:  # noqa: BLE001
-                self.counters.error("stream_start_extra", exc)
-        start = self._commit_locked(
-            S.EV_STREAM_START, {}, safe_value(body), severity=9, sev_text="INFO", time_ns=time.time_ns()
-        )
+        resource["process.pid"] = state.pid
+        self.outbox.register_stream(state.stream_id, resource, pid=state.pid, host=socket.gethostname())
+        body = start_body(state, self.settings, self.redactor, resource, self.counters, self._stream_start_extra)
+        start = self._commit_locked(S.EV_STREAM_START, {}, body, severity=9, sev_text="INFO", time_ns=time.time_ns())
         self._pending_notify.append(start)
 
     def start_stream(self) -> None:
         """Write this process's stream-start record now (otherwise it is written before the first record)."""
         with self._lock:
-            if os.getpid() != self._pid:
+            if self._s.forked():
                 self._new_stream()
             self._ensure_stream()
         if self._pending_notify:
@@ -293,6 +257,11 @@ class AuditProcessor(LogRecordProcessor):
             self._record(log_record, lr, name, scope)
         except Rejected as exc:
             self.counters.reject(str(exc))
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                self.counters.reject("disk_full")  # a record lost to a full disk is a rejection, with its reason
+            else:
+                self.counters.error("processor", exc)
         except Exception as exc:  # noqa: BLE001 - never raise into the host
             self.counters.error("processor", exc)
         finally:
@@ -329,11 +298,17 @@ class AuditProcessor(LogRecordProcessor):
             self.counters.merge("redactions", counts)
 
         sev = lr.severity_number.value if lr.severity_number is not None else 9
-        time_ns = lr.timestamp or lr.observed_timestamp or time.time_ns()
+        time_ns = lr.timestamp
+        observed = lr.observed_timestamp
+        # only ever an int is stored (a float or "True" there would be unshippable); see record.timestamps
+        if type(observed) is not int or not 0 < observed <= MAX_NS:
+            observed = self._time_of(observed) or time.time_ns()
+        if type(time_ns) is not int or not 0 < time_ns <= MAX_NS:
+            time_ns = self._time_of(time_ns) or observed
         record: dict[str, Any] = {
             "event_name": name,
             "time_unix_nano": str(time_ns),
-            "observed_time_unix_nano": str(lr.observed_timestamp or time_ns),
+            "observed_time_unix_nano": str(observed),
             "severity_number": sev,
             "severity_text": lr.severity_text or "",
             "attributes": attrs,
@@ -347,6 +322,7 @@ class AuditProcessor(LogRecordProcessor):
         if scope is not None and scope.name != S.SCOPE_NAME:
             record["scope"] = {"name": scope.name, "version": scope.version or ""}
 
+        self.capacity.admit()  # may wait (AUDITEL_ON_FULL=block) or raise Rejected: never under the stream lock
         stored = self._commit(record, name, time_ns, simple=not reasons.general)
         _tls.result = record_id
         self.counters.recorded += 1
@@ -356,16 +332,25 @@ class AuditProcessor(LogRecordProcessor):
             if "body" in stored:
                 lr.body = stored["body"]
         if lr.trace_id:  # no trace id: no span is active (a recording span always has one)
-            self._bridge(name, stored, time_ns)
+            add_span_event(self.counters, name, stored, time_ns)
         if self._pending_notify:
             self._drain_pending()
         self._notify(stored)
 
+    def _time_of(self, value: Any) -> int | None:
+        """A timestamp that is not already int nanoseconds: converted, or refused (None, counted)."""
+        if value is None or (type(value) is int and value == 0):
+            return None  # not given (OTel's 0 means unknown)
+        ns = to_unix_nano(value)
+        if ns is None:
+            self.counters.merge("sanitized", {"bad_timestamp": 1})
+        return ns
+
     def _commit(self, record: dict[str, Any], name: str, time_ns: int, *, simple: bool = False) -> dict[str, Any]:
         with self._lock:
-            if os.getpid() != self._pid:  # forked without the at-fork hook (e.g. os.fork from C)
+            if self._s.forked():  # forked without the at-fork hook (e.g. os.fork from C)
                 self._new_stream()
-            if self._ended:  # another thread wrote the end marker while we waited for the lock
+            if self._s.ended:  # another thread wrote the end marker while we waited for the lock
                 raise Rejected("after_shutdown")
             self._ensure_stream()
             return self._chain_and_append(record, name, time_ns, simple=simple)
@@ -388,103 +373,62 @@ class AuditProcessor(LogRecordProcessor):
         }
         if body is not None:
             record["body"] = body
-        # integrity records (stream start/end, checkpoints) are small and never held back by the cap
-        return self._chain_and_append(record, name, time_ns, check_cap=False)
+        return self._chain_and_append(record, name, time_ns)
 
-    def _chain_and_append(
-        self, record: dict[str, Any], name: str, time_ns: int, *, check_cap: bool = True, simple: bool = False
-    ) -> dict[str, Any]:
+    def _chain_and_append(self, record: dict[str, Any], name: str, time_ns: int, *, simple: bool = False) -> dict[str, Any]:
         """Assign seq and prev_hash, hash the canonical text, commit. ``simple``: see ``Reasons.general``."""
         attrs = record["attributes"]
-        seq = self._seq + 1
-        attrs[S.A_STREAM_ID] = self._stream_id
+        state = self._s
+        seq = state.seq + 1
+        attrs[S.A_STREAM_ID] = state.stream_id
         attrs[S.A_SEQ] = seq
-        if self._head is not None:
-            attrs[S.A_PREV_HASH] = self._head
+        if state.head is not None:
+            attrs[S.A_PREV_HASH] = state.head
         data = canonical_json(record, simple=True) if simple else canonical(record)
         if len(data) > self.settings.max_record_bytes:
             data = self._shrink(record)
         digest = hashlib.sha256(data.encode("utf-8")).hexdigest()
-        self._since_cap_check += 1
-        if check_cap and self._since_cap_check >= _CAP_CHECK_EVERY and self.settings.max_outbox_mb > 0:
-            self._since_cap_check = 0
-            self._make_room()
-        self.outbox.append(attrs[S.A_RECORD_ID], self._stream_id, seq, time_ns, name, data, digest)
-        self._seq = seq
-        self._head = digest
+        self.outbox.append(attrs[S.A_RECORD_ID], state.stream_id, seq, time_ns, name, data, digest)
+        state.seq = seq
+        state.head = digest
         record["hash"] = digest
         return record
 
     def _shrink(self, record: dict[str, Any]) -> str:
-        """Keep an over-large record in a safe form: drop the body, then the largest attributes."""
+        """Keep an over-large record in a safe form: drop the body, then the largest attributes.
+
+        Linear: each attribute is canonicalised once to learn its size, and the record's size is
+        then updated by difference (in JCS a member's text adds exactly its own length), so the
+        whole record is canonicalised at most three times whatever the number of attributes.
+        """
         self.counters.merge("sanitized", {"record_too_large": 1})
+        limit = self.settings.max_record_bytes
         if "body" in record:
             size = len(canonical_json(record["body"]) if not isinstance(record["body"], str) else record["body"])
             record["body"] = f"[omitted: body of {size} bytes exceeds AUDITEL_MAX_RECORD_BYTES]"
         data = canonical(record)
-        if len(data) <= self.settings.max_record_bytes:
+        if len(data) <= limit:
             return data
         attrs = record["attributes"]
-        for key in sorted(attrs, key=lambda k: -len(canonical(attrs[k]))):
-            if key.startswith("audit.sequence") or key in (S.A_RECORD_ID, S.A_SCHEMA_VERSION):
-                continue
-            attrs[key] = f"[omitted: value of {len(canonical(attrs[key]))} bytes exceeds AUDITEL_MAX_RECORD_BYTES]"
-            data = canonical(record)
-            if len(data) <= self.settings.max_record_bytes:
+        sizes = {k: len(canonical(v)) for k, v in attrs.items() if k not in _KEEP_WHOLE and not k.startswith("audit.sequence")}
+        total = len(data)
+        replaced: list[str] = []
+        for key in sorted(sizes, key=lambda k: -sizes[k]):
+            note = f"[omitted: value of {sizes[key]} bytes exceeds AUDITEL_MAX_RECORD_BYTES]"
+            attrs[key] = note
+            replaced.append(key)
+            total += len(note) + 2 - sizes[key]  # the note is ASCII without escapes: its JSON adds the quotes
+            if total <= limit:
                 break
+        data = canonical(record)
+        if len(data) > limit:  # so many attributes that even their names are too much: leave them out
+            for key in replaced:
+                del attrs[key]
+            attrs["audit.record.omitted_attributes"] = len(replaced)
+            data = canonical(record)
         return data
 
-    # --- capacity -------------------------------------------------------------------
-    def _make_room(self) -> None:
-        cap = self.settings.max_outbox_bytes
-        if self.outbox.logical_bytes() < cap:
-            return
-        while self.outbox.prune(shipped_only=True, reason="cap", limit=2000):
-            if self.outbox.logical_bytes() < cap:
-                return
-        mode = self.settings.on_full
-        if mode == "grow":
-            self.counters.merge("rejected", {"over_cap_kept": 1})
-            self._since_cap_check = _CAP_CHECK_EVERY  # check again on the next record
-            return
-        if mode == "drop_oldest":
-            dropped = self.outbox.prune(shipped_only=False, reason="cap_drop_oldest", limit=256)
-            if dropped:
-                self.counters.merge("rejected", {"dropped_oldest_unshipped": dropped})
-                self.counters.error("dropped_oldest_unshipped", f"{dropped} unshipped records deleted by AUDITEL_ON_FULL=drop_oldest")
-            self._since_cap_check = _CAP_CHECK_EVERY
-            return
-        if mode == "block":
-            deadline = time.monotonic() + self.settings.block_timeout_ms / 1000.0
-            while time.monotonic() < deadline:
-                for wake in self._wakers:
-                    wake()
-                time.sleep(0.05)
-                self.outbox.prune(shipped_only=True, reason="cap", limit=2000)
-                if self.outbox.logical_bytes() < cap:
-                    return
-        self._since_cap_check = _CAP_CHECK_EVERY
-        raise Rejected("outbox_full")
-
     # --- after commit ----------------------------------------------------------------
-    def _bridge(self, name: str, stored: dict[str, Any], time_ns: int) -> None:
-        """Add the record to the active recording span as an event that points at it.
-
-        The event carries the keys that identify the record and say what happened (id, stream,
-        sequence, action, phase, outcome, tool, verdict, error type), not every attribute: the full
-        record is the log record, and copying ~30 attributes again costs the SDK as much as the
-        commit. Content never rides along.
-        """
-        try:
-            span = trace.get_current_span()
-            if not span.is_recording():
-                return
-            attrs = stored["attributes"]
-            flat = {key: attrs[key] for key in _BRIDGE_KEYS if key in attrs}
-            span.add_event(name, attributes=flat, timestamp=time_ns)
-        except Exception as exc:  # noqa: BLE001
-            self.counters.error("span_event", exc)
-
     def _drain_pending(self) -> None:
         pending, self._pending_notify = self._pending_notify, []
         for item in pending:
@@ -506,13 +450,13 @@ class AuditProcessor(LogRecordProcessor):
     def end_stream(self) -> None:
         """Write the stream-end marker (clean shutdown). Idempotent; later records are rejected."""
         with self._lock:
-            if self._closed or self._ended or not self._stream_registered or os.getpid() != self._pid:
+            if self._closed or self._s.ended or not self._s.registered or self._s.forked():
                 return
-            self._ended = True
+            self._s.ended = True
             try:
                 attrs = {S.A_SEQ_END: True}
                 stored = self._commit_locked(S.EV_STREAM_END, attrs, None, severity=9, sev_text="INFO", time_ns=time.time_ns())
-                self.outbox.end_stream(self._stream_id)
+                self.outbox.end_stream(self._s.stream_id)
             except Exception as exc:  # noqa: BLE001
                 self.counters.error("stream_end", exc)
                 return
@@ -527,9 +471,9 @@ class AuditProcessor(LogRecordProcessor):
         with self._lock:
             if self._closed:
                 return None
-            if os.getpid() != self._pid:
+            if self._s.forked():
                 self._new_stream()
-            if self._ended and name != S.EV_CHECKPOINT:
+            if self._s.ended and name != S.EV_CHECKPOINT:
                 return None
             self._ensure_stream()
             stored = self._commit_locked(name, attrs, body, severity=9, sev_text="INFO", time_ns=time.time_ns())
@@ -546,9 +490,3 @@ class AuditProcessor(LogRecordProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True  # every record is committed before on_emit returns
-
-
-def _version() -> str:
-    from auditel._version import __version__
-
-    return __version__

@@ -3,7 +3,8 @@
 The rules (documented in docs/schema.md, "Safe forms"):
 
 * ``None``, ``bool``, ``str`` and ``int`` within signed 64 bits stay as they are.
-* Integers outside signed 64 bits become decimal strings (``int_out_of_range``).
+* Integers outside signed 64 bits become decimal strings (``int_out_of_range``); beyond Python's
+  decimal conversion limit (4,300 digits) they become ``0x``-prefixed hexadecimal strings.
 * ``NaN``, ``inf`` and ``-inf`` become the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
   (``non_finite_float``); finite floats stay floats.
 * Lone surrogates in strings become U+FFFD (``lone_surrogate``).
@@ -16,6 +17,11 @@ The rules (documented in docs/schema.md, "Safe forms"):
 * datetimes, dates, UUIDs, paths, enums and exceptions get readable string forms;
   pydantic models and dataclasses become dicts; anything else becomes its ``repr`` cut to
   200 characters, or ``"<unserializable TYPE>"`` when even ``repr`` fails (``unserializable``).
+  An object whose ``__getattr__``, ``__len__``, ``__iter__`` or ``model_dump`` raises anything
+  gets that same placeholder: a value loses its own form, never the record.
+* The work per value is bounded: at most ``MAX_NODES`` containers and leaves are visited (a
+  shared reference is visited again on each path, so a DAG cannot explode); past that budget
+  every remaining value becomes ``"[budget exceeded]"`` (``budget``).
 
 Nothing here raises: every departure from the input is counted by reason.
 """
@@ -27,6 +33,7 @@ import dataclasses
 import datetime as _dt
 import enum
 import math
+import reprlib
 import uuid
 from collections.abc import Mapping
 from pathlib import PurePath
@@ -40,6 +47,11 @@ _REPR_MAX = 200
 
 
 _MAX_SAFE = 2**53 - 1
+MAX_NODES = 20_000
+_KEY_REPR = reprlib.Repr()
+_KEY_REPR.maxlevel = 3
+# the largest magnitude Python turns into decimal text by default (4,300 digits, sys.int_info)
+_MAX_DECIMAL_BITS = 14_000
 
 
 class Reasons(dict):
@@ -47,9 +59,11 @@ class Reasons(dict):
 
     ``general`` is set when the value holds a float, an integer beyond 2^53 or a non-ASCII key:
     the canonicaliser then takes its general path (otherwise plain sorted ``json.dumps`` is exact).
+    ``budget``: the nodes still to be visited for the record these reasons belong to.
     """
 
     general = False
+    budget = MAX_NODES
 
     def add(self, reason: str, n: int = 1) -> None:
         self[reason] = self.get(reason, 0) + n
@@ -128,13 +142,25 @@ def _is_clean_str(s: str) -> bool:
 
 def _safe_key(key: Any) -> str:
     try:
-        text = str(key)
+        # a tuple key may nest (or share) without bound: its reprlib form is bounded
+        text = _KEY_REPR.repr(key) if isinstance(key, tuple) else str(key)
     except Exception:
         text = f"<key {type(key).__name__}>"
     return _fix_surrogates(text)[:256]
 
 
+def _int_text(value: int) -> str:
+    if value.bit_length() <= _MAX_DECIMAL_BITS:
+        return str(value)
+    return hex(value)  # no digit limit: exact, and cut like any long string by the caller's limit
+
+
 def _safe(value: Any, limit: int, reasons: Reasons, depth: int, path: set[int]) -> Any:
+    reasons.budget -= 1
+    if reasons.budget < 0:
+        if reasons.budget == -1:
+            reasons.add("budget")
+        return "[budget exceeded]"
     t = type(value)
     if value is None or t is bool:
         return value
@@ -149,7 +175,7 @@ def _safe(value: Any, limit: int, reasons: Reasons, depth: int, path: set[int]) 
             reasons.general = True
             return value
         reasons.add("int_out_of_range")
-        return str(value)
+        return _int_text(value)
     if t is float:
         if math.isfinite(value):
             # Python's repr is the ECMAScript form for non-integral values in [1e-4, 1e16):
@@ -162,6 +188,21 @@ def _safe(value: Any, limit: int, reasons: Reasons, depth: int, path: set[int]) 
     if depth >= MAX_DEPTH:
         reasons.add("too_deep")
         return "[max depth]"
+    try:
+        return _safe_object(value, limit, reasons, depth, path)
+    except Exception:  # a hostile __getattr__/__len__/__iter__/model_dump, RecursionError...
+        reasons.add("unserializable")
+        return _placeholder(value)
+
+
+def _placeholder(value: Any) -> str:
+    try:
+        return f"<unserializable {type(value).__qualname__}>"
+    except Exception:
+        return "<unserializable>"
+
+
+def _safe_object(value: Any, limit: int, reasons: Reasons, depth: int, path: set[int]) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)
         if len(raw) > limit:
@@ -183,9 +224,9 @@ def _safe(value: Any, limit: int, reasons: Reasons, depth: int, path: set[int]) 
                 return f"<unserializable {type(value).__qualname__}>"
             if len(items) > MAX_ITEMS:
                 reasons.add("truncated")
-                items = items[:MAX_ITEMS]
-                out["…"] = f"[{len(value) - MAX_ITEMS} more items]"
-            for k, v in items:
+                out["…"] = f"[{len(items) - MAX_ITEMS} more items]"
+                reasons.general = True  # a non-ASCII key
+            for k, v in items[:MAX_ITEMS]:
                 if type(k) is not str:
                     reasons.add("non_str_key")
                     k = _safe_key(k)
@@ -272,4 +313,4 @@ def _safe_repr(value: Any, fn: Any) -> str:
             raise TypeError
         return text
     except Exception:
-        return f"<unserializable {type(value).__qualname__}>"
+        return _placeholder(value)

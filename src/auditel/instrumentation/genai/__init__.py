@@ -21,6 +21,7 @@ sizes. Nothing here raises into the host's call: every auditel-side failure is c
 from __future__ import annotations
 
 from auditel.instrumentation.genai.calling import (
+    OUTER_CALL_KEY,
     Describe,
     FromResponse,
     GenAIInstrumentor,
@@ -29,6 +30,7 @@ from auditel.instrumentation.genai.calling import (
     call_async,
     call_sync,
     classify,
+    suppressed,
     wrapper,
 )
 from auditel.instrumentation.genai.invocation import (
@@ -95,6 +97,7 @@ __all__ = [
     "Invocation",
     "NOT_GIVEN_NAMES",
     "OPERATION",
+    "OUTER_CALL_KEY",
     "OUTPUT_MESSAGES",
     "OUT_TOKENS",
     "Observe",
@@ -127,6 +130,7 @@ __all__ = [
     "server_attributes",
     "start",
     "stream_state_of",
+    "suppressed",
     "text_part",
     "tool_call_part",
     "usage_total",

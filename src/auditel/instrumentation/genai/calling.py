@@ -138,8 +138,16 @@ async def call_async(
     return _settle(inv, result, from_response, observe, True)
 
 
+# Set (in the OTel context) while an outer model-call layer (LiteLLM) records the call: the SDK it
+# calls underneath (openai) must not record it a second time.
+OUTER_CALL_KEY = otel_context.create_key("auditel-genai-outer-call")
+
+
 def _suppressed() -> bool:
-    return not is_instrumentation_enabled()
+    return not is_instrumentation_enabled() or otel_context.get_value(OUTER_CALL_KEY) is not None
+
+
+suppressed = _suppressed  # for instrumentations with wrappers of their own (google_genai, litellm, bedrock)
 
 
 # --- raw responses ---------------------------------------------------------------------------------

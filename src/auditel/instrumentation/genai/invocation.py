@@ -137,6 +137,7 @@ class Invocation:
                 attrs[TTFC] = self.first_chunk_mono - self.start_mono
             if end is not None:
                 attrs["auditel.stream.end"] = end
+            attrs.update(facts.attributes)
             if self.policy.on_spans:
                 attrs.update(_content_attributes(req, facts, as_json=True))
             if error is not None:
@@ -161,6 +162,7 @@ class Invocation:
         req = self.request
         extra: dict[str, Any] = {k: v for k, v in usage.items() if k not in (IN_TOKENS, OUT_TOKENS)}
         extra.update({k: v for k, v in req.attributes.items() if k.startswith(("gen_ai.request.", "server."))})
+        extra.update(facts.attributes)
         extra["audit.model_call.streaming"] = req.streaming
         if end is not None:
             extra["audit.stream.end"] = end

@@ -84,6 +84,7 @@ class ResponseFacts:
     output_messages: list[dict[str, Any]] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"name", "id", "arguments"}
     complete: bool = False  # the provider said the response is finished
+    attributes: dict[str, Any] = field(default_factory=dict)  # extra response facts (e.g. cost): span and record
     scratch: dict[str, Any] = field(default_factory=dict)  # stream accumulators' working state
     build: Callable[[ResponseFacts], None] | None = None  # turns scratch into the fields above
 
