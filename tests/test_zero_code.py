@@ -58,7 +58,7 @@ def test_opentelemetry_instrument_with_env_only(server: FakeLLMServer, tmp_path:
     env = _env(server, AUDITEL_ENABLED="true", AUDITEL_OUTBOX=str(outbox), OTEL_PYTHON_DISTRO="auditel_distro", OTEL_PYTHON_CONFIGURATOR="auditel_configurator")
     proc = _run([str(BIN / "opentelemetry-instrument"), sys.executable, str(AGENT)], env)
     _assert_agent_ran(proc)
-    assert "tracer_provider TracerProvider" in proc.stdout  # set by our configurator: none was set
+    assert "tracer_provider AdoptingTracerProvider" in proc.stdout  # set by our configurator: none was set
     _assert_records(outbox)
 
 
@@ -83,7 +83,7 @@ def test_auditel_run_passes_exit_code_and_records(server: FakeLLMServer, tmp_pat
     outbox = tmp_path / "run" / "outbox.db"
     proc = _run([str(BIN / "auditel"), "--outbox", str(outbox), "run", "--", sys.executable, str(AGENT)], _env(server))
     _assert_agent_ran(proc)
-    assert "tracer_provider TracerProvider" in proc.stdout
+    assert "tracer_provider AdoptingTracerProvider" in proc.stdout
     _assert_records(outbox)
 
 

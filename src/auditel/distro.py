@@ -6,7 +6,8 @@ found, or the ones named by ``OTEL_PYTHON_DISTRO`` / ``OTEL_PYTHON_CONFIGURATOR`
 
 * ``AuditelConfigurator``: when ``AUDITEL_ENABLED`` is true, configures auditel from the
   environment and, only if the application has no TracerProvider yet, sets up the stock OTel SDK
-  components exactly as the SDK's own configurator would (``OTEL_TRACES_EXPORTER``, ...).
+  components exactly as the SDK's own configurator would (``OTEL_TRACES_EXPORTER``, ...), behind an
+  adopting global provider that a provider the app sets later in code replaces (``configure_tracing``).
   When auditel is not enabled it does nothing at all.
 * ``AuditelDistro``: like the default distro (no exporter defaults are forced on the app); when
   auditel is not enabled it skips auditel's own instrumentors, so installing auditel never adds
@@ -19,7 +20,7 @@ configure auditel on first use when ``AUDITEL_ENABLED=true`` (``auditel.runtime.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -65,14 +66,49 @@ def start_auditel() -> bool:
         return False
 
 
+def configure_tracing(configure_sdk: Callable[[], None]) -> None:
+    """Set up tracing for zero-code start, leaving room for the application's own provider.
+
+    The global provider becomes an ``AdoptingTracerProvider`` that forwards to the provider the
+    OTel configurator builds (``OTEL_TRACES_EXPORTER``...) until the application sets its own in
+    code, which then takes over (its exporters receive every span, auditel's records carry its
+    trace context). A configured exporter whose package is missing is reported loudly, naming the
+    package, and spans still get a provider, so records keep their trace context.
+    """
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from auditel.config.spans import missing_trace_exporters
+    from auditel.spans.attach import AdoptingTracerProvider, attach_to, install_hook
+
+    install_hook()
+    if tracer_provider_is_set():
+        return  # never replace the application's providers
+    adopter = AdoptingTracerProvider()
+    trace.set_tracer_provider(adopter)
+    if trace.get_tracer_provider() is not adopter:  # set by someone else in between
+        return
+    for problem in missing_trace_exporters():
+        sys.stderr.write(f"auditel: ERROR: {problem}. Spans are not exported until it is installed.\n")
+    adopter.expect_own()
+    try:
+        configure_sdk()
+    except Exception as exc:  # noqa: BLE001 - the app must start; the problem is reported above/here
+        sys.stderr.write(f"auditel: ERROR: OpenTelemetry tracing set-up failed: {type(exc).__name__}: {exc}\n")
+    finally:
+        adopter.expect_own(False)
+    if adopter.delegate is None:
+        from opentelemetry.sdk.resources import Resource
+
+        adopter.adopt_own(TracerProvider(resource=Resource.create()))
+        attach_to(adopter.delegate)
+
+
 class AuditelConfigurator(_OTelSDKConfigurator):
     def _configure(self, **kwargs: Any) -> None:
         if not auditel_enabled():
             return
         start_auditel()
-        if tracer_provider_is_set():
-            return  # never replace the application's providers
-        super()._configure(**kwargs)
+        configure_tracing(lambda: super(AuditelConfigurator, self)._configure(**kwargs))
 
 
 class AuditelDistro(BaseDistro):
@@ -89,11 +125,10 @@ def bootstrap() -> list[str]:
     """What ``auditel run`` does in the child process: configure, set up tracing if unset, instrument."""
     if not auditel_enabled() or not start_auditel():
         return []
-    if not tracer_provider_is_set():
-        try:
-            AuditelConfigurator()._configure()
-        except Exception as exc:  # noqa: BLE001 - a missing exporter package must not stop the app
-            sys.stderr.write(f"auditel: tracing not configured: {type(exc).__name__}: {exc}\n")
+    try:
+        configure_tracing(lambda: _OTelSDKConfigurator()._configure())
+    except Exception as exc:  # noqa: BLE001 - tracing set-up must not stop the app
+        sys.stderr.write(f"auditel: tracing not configured: {type(exc).__name__}: {exc}\n")
     from auditel.instrumentation import instrument
 
     return instrument()

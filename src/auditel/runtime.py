@@ -112,6 +112,10 @@ class Runtime:
         self.shipper = shipper_from_env(self.outbox, self.counters, self.worker)
         self.checkpointer: Checkpointer = install_checkpointer(self)
         self.signer: Signer = self.checkpointer.signer
+        self.span_bridge: Any = None  # auditel.spans: GenAI spans of any instrumentation -> records
+        from auditel.spans.attach import attach as attach_span_bridge  # here: spans imports the API, which imports us
+
+        attach_span_bridge(self)  # AUDITEL_SPAN_BRIDGE (a bad value fails configure() by name)
         self.processor.start_stream()
         self.worker.start()
 
@@ -307,6 +311,7 @@ def build_status(settings: Settings, outbox: Outbox | None, runtime: Runtime | N
         "recorded": 0,
         "filtered": 0,
         "last_error": None,
+        "span_bridge": None,  # the span bridge's counters (auditel.spans), per process
         "instrumentations": _instrumentation_coverage(),
     }
     if outbox is not None:
@@ -328,6 +333,8 @@ def build_status(settings: Settings, outbox: Outbox | None, runtime: Runtime | N
     if runtime is not None:
         out.update(runtime.counters.snapshot())
         out["shipper_running"] = bool(runtime.worker.running and runtime.shipper is not None)
+        bridge = runtime.span_bridge
+        out["span_bridge"] = bridge.snapshot() if bridge is not None else None
         if runtime.shipper is not None:
             try:
                 out.update(runtime.shipper.status())

@@ -80,12 +80,17 @@ INSTRUMENTATIONS: tuple[Instrumentation, ...] = (
 # An instrumentation added to INSTRUMENTATIONS for one of them must be removed from here.
 NOT_AUDITED: tuple[tuple[str, str, str], ...] = (
     ("crewai", "crewai", "CrewAI"),
-    ("pydantic_ai", "pydantic-ai", "Pydantic AI"),
     ("llama_index.core", "llama-index-core", "LlamaIndex"),
     ("autogen_agentchat", "autogen-agentchat", "AutoGen"),
     ("mistralai", "mistralai", "Mistral SDK"),
     ("cohere", "cohere", "Cohere SDK"),
     ("groq", "groq", "Groq SDK"),
+)
+
+# Frameworks audited from the spans they emit themselves (auditel.spans, docs/frameworks.md):
+# (import name, label, how to turn their telemetry on).
+VIA_SPANS: tuple[tuple[str, str, str], ...] = (
+    ("pydantic_ai", "Pydantic AI", "Agent.instrument_all()"),
 )
 
 REGISTRY: dict[str, str] = {i.name: i.target for i in INSTRUMENTATIONS}
@@ -164,4 +169,5 @@ def coverage() -> dict[str, Any]:
         else:
             available_[i.label] = i.name + (" (disabled)" if i.name in disabled else "")
     not_audited = [label for import_name, _, label in NOT_AUDITED if _installed(import_name)]
-    return {"audited": audited, "available": available_, "not_audited": not_audited}
+    via_spans = {label: how for import_name, label, how in VIA_SPANS if _installed(import_name)}
+    return {"audited": audited, "available": available_, "not_audited": not_audited, "via_spans": via_spans}

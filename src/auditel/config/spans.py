@@ -1,0 +1,101 @@
+"""Settings of the span bridge (``auditel.spans``) and the zero-code trace-exporter check.
+
+* ``AUDITEL_SPAN_BRIDGE``: ``true`` (default when auditel is enabled) or ``false``.
+* ``AUDITEL_SPAN_BRIDGE_SCOPES``: comma-separated instrumentation scope names (a trailing ``*``
+  matches a prefix) whose spans the bridge maps; empty (default) maps every scope.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from auditel.config.settings import ConfigError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class SpanBridgeSettings:
+    enabled: bool = True
+    scopes: tuple[str, ...] = ()  # empty: every scope
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SpanBridgeSettings:
+        env = os.environ if env is None else env
+        raw = env.get("AUDITEL_SPAN_BRIDGE", "")
+        low = raw.strip().lower()
+        if low == "" or low in _TRUE:
+            enabled = True
+        elif low in _FALSE:
+            enabled = False
+        else:
+            raise ConfigError(
+                f"invalid auditel configuration:\n  AUDITEL_SPAN_BRIDGE={raw!r} is not valid: expected one of"
+                " true, false (also 1/0, yes/no, on/off)"
+            )
+        scopes = tuple(s.strip() for s in env.get("AUDITEL_SPAN_BRIDGE_SCOPES", "").split(",") if s.strip())
+        return cls(enabled=enabled, scopes=scopes)
+
+    def scope_allowed(self, name: str) -> bool:
+        if not self.scopes:
+            return True
+        for pattern in self.scopes:
+            if pattern.endswith("*"):
+                if name.startswith(pattern[:-1]):
+                    return True
+            elif name == pattern:
+                return True
+        return False
+
+
+# Entry-point name -> the package that provides it (the SDK's own "console" needs nothing more).
+_PACKAGES = {
+    "otlp_proto_grpc": "opentelemetry-exporter-otlp-proto-grpc",
+    "otlp_proto_http": "opentelemetry-exporter-otlp-proto-http",
+}
+_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http", "http/json": "otlp_proto_http"}
+
+
+def traces_exporter_names(env: Mapping[str, str] | None = None) -> list[str]:
+    env = os.environ if env is None else env
+    raw = env.get("OTEL_TRACES_EXPORTER", "")
+    if not raw.strip() or raw.strip().lower() == "none":
+        return []
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
+def missing_trace_exporters(env: Mapping[str, str] | None = None) -> list[str]:
+    """One message per OTEL_TRACES_EXPORTER name whose package is not installed, naming the package.
+
+    ``otlp`` resolves as the SDK resolves it: gRPC unless OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL says
+    ``http/protobuf``.
+    """
+    env = os.environ if env is None else env
+    installed = {ep.name for ep in importlib.metadata.entry_points(group="opentelemetry_traces_exporter")}
+    problems: list[str] = []
+    for name in traces_exporter_names(env):
+        entry = name
+        if name == "otlp":
+            protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+            entry = _BY_PROTOCOL.get(protocol.strip(), "otlp_proto_grpc")
+        if entry in installed:
+            continue
+        package = _PACKAGES.get(entry)
+        if entry == "otlp_proto_grpc":
+            hint = (
+                f"pip install {package} (or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf and"
+                " pip install 'auditel[otlp]')"
+            )
+        elif package is not None:
+            hint = f"pip install {package} (or pip install 'auditel[otlp]')"
+        else:
+            hint = f"install the package that provides the {name!r} span exporter"
+        problems.append(
+            f"OTEL_TRACES_EXPORTER={env.get('OTEL_TRACES_EXPORTER', '')!r}: the span exporter {name!r} is not"
+            f" installed; {hint}"
+        )
+    return problems

@@ -1,0 +1,367 @@
+"""Span attributes -> the facts of one audit record (pure functions, no auditel state).
+
+Recognised, by attributes and never by producer:
+
+* OTel GenAI semantic conventions, current and older spellings (``gen_ai.operation.name``,
+  ``gen_ai.system``, ``gen_ai.usage.prompt_tokens``, Pydantic AI's ``tool_arguments``, ...);
+* MCP semantic conventions (``mcp.method.name`` = ``tools/call``);
+* OpenInference (``openinference.span.kind``);
+* OpenLLMetry / Traceloop (``traceloop.span.kind``, ``llm.request.type``, indexed ``gen_ai.prompt.N.*``);
+* guardrail spans (``apply_guardrail``/``run_guardrail``, OpenInference ``GUARDRAIL``, OpenAI Agents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+MODEL_CALL = "model_call"
+TOOL_CALL = "tool_call"
+AGENT_RUN = "agent_run"
+POLICY = "policy_decision"
+
+# keys whose presence makes a span a candidate: the constant-time check for every other span
+MARKER_KEYS = (
+    "gen_ai.operation.name",
+    "openinference.span.kind",
+    "traceloop.span.kind",
+    "mcp.method.name",
+    "llm.request.type",
+)
+
+_MODEL_OPS = {
+    "chat": "chat",
+    "text_completion": "text_completion",
+    "completion": "text_completion",
+    "generate_content": "generate_content",
+    "embeddings": "embeddings",
+    "embedding": "embeddings",
+}
+_TOOL_OPS = {"execute_tool"}
+_AGENT_OPS = {"invoke_agent", "create_agent", "invoke_workflow"}
+_GUARD_OPS = {"apply_guardrail", "run_guardrail", "guardrail"}
+
+MISSING: Any = object()
+
+
+@dataclass
+class Facts:
+    action: str  # MODEL_CALL, TOOL_CALL, AGENT_RUN, POLICY
+    convention: str  # genai, mcp, openinference, traceloop
+    name: str | None = None  # tool name, agent name or model
+    operation: str | None = None
+    call_id: str | None = None
+    arguments: Any = MISSING
+    result: Any = MISSING
+    input_messages: Any = MISSING
+    output_messages: Any = MISSING
+    model: str | None = None
+    provider: str | None = None
+    response_model: str | None = None
+    response_id: str | None = None
+    finish_reasons: list[str] | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # identity and MCP facts, copied as they are
+    verdict: str | None = None
+    action_taken: str | None = None
+    policy_id: str | None = None
+    reason: str | None = None
+
+    def richness(self) -> int:
+        """How many facts this view of the action carries (dedup prefers the richer of two views)."""
+        n = sum(v is not None for v in (self.call_id, self.model, self.response_id, self.input_tokens))
+        return n + sum(
+            v is not MISSING for v in (self.arguments, self.result, self.input_messages, self.output_messages)
+        )
+
+
+def is_candidate(attrs: Mapping[str, Any] | None) -> bool:
+    """Five dict look-ups. The SDK's BoundedAttributes answers ``in`` through ``__getitem__`` and a
+    caught KeyError (~0.4 µs per missing key), so its plain dict is asked directly when it has one."""
+    if not attrs:
+        return False
+    d = getattr(attrs, "_dict", None)
+    if type(d) is not dict:
+        d = attrs
+    return (
+        "gen_ai.operation.name" in d
+        or "openinference.span.kind" in d
+        or "traceloop.span.kind" in d
+        or "mcp.method.name" in d
+        or "llm.request.type" in d
+    )
+
+
+def parse_json_text(value: Any) -> Any:
+    """JSON text -> the value it encodes, so digests are of the canonical form auditel's own records use."""
+    if isinstance(value, (str, bytes)) and value[:1] in ("{", "[", b"{", b"["):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+def _first(attrs: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return None if value is None or isinstance(value, bool) else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _content(attrs: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if key in attrs:
+            return parse_json_text(attrs[key])
+    return MISSING
+
+
+def _indexed(attrs: Mapping[str, Any], prefix: str) -> Any:
+    """``prefix.0.role``, ``prefix.0.content``, ... (OpenLLMetry, OpenInference) -> a list of dicts."""
+    items: dict[int, dict[str, Any]] = {}
+    plen = len(prefix)
+    for key, value in attrs.items():
+        if not key.startswith(prefix):
+            continue
+        rest = key[plen:]
+        index, _, sub = rest.partition(".")
+        if not index.isdigit() or not sub:
+            continue
+        items.setdefault(int(index), {})[sub] = value
+    if not items:
+        return MISSING
+    return [items[i] for i in sorted(items)]
+
+
+_IDENTITY_KEYS = (
+    "gen_ai.agent.name",
+    "gen_ai.agent.id",
+    "gen_ai.conversation.id",
+    "session.id",
+    "user.id",
+    "gen_ai.agent.call.id",
+    "mcp.session.id",
+    "mcp.method.name",
+    "mcp.protocol.version",
+    "jsonrpc.request.id",
+    "server.address",
+    "server.port",
+    "network.transport",
+    "agent.name",
+    "graph.node.id",
+    "gen_ai.tool.type",
+    "gen_ai.data_source.id",
+)
+
+
+def _identity(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    out = {key: attrs[key] for key in _IDENTITY_KEYS if key in attrs}
+    if "agent.name" in out and "gen_ai.agent.name" not in out:  # OpenInference spelling
+        out["gen_ai.agent.name"] = out.pop("agent.name")
+    else:
+        out.pop("agent.name", None)
+    return out
+
+
+def _model_facts(attrs: Mapping[str, Any], convention: str, operation: str) -> Facts:
+    f = Facts(MODEL_CALL, convention, operation=operation)
+    f.model = _str(
+        _first(
+            attrs,
+            "gen_ai.request.model",
+            "llm.model_name",
+            "embedding.model_name",
+            "llm.request.model",
+            "gen_ai.response.model",
+        )
+    )
+    f.name = f.model
+    f.provider = _str(_first(attrs, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"))
+    f.response_model = _str(_first(attrs, "gen_ai.response.model", "llm.response.model"))
+    f.response_id = _str(_first(attrs, "gen_ai.response.id"))
+    reasons = _first(attrs, "gen_ai.response.finish_reasons")
+    if reasons is not None:
+        f.finish_reasons = [str(r) for r in reasons] if isinstance(reasons, (list, tuple)) else [str(reasons)]
+    f.input_tokens = _int(
+        _first(
+            attrs,
+            "gen_ai.usage.input_tokens",
+            "gen_ai.usage.prompt_tokens",
+            "llm.token_count.prompt",
+            "llm.usage.prompt_tokens",
+        )
+    )
+    f.output_tokens = _int(
+        _first(
+            attrs,
+            "gen_ai.usage.output_tokens",
+            "gen_ai.usage.completion_tokens",
+            "llm.token_count.completion",
+            "llm.usage.completion_tokens",
+        )
+    )
+    f.input_messages = _content(attrs, "gen_ai.input.messages", "gen_ai.prompt", "input.value")
+    if f.input_messages is MISSING:
+        f.input_messages = _indexed(attrs, "gen_ai.prompt.")
+    if f.input_messages is MISSING:
+        f.input_messages = _indexed(attrs, "llm.input_messages.")
+    f.output_messages = _content(attrs, "gen_ai.output.messages", "gen_ai.completion", "output.value")
+    if f.output_messages is MISSING:
+        f.output_messages = _indexed(attrs, "gen_ai.completion.")
+    if f.output_messages is MISSING:
+        f.output_messages = _indexed(attrs, "llm.output_messages.")
+    f.extra = _identity(attrs)
+    return f
+
+
+def _tool_facts(attrs: Mapping[str, Any], convention: str, span_name: str) -> Facts:
+    f = Facts(TOOL_CALL, convention, operation="execute_tool")
+    name = _first(attrs, "gen_ai.tool.name", "tool.name", "mcp.tool.name", "traceloop.entity.name")
+    if name is None and span_name:
+        # "execute_tool get_weather", "tools/call get_weather", "MCP send tools/call get_weather" (the
+        # MCP SDK's client span): the name follows the operation
+        for op in ("execute_tool ", "tools/call "):
+            at = span_name.find(op)
+            if at >= 0 and span_name[at + len(op) :]:
+                name = span_name[at + len(op) :]
+                break
+    if name is None and convention == "openinference" and span_name:
+        name = span_name  # OpenInference names a TOOL span after the tool
+    f.name = _str(name)
+    f.call_id = _str(_first(attrs, "gen_ai.tool.call.id", "tool_call.id", "tool.id", "jsonrpc.request.id"))
+    # (OpenInference's tool.parameters is the tool's parameter schema, not the call's arguments)
+    f.arguments = _content(
+        attrs,
+        "gen_ai.tool.call.arguments",
+        "tool_arguments",
+        "tool_call.function.arguments",
+        "input.value",
+        "traceloop.entity.input",
+    )
+    args = f.arguments
+    if isinstance(args, dict) and args.get("args") == [] and isinstance(args.get("kwargs"), dict):
+        # OpenInference's bound-call form ({"args": [], "kwargs": {...}, <the wrapper's own flags>},
+        # e.g. smolagents' Tool.__call__): the keyword arguments are what the model supplied
+        f.arguments = args["kwargs"]
+    f.result = _content(attrs, "gen_ai.tool.call.result", "tool_response", "output.value", "traceloop.entity.output")
+    f.extra = _identity(attrs)
+    return f
+
+
+def _agent_facts(attrs: Mapping[str, Any], convention: str, operation: str, span_name: str) -> Facts:
+    f = Facts(AGENT_RUN, convention, operation=operation)
+    name = _first(attrs, "gen_ai.agent.name", "agent.name", "traceloop.entity.name")
+    if name is None and span_name.startswith(operation + " "):
+        name = span_name[len(operation) + 1 :]
+    elif name is None and convention != "genai" and span_name:
+        name = span_name  # OpenInference/Traceloop agent spans: the span name names the agent
+    f.name = _str(name)
+    f.extra = _identity(attrs)
+    return f
+
+
+_DENY = {"deny", "denied", "block", "blocked", "fail", "failed", "reject", "rejected", "true", "triggered"}
+
+
+def _policy_facts(attrs: Mapping[str, Any], convention: str, span_name: str) -> Facts:
+    f = Facts(POLICY, convention, operation="apply_guardrail")
+    f.name = _str(_first(attrs, "gen_ai.guardrail.name", "guardrail.name", "traceloop.entity.name")) or span_name
+    f.policy_id = f.name
+    verdict = _first(
+        attrs,
+        "gen_ai.guardrail.verdict",
+        "gen_ai.guardrail.decision",
+        "guardrail.verdict",
+        "guardrail.triggered",
+        "gen_ai.guardrail.triggered",
+        "triggered",
+    )
+    if verdict is None:
+        f.verdict = "unknown"  # e.g. OpenInference drops the OpenAI Agents SDK's "triggered": never guess
+    else:
+        low = str(verdict).strip().lower()
+        f.verdict = (
+            low if low in ("allow", "deny", "modify", "warn", "escalate") else ("deny" if low in _DENY else "allow")
+        )
+    taken = _first(attrs, "gen_ai.guardrail.action", "guardrail.action")
+    f.action_taken = _str(taken)
+    f.reason = _str(_first(attrs, "gen_ai.guardrail.reason", "guardrail.reason"))
+    f.extra = _identity(attrs)
+    return f
+
+
+def classify(attrs: Mapping[str, Any] | None, span_name: str = "", span_kind: str = "") -> Facts | None:
+    """The facts of the action a span describes, or None when it describes none we record.
+
+    ``span_kind`` is ``client``/``server``/... (the MCP side). Pure: never raises on odd values.
+    """
+    if not attrs:
+        return None
+    op = attrs.get("gen_ai.operation.name")
+    if op is not None:
+        op = str(op)
+        if op in _MODEL_OPS:
+            return _model_facts(attrs, "genai", _MODEL_OPS[op])
+        if op in _TOOL_OPS:
+            f = _tool_facts(attrs, "genai", span_name)
+            if "mcp.method.name" in attrs and span_kind in ("client", "server"):
+                f.extra["audit.mcp.side"] = span_kind  # the MCP SDK's server span is also execute_tool
+            return f
+        if op in _AGENT_OPS:
+            return _agent_facts(attrs, "genai", op, span_name)
+        if op in _GUARD_OPS:
+            return _policy_facts(attrs, "genai", span_name)
+    mcp = attrs.get("mcp.method.name")
+    if mcp is not None:
+        if str(mcp) == "tools/call":
+            f = _tool_facts(attrs, "mcp", span_name)
+            if span_kind in ("client", "server"):
+                f.extra["audit.mcp.side"] = span_kind
+            return f
+        return None
+    oi = attrs.get("openinference.span.kind")
+    if oi is not None:
+        kind = str(oi).upper()
+        if kind == "LLM":
+            return _model_facts(attrs, "openinference", "chat")
+        if kind == "EMBEDDING":
+            return _model_facts(attrs, "openinference", "embeddings")
+        if kind == "TOOL":
+            return _tool_facts(attrs, "openinference", span_name)
+        if kind == "AGENT":
+            return _agent_facts(attrs, "openinference", "invoke_agent", span_name)
+        if kind == "GUARDRAIL":
+            return _policy_facts(attrs, "openinference", span_name)
+        return None  # CHAIN, RETRIEVER, RERANKER, EVALUATOR, PROMPT: steps, not audited actions
+    tl = attrs.get("traceloop.span.kind")
+    if tl is not None:
+        kind = str(tl).lower()
+        if kind == "tool":
+            return _tool_facts(attrs, "traceloop", span_name)
+        if kind == "agent":
+            return _agent_facts(attrs, "traceloop", "invoke_agent", span_name)
+        if kind == "workflow":
+            return _agent_facts(attrs, "traceloop", "invoke_workflow", span_name)
+        return None  # task: a step
+    req = attrs.get("llm.request.type")
+    if req is not None:
+        req = str(req).lower()
+        if req in ("chat", "completion", "embedding"):
+            return _model_facts(attrs, "traceloop", _MODEL_OPS.get(req, "chat"))
+    return None
