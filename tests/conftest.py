@@ -20,6 +20,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# LiteLLM fetches its model price list from the internet on import unless told to use its bundled
+# copy: tests touch no network beyond loopback.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 import auditel
 from auditel import runtime as _runtime
 

@@ -15,6 +15,8 @@ and a row committed to the local SQLite outbox before the call returns.
 from __future__ import annotations
 
 from auditel._version import __version__
+from auditel.api.audited import AuditScope, ToolDenied, audited, tool
+from auditel.api.guard import guarded
 from auditel.api.helpers import (
     emit,
     file_access,
@@ -32,8 +34,6 @@ from auditel.api.helpers import (
     tool_discovery,
     unsubscribe,
 )
-from auditel.api.audited import AuditScope, ToolDenied, audited, tool
-from auditel.api.guard import guarded
 from auditel.api.read import query, read_all
 from auditel.config.settings import ConfigError, Settings
 from auditel.pipeline.processor import AuditProcessor

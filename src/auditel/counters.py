@@ -72,7 +72,7 @@ class Counters:
 def _describe(exc: BaseException | str) -> str:
     try:  # an exception raised by a hostile value may have a __str__ that raises too
         text = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a hostile value: never raise
         text = f"{type(exc).__name__}: <message unavailable>"
     return text[:300]
 
@@ -86,8 +86,14 @@ def _stderr(text: str) -> None:
 
 
 # The shipper's status keys worth keeping for other processes and the CLI (why records stay pending).
-SHIP_KEYS = ("last_ship_error", "last_ship_error_kind", "consecutive_failures", "shipped_total",
-             "dead_lettered_total", "possibly_delivered")
+SHIP_KEYS = (
+    "last_ship_error",
+    "last_ship_error_kind",
+    "consecutive_failures",
+    "shipped_total",
+    "dead_lettered_total",
+    "possibly_delivered",
+)
 _SUMMED = ("errors", "rejected", "sanitized", "redactions")
 
 

@@ -13,31 +13,32 @@ import atexit
 import os
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from opentelemetry._logs import LogRecord, NoOpLogger
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from auditel.record import schema as S
 from auditel.config.settings import ConfigError, Settings
-from auditel.record.content import KeyedDigester, load_or_create_digest_key
 from auditel.counters import CounterPersister, Counters, ship_fields
-from auditel.record.ids import new_session_id
-from auditel.store.outbox import Outbox, OutboxError
-from auditel.pipeline.processor import AuditProcessor, SanitizedLogRecord, take_result
-from auditel.redaction.redactor import Redactor
-from auditel.record.safe_value import Reasons, safe_attributes, safe_value
-from auditel.record.timestamps import to_unix_nano, valid_ns
-from auditel.pipeline.sinks import JsonlSink
 from auditel.delivery.shipper import Shipper, shipper_from_env
 from auditel.delivery.worker import Worker
 from auditel.integrity.checkpoints import Checkpointer, install_checkpointer
 from auditel.integrity.signing import Signer
+from auditel.pipeline.processor import AuditProcessor, SanitizedLogRecord, take_result
+from auditel.pipeline.sinks import JsonlSink
+from auditel.record import schema as S
+from auditel.record.content import KeyedDigester, load_or_create_digest_key
+from auditel.record.ids import new_session_id
+from auditel.record.safe_value import Reasons, safe_attributes, safe_value
+from auditel.record.timestamps import to_unix_nano, valid_ns
+from auditel.redaction.redactor import Redactor
+from auditel.store.outbox import Outbox, OutboxError
 
 _lock = threading.RLock()
-_runtime: "Runtime | None" = None
+_runtime: Runtime | None = None
 _disabled_settings: Settings | None = None
 _auto_tried = False
 

@@ -26,8 +26,9 @@ import contextvars
 import functools
 import inspect
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from auditel import runtime as _rt
 from auditel.api import helpers as api
@@ -39,12 +40,24 @@ from auditel.record.ids import new_record_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-PolicyResult = Any  # "allow" | "deny" | (verdict, reason) | {"verdict":..., "reason":..., "policy_id":..., "rule_id":...}
+PolicyResult = (
+    Any  # "allow" | "deny" | (verdict, reason) | {"verdict":..., "reason":..., "policy_id":..., "rule_id":...}
+)
 
 _VERDICT_ALIASES = {
-    "allowed": "allow", "ok": "allow", "pass": "allow", "permit": "allow",
-    "denied": "deny", "block": "deny", "blocked": "deny", "reject": "deny", "rejected": "deny", "forbid": "deny",
-    "warning": "warn", "modified": "modify", "escalated": "escalate",
+    "allowed": "allow",
+    "ok": "allow",
+    "pass": "allow",
+    "permit": "allow",
+    "denied": "deny",
+    "block": "deny",
+    "blocked": "deny",
+    "reject": "deny",
+    "rejected": "deny",
+    "forbid": "deny",
+    "warning": "warn",
+    "modified": "modify",
+    "escalated": "escalate",
 }
 
 
@@ -87,8 +100,13 @@ class AuditScope:
             self.call_id = call_id = self.correlation_id  # no model-given call id: one id names the call
         self.outcome_record_id: str | None = None
         if kind == "tool":
-            self._tool = ToolRun(self.name, call_id=call_id, arguments=arguments, attributes=self.attributes,
-                                 correlation_id=self.correlation_id)
+            self._tool = ToolRun(
+                self.name,
+                call_id=call_id,
+                arguments=arguments,
+                attributes=self.attributes,
+                correlation_id=self.correlation_id,
+            )
 
     @property
     def intent_record_id(self) -> str | None:
@@ -181,8 +199,13 @@ class AuditScope:
             if rt is None:
                 return
             name, attrs, severity = E.action(
-                rt, self.name, outcome=outcome, started=self._t0, arguments=self.arguments,
-                result=self.result if (self.capture_result and exc is None) else UNSET, error=exc,
+                rt,
+                self.name,
+                outcome=outcome,
+                started=self._t0,
+                arguments=self.arguments,
+                result=self.result if (self.capture_result and exc is None) else UNSET,
+                error=exc,
                 attributes=self.attributes,
             )
             self.outcome_record_id = rt.emit(name, attrs, None, severity)
@@ -265,7 +288,9 @@ class audited:
         self.policy = policy
         self.call_id = call_id
         # scopes opened by ``with``: per context, so one instance can be shared by threads and tasks
-        self._scopes: contextvars.ContextVar[tuple[AuditScope, ...]] = contextvars.ContextVar("auditel_scopes", default=())
+        self._scopes: contextvars.ContextVar[tuple[AuditScope, ...]] = contextvars.ContextVar(
+            "auditel_scopes", default=()
+        )
 
     def __call__(self, fn: F) -> F:
         return self._decorate(fn)  # type: ignore[return-value]
@@ -422,7 +447,7 @@ def tool(
 ) -> Any:
     """``audited(kind="tool")``: intent before, outcome after; optional ``policy`` may deny."""
     return audited(
-        name,
+        name,  # type: ignore[arg-type]  # a function here is the bare ``@auditel.tool`` form (see __new__)
         kind="tool",
         attributes=attributes,
         policy=policy,

@@ -12,7 +12,8 @@ its exception reach the caller unchanged.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from auditel import runtime as _rt
 from auditel.counters import Counters

@@ -9,7 +9,8 @@ None of them raises into the caller: each passes through the API boundary
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from auditel import runtime as _rt
 from auditel.api.guard import boundary_counters, guarded
@@ -19,10 +20,24 @@ from auditel.record import schema as S
 from auditel.record.events import UNSET
 
 __all__ = [
-    "UNSET", "emit", "tool_call", "tool_discovery", "model_call", "policy_decision", "file_access",
-    "network_access", "session_start", "session_end", "heartbeat", "set_identity", "status", "flush",
-    "subscribe", "unsubscribe"
+    "UNSET",
+    "emit",
+    "tool_call",
+    "tool_discovery",
+    "model_call",
+    "policy_decision",
+    "file_access",
+    "network_access",
+    "session_start",
+    "session_end",
+    "heartbeat",
+    "set_identity",
+    "status",
+    "flush",
+    "subscribe",
+    "unsubscribe",
 ]
+
 
 def _emit_built(rt: Any, built: E.Built) -> str | None:
     name, attrs, severity = built
@@ -71,11 +86,24 @@ def tool_call(
     rt = _rt.current()
     if rt is None:
         return None
-    return _emit_built(rt, E.tool_call(
-        rt, tool_name, phase=phase, call_id=call_id, arguments=arguments, result=result, outcome=outcome,
-        error=error, duration_ms=duration_ms, tool_type=tool_type, correlation_id=correlation_id,
-        attributes=attributes, severity=severity,
-    ))
+    return _emit_built(
+        rt,
+        E.tool_call(
+            rt,
+            tool_name,
+            phase=phase,
+            call_id=call_id,
+            arguments=arguments,
+            result=result,
+            outcome=outcome,
+            error=error,
+            duration_ms=duration_ms,
+            tool_type=tool_type,
+            correlation_id=correlation_id,
+            attributes=attributes,
+            severity=severity,
+        ),
+    )
 
 
 @guarded("tool_discovery")
@@ -122,12 +150,28 @@ def model_call(
     rt = _rt.current()
     if rt is None:
         return None
-    return _emit_built(rt, E.model_call(
-        rt, model, provider=provider, operation=operation, outcome=outcome, error=error, duration_ms=duration_ms,
-        response_model=response_model, response_id=response_id, finish_reasons=finish_reasons,
-        input_tokens=input_tokens, output_tokens=output_tokens, tool_calls=tool_calls,
-        input_messages=input_messages, output_messages=output_messages, attributes=attributes, severity=severity,
-    ))
+    return _emit_built(
+        rt,
+        E.model_call(
+            rt,
+            model,
+            provider=provider,
+            operation=operation,
+            outcome=outcome,
+            error=error,
+            duration_ms=duration_ms,
+            response_model=response_model,
+            response_id=response_id,
+            finish_reasons=finish_reasons,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            tool_calls=tool_calls,
+            input_messages=input_messages,
+            output_messages=output_messages,
+            attributes=attributes,
+            severity=severity,
+        ),
+    )
 
 
 @guarded("policy_decision")
@@ -150,11 +194,24 @@ def policy_decision(
     rt = _rt.current()
     if rt is None:
         return None
-    return _emit_built(rt, E.policy_decision(
-        rt, verdict, policy_id=policy_id, rule_id=rule_id, reason=reason, action=action, action_taken=action_taken,
-        target=target, tool_name=tool_name, call_id=call_id, correlation_id=correlation_id, attributes=attributes,
-        severity=severity,
-    ))
+    return _emit_built(
+        rt,
+        E.policy_decision(
+            rt,
+            verdict,
+            policy_id=policy_id,
+            rule_id=rule_id,
+            reason=reason,
+            action=action,
+            action_taken=action_taken,
+            target=target,
+            tool_name=tool_name,
+            call_id=call_id,
+            correlation_id=correlation_id,
+            attributes=attributes,
+            severity=severity,
+        ),
+    )
 
 
 @guarded("file_access")
@@ -172,10 +229,19 @@ def file_access(
     rt = _rt.current()
     if rt is None:
         return None
-    return _emit_built(rt, E.file_access(
-        rt, path, operation=operation, outcome=outcome, size_bytes=size_bytes, error=error, attributes=attributes,
-        severity=severity,
-    ))
+    return _emit_built(
+        rt,
+        E.file_access(
+            rt,
+            path,
+            operation=operation,
+            outcome=outcome,
+            size_bytes=size_bytes,
+            error=error,
+            attributes=attributes,
+            severity=severity,
+        ),
+    )
 
 
 @guarded("network_access")
@@ -193,10 +259,19 @@ def network_access(
     rt = _rt.current()
     if rt is None:
         return None
-    return _emit_built(rt, E.network_access(
-        rt, url, method=method, status_code=status_code, outcome=outcome, error=error, attributes=attributes,
-        severity=severity,
-    ))
+    return _emit_built(
+        rt,
+        E.network_access(
+            rt,
+            url,
+            method=method,
+            status_code=status_code,
+            outcome=outcome,
+            error=error,
+            attributes=attributes,
+            severity=severity,
+        ),
+    )
 
 
 @guarded("session_start")
@@ -229,7 +304,10 @@ def heartbeat(*, attributes: Mapping[str, Any] | None = None) -> str | None:
 # --- runtime control -------------------------------------------------------------------------
 @guarded("set_identity")
 def set_identity(
-    *, agent_id: str | None = UNSET, agent_name: str | None = UNSET, principal: str | None = UNSET,
+    *,
+    agent_id: str | None = UNSET,
+    agent_name: str | None = UNSET,
+    principal: str | None = UNSET,
     session_id: str | None = UNSET,
 ) -> None:
     """Stamp agent identity and on-behalf-of principal on every later record (None clears).
@@ -249,8 +327,11 @@ def set_identity(
         value = E.identity_value(raw)
         if value is E.REFUSED:
             rt.counters.merge("rejected", {"identity_refused": 1})
-            rt.counters.error("set_identity", f"{field}: a {E.text(type(raw).__name__)} is not an identity"
-                              " (expected a str, UUID or int); the previous value is kept")
+            rt.counters.error(
+                "set_identity",
+                f"{field}: a {E.text(type(raw).__name__)} is not an identity"
+                " (expected a str, UUID or int); the previous value is kept",
+            )
             continue
         values[field] = value
     updates: dict[str, Any] = {}

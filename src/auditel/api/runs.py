@@ -15,21 +15,21 @@ Everything auditel-side is guarded: failures are counted in ``status()``, never 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, AsyncGenerator, Callable, Generator, Iterator, Mapping
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from auditel.api import helpers as api
-from auditel.record import events as E
-from auditel.record.events import UNSET
 from auditel import runtime as _rt
-from auditel.record import schema as S
-from auditel.record.ids import new_record_id
+from auditel.api import helpers as api
 from auditel.instrumentation._base import count_error, settings, tracer
-
+from auditel.record import events as E
+from auditel.record import schema as S
+from auditel.record.events import UNSET
+from auditel.record.ids import new_record_id
 
 
 def recording_enabled() -> bool:
@@ -68,12 +68,25 @@ def span_active(span: Any) -> Iterator[None]:
         except Exception as exc:  # noqa: BLE001
             count_error("context", exc)
 
+
 class ToolRun:
     """One tool execution being recorded. Use ``start()``, ``active()`` around the body, ``finish()``."""
 
     __slots__ = (
-        "tool_name", "call_id", "arguments", "tool_type", "attributes", "span", "owns_span",
-        "correlation_id", "intent_record_id", "outcome_record_id", "error_hint", "denied_by", "_t0", "_finished",
+        "tool_name",
+        "call_id",
+        "arguments",
+        "tool_type",
+        "attributes",
+        "span",
+        "owns_span",
+        "correlation_id",
+        "intent_record_id",
+        "outcome_record_id",
+        "error_hint",
+        "denied_by",
+        "_t0",
+        "_finished",
     )
 
     def __init__(
@@ -126,7 +139,9 @@ class ToolRun:
                 attrs[S.GEN_AI_TOOL_TYPE] = self.tool_type
             if extra:
                 attrs.update({k: v for k, v in extra.items() if v is not None})
-            self.span = tracer().start_span(name or f"execute_tool {self.tool_name}", context=parent, kind=kind, attributes=attrs)
+            self.span = tracer().start_span(
+                name or f"execute_tool {self.tool_name}", context=parent, kind=kind, attributes=attrs
+            )
             self.owns_span = True
             self._span_content(S.GEN_AI_TOOL_ARGS, self.arguments)
         except Exception as exc:  # noqa: BLE001
@@ -162,7 +177,7 @@ class ToolRun:
             yield
 
     # --- records --------------------------------------------------------------------------
-    def start(self) -> "ToolRun":
+    def start(self) -> ToolRun:
         """Write the intent record (durable before the tool runs)."""
         self._t0 = time.perf_counter()
         if self.span is not None and self.owns_span:
@@ -252,14 +267,19 @@ class AgentRun:
         self._t0 = 0.0
         self._finished = False
 
-    def start(self) -> "AgentRun":
+    def start(self) -> AgentRun:
         self._t0 = time.perf_counter()
         try:
             name = f"invoke_agent {self.agent_name}" if self.agent_name else "invoke_agent"
-            attrs = {S.GEN_AI_OPERATION: "invoke_agent", S.GEN_AI_AGENT_NAME: self.agent_name,
-                     "audit.framework": self.framework, S.A_CORRELATION_ID: self.correlation_id}
-            self.span = tracer().start_span(name, kind=SpanKind.INTERNAL,
-                                            attributes={k: v for k, v in attrs.items() if v is not None})
+            attrs = {
+                S.GEN_AI_OPERATION: "invoke_agent",
+                S.GEN_AI_AGENT_NAME: self.agent_name,
+                "audit.framework": self.framework,
+                S.A_CORRELATION_ID: self.correlation_id,
+            }
+            self.span = tracer().start_span(
+                name, kind=SpanKind.INTERNAL, attributes={k: v for k, v in attrs.items() if v is not None}
+            )
         except Exception as exc:  # noqa: BLE001
             count_error("agent_span", exc)
         with self.active():
@@ -271,8 +291,14 @@ class AgentRun:
         with span_active(self.span):
             yield
 
-    def finish(self, *, error: BaseException | None = None, outcome: str | None = None, reason: str | None = None,
-               attributes: Mapping[str, Any] | None = None) -> None:
+    def finish(
+        self,
+        *,
+        error: BaseException | None = None,
+        outcome: str | None = None,
+        reason: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
         if self._finished:
             return
         self._finished = True
@@ -298,8 +324,15 @@ class AgentRun:
             return
         try:
             name, attrs, severity = E.agent_run(
-                rt, self.agent_name, framework=self.framework, phase=phase, outcome=outcome,
-                correlation_id=self.correlation_id, started=self._t0, error=error, reason=reason,
+                rt,
+                self.agent_name,
+                framework=self.framework,
+                phase=phase,
+                outcome=outcome,
+                correlation_id=self.correlation_id,
+                started=self._t0,
+                error=error,
+                reason=reason,
                 attributes=self.attributes,
             )
             rt.emit(name, attrs, None, severity)
@@ -307,15 +340,22 @@ class AgentRun:
             count_error("agent_run", exc)
 
 
-def record_handoff(from_agent: str | None, to_agent: str | None, *, framework: str,
-                   attributes: Mapping[str, Any] | None = None, error: BaseException | None = None) -> str | None:
+def record_handoff(
+    from_agent: str | None,
+    to_agent: str | None,
+    *,
+    framework: str,
+    attributes: Mapping[str, Any] | None = None,
+    error: BaseException | None = None,
+) -> str | None:
     """One agent handed the conversation to another."""
     rt = _rt.current()
     if rt is None:
         return None
     try:
-        name, attrs, severity = E.handoff(rt, from_agent, to_agent, framework=framework, error=error,
-                                          attributes=attributes)
+        name, attrs, severity = E.handoff(
+            rt, from_agent, to_agent, framework=framework, error=error, attributes=attributes
+        )
         return rt.emit(name, attrs, None, severity)
     except Exception as exc:  # noqa: BLE001
         count_error("handoff", exc)
@@ -326,8 +366,9 @@ def record_handoff(from_agent: str | None, to_agent: str | None, *, framework: s
 StepScope = Callable[[], Any]  # returns a context manager active while the wrapped generator runs
 
 
-def wrap_generator(gen: Generator[Any, Any, Any], step_scope: StepScope,
-                   on_end: Callable[[BaseException | None, bool, int], None]) -> Generator[Any, Any, Any]:
+def wrap_generator(
+    gen: Generator[Any, Any, Any], step_scope: StepScope, on_end: Callable[[BaseException | None, bool, int], None]
+) -> Generator[Any, Any, Any]:
     """Yield from ``gen`` faithfully (send/throw/close/return value); ``on_end(error, complete, items)`` once."""
     items = 0
     try:
@@ -358,8 +399,9 @@ def wrap_generator(gen: Generator[Any, Any, Any], step_scope: StepScope,
         raise
 
 
-async def wrap_async_generator(agen: AsyncGenerator[Any, Any], step_scope: StepScope,
-                               on_end: Callable[[BaseException | None, bool, int], None]) -> AsyncGenerator[Any, Any]:
+async def wrap_async_generator(
+    agen: AsyncGenerator[Any, Any], step_scope: StepScope, on_end: Callable[[BaseException | None, bool, int], None]
+) -> AsyncGenerator[Any, Any]:
     """Async counterpart of ``wrap_generator`` (asend/athrow/aclose forwarded)."""
     items = 0
     try:

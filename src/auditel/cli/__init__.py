@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 # Sub-command modules; each defines register(subparsers) which adds its parser and sets func.
 COMMAND_MODULES = [
@@ -44,7 +44,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     ``run_cmd``, so the process that only checks the settings and execs the command stays light."""
     from auditel._version import __version__
 
-    parser = argparse.ArgumentParser(prog="auditel", description="Look at, query, verify and ship the local audit trail.")
+    parser = argparse.ArgumentParser(
+        prog="auditel", description="Look at, query, verify and ship the local audit trail."
+    )
     parser.add_argument("--version", action="version", version=f"auditel {__version__}")
     parser.add_argument("--outbox", help="outbox file (default: AUDITEL_OUTBOX or the per-user default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

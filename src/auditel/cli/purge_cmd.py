@@ -38,9 +38,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     total = 0
     while True:
-        n = outbox.prune(
-            shipped_only=not args.include_unshipped, before_ns=cutoff, reason="purge", limit=5000
-        )
+        n = outbox.prune(shipped_only=not args.include_unshipped, before_ns=cutoff, reason="purge", limit=5000)
         total += n
         if not n:
             break

@@ -31,15 +31,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     age = status["oldest_pending_age_s"]
     print(f"outbox        {status['outbox']} ({status['outbox_bytes']:,} bytes)")
-    print(f"records       {status['records_total']:,} total, {status['pending']:,} pending, "
-          f"{status['shipped']:,} shipped, {status['dead_lettered']:,} dead-lettered")
+    print(
+        f"records       {status['records_total']:,} total, {status['pending']:,} pending, "
+        f"{status['shipped']:,} shipped, {status['dead_lettered']:,} dead-lettered"
+    )
     print(f"oldest pending {'-' if age is None else f'{age:,.1f} s'}")
     print(f"streams       {status['streams']}   checkpoints {status['checkpoints']}")
     print(f"durability    {status['durability']}   cap {status['max_outbox_mb']} MiB ({status['on_full']})")
     print(f"shipper       {'running (lease held)' if status['shipper_running'] else 'no live lease'}")
     cov = status.get("instrumentations") or {}
     auditable = {**cov.get("audited", {}), **cov.get("available", {})}
-    print(f"audited       {', '.join(f'{k} ({v})' for k, v in auditable.items()) or '-'} (when instrumented: auditel run, auditel.instrument())")
+    audited = ", ".join(f"{k} ({v})" for k, v in auditable.items()) or "-"
+    print(f"audited       {audited} (when instrumented: auditel run, auditel.instrument())")
     print(f"NOT audited   {', '.join(cov.get('not_audited', [])) or '-'} (installed, no auditel instrumentation)")
     if status.get("last_ship_error"):
         print(f"last delivery error  {status['last_ship_error']}")

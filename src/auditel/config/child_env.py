@@ -11,8 +11,8 @@ audited, as under ``auditel run``). ``AUDITEL_MCP_INHERIT_ENV=false`` switches t
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from auditel.config.settings import ConfigError, _parse_bool
 
@@ -27,9 +27,7 @@ def inherit_enabled(env: Mapping[str, str] | None = None) -> bool:
     try:
         return _parse_bool(raw.strip())
     except ValueError:
-        raise ConfigError(
-            f"invalid auditel configuration:\n  {INHERIT_VAR}={raw!r}: expected true or false"
-        ) from None
+        raise ConfigError(f"invalid auditel configuration:\n  {INHERIT_VAR}={raw!r}: expected true or false") from None
 
 
 def audited_child_environment(outbox: Path | None, bootstrap_dir: str) -> dict[str, str]:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 __all__ = ["ConfigError", "Settings", "CONTENT_MODES", "EVENT_KINDS", "default_outbox_path"]
 
@@ -123,7 +124,9 @@ class Settings:
 
     # --- parsing -----------------------------------------------------------
     @staticmethod
-    def outbox_path_from_env(env: Mapping[str, str] | None = None, override: str | os.PathLike[str] | None = None) -> Path:
+    def outbox_path_from_env(
+        env: Mapping[str, str] | None = None, override: str | os.PathLike[str] | None = None
+    ) -> Path:
         """Only the outbox path (``override``, else ``AUDITEL_OUTBOX``, else the default): what the
         read-only commands need, so that a bad write-side setting cannot stop them."""
         env = os.environ if env is None else env
@@ -143,9 +146,7 @@ class Settings:
             ) from None
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
-    ) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
         env = os.environ if env is None else env
         overrides = dict(overrides or {})
         errors: list[str] = []
@@ -183,7 +184,9 @@ class Settings:
         take("max_outbox_mb", "AUDITEL_MAX_OUTBOX_MB", _non_negative_float, "a number of MiB >= 0 (0 = no cap)")
         take("on_full", "AUDITEL_ON_FULL", _choice(ON_FULL_MODES), "one of " + ", ".join(ON_FULL_MODES))
         take("block_timeout_ms", "AUDITEL_BLOCK_TIMEOUT_MS", _non_negative_int, "a whole number of milliseconds >= 0")
-        take("retention_days", "AUDITEL_RETENTION_DAYS", _non_negative_float, "a number of days >= 0 (0 = keep forever)")
+        take(
+            "retention_days", "AUDITEL_RETENTION_DAYS", _non_negative_float, "a number of days >= 0 (0 = keep forever)"
+        )
         take(
             "retention_unshipped",
             "AUDITEL_RETENTION_UNSHIPPED",
@@ -192,7 +195,12 @@ class Settings:
         )
         take("events", "AUDITEL_EVENTS", _parse_events, "'*' or a comma-separated list of " + ", ".join(EVENT_KINDS))
         take("service_name", "OTEL_SERVICE_NAME", _non_empty, "a non-empty service name")
-        take("resource_attributes", "OTEL_RESOURCE_ATTRIBUTES", _parse_resource_attributes, "comma-separated key=value pairs")
+        take(
+            "resource_attributes",
+            "OTEL_RESOURCE_ATTRIBUTES",
+            _parse_resource_attributes,
+            "comma-separated key=value pairs",
+        )
         take("environment", "AUDITEL_ENVIRONMENT", _non_empty, "a non-empty environment name")
         take("session_id", "AUDITEL_SESSION_ID", _non_empty, "a non-empty session id")
         take("agent_id", "AUDITEL_AGENT_ID", _non_empty, "a non-empty agent id")
@@ -208,7 +216,9 @@ class Settings:
         take("emit_events", "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT", _parse_bool, "true or false")
         take("max_value_bytes", "AUDITEL_MAX_VALUE_BYTES", _positive_int(256), "a whole number of bytes >= 256")
         take("max_record_bytes", "AUDITEL_MAX_RECORD_BYTES", _positive_int(4096), "a whole number of bytes >= 4096")
-        take("digest_key", "AUDITEL_DIGEST_KEY", _parse_key, "a key of at least 16 bytes, as hex or base64", secret=True)
+        take(
+            "digest_key", "AUDITEL_DIGEST_KEY", _parse_key, "a key of at least 16 bytes, as hex or base64", secret=True
+        )
 
         # Cross-field validation of override types.
         if "durability" in values and values["durability"] not in DURABILITY_MODES:

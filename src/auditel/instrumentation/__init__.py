@@ -89,9 +89,7 @@ NOT_AUDITED: tuple[tuple[str, str, str], ...] = (
 
 # Frameworks audited from the spans they emit themselves (auditel.spans, docs/frameworks.md):
 # (import name, label, how to turn their telemetry on).
-VIA_SPANS: tuple[tuple[str, str, str], ...] = (
-    ("pydantic_ai", "Pydantic AI", "Agent.instrument_all()"),
-)
+VIA_SPANS: tuple[tuple[str, str, str], ...] = (("pydantic_ai", "Pydantic AI", "Agent.instrument_all()"),)
 
 REGISTRY: dict[str, str] = {i.name: i.target for i in INSTRUMENTATIONS}
 REQUIRES: dict[str, str] = {i.name: i.framework for i in INSTRUMENTATIONS}

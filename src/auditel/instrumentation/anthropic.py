@@ -98,7 +98,9 @@ def messages_from_response(facts: ResponseFacts, message: Any) -> None:
     content = list(iter_items(field_of(message, "content")))
     for block in content:
         if field_of(block, "type") == "tool_use":
-            facts.tool_calls.append({"name": field_of(block, "name"), "id": field_of(block, "id"), "arguments": field_of(block, "input")})
+            facts.tool_calls.append(
+                {"name": field_of(block, "name"), "id": field_of(block, "id"), "arguments": field_of(block, "input")}
+            )
     facts.output_messages = [{"role": "assistant", "parts": parts_of_content(content), "finish_reason": reason}]
     _usage(facts, field_of(message, "usage"))
 
@@ -124,7 +126,9 @@ def messages_observe(facts: ResponseFacts, event: Any) -> None:
             "json": [],
         }
     elif kind == "content_block_delta":
-        slot = blocks.setdefault(field_of(event, "index", 0), {"type": "text", "id": None, "name": None, "text": [], "json": []})
+        slot = blocks.setdefault(
+            field_of(event, "index", 0), {"type": "text", "id": None, "name": None, "text": [], "json": []}
+        )
         delta = field_of(event, "delta")
         dtype = field_of(delta, "type")
         if dtype == "text_delta":

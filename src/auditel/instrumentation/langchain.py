@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import contextvars
 import time
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Collection, Iterator
+from typing import Any
 from uuid import UUID
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from auditel.api import helpers as api
-from auditel.instrumentation._base import adopt_tracer_provider, count_error, release_tracer_provider
 from auditel.api.runs import AgentRun, ToolRun, recording_enabled, wrap_async_generator, wrap_generator
+from auditel.instrumentation._base import adopt_tracer_provider, count_error, release_tracer_provider
 from auditel.instrumentation.patching import Patcher
 
 _instruments = ("langchain-core >= 0.3",)
@@ -87,7 +88,9 @@ def _finish_tool(run: ToolRun, output: Any) -> None:
         content = getattr(output, "content", output)
         status = getattr(output, "status", None)
         if run.error_hint is not None or status == "error":
-            run.finish(result=content, outcome="failure", error=run.error_hint or "tool_error", reason="handled_by_tool")
+            run.finish(
+                result=content, outcome="failure", error=run.error_hint or "tool_error", reason="handled_by_tool"
+            )
         else:
             run.finish(result=content)
     except Exception as exc:  # noqa: BLE001
@@ -162,8 +165,11 @@ class _LazyAgentRun:
         if error is not None or complete:
             self.run.finish(error=error, attributes={"audit.stream.items": items})
         else:
-            self.run.finish(outcome="unknown", reason="stream closed before the run finished",
-                            attributes={"audit.stream.items": items})
+            self.run.finish(
+                outcome="unknown",
+                reason="stream closed before the run finished",
+                attributes={"audit.stream.items": items},
+            )
 
 
 def _graph_stream(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -197,7 +203,7 @@ def provider_sdk_instrumented(provider: str | None) -> bool:
 def _make_handler_class() -> type:
     from langchain_core.callbacks import BaseCallbackHandler
 
-    class AuditelCallbackHandler(BaseCallbackHandler):  # type: ignore[misc, valid-type]
+    class AuditelCallbackHandler(BaseCallbackHandler):
         """Records chat-model runs; ignores every other callback event."""
 
         run_inline = True
@@ -211,8 +217,15 @@ def _make_handler_class() -> type:
         def __init__(self) -> None:
             self._runs: dict[UUID, tuple[float, str | None, str | None, Any]] = {}
 
-        def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[Any]], *, run_id: UUID,
-                                metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        def on_chat_model_start(
+            self,
+            serialized: dict[str, Any],
+            messages: list[list[Any]],
+            *,
+            run_id: UUID,
+            metadata: dict[str, Any] | None = None,
+            **kwargs: Any,
+        ) -> None:
             try:
                 if not recording_enabled():
                     return
@@ -235,15 +248,22 @@ def _make_handler_class() -> type:
                 message = getattr(generation, "message", None)
                 usage = getattr(message, "usage_metadata", None) or {}
                 meta = getattr(message, "response_metadata", None) or {}
-                tool_calls = [{"name": c.get("name"), "id": c.get("id"), "arguments": c.get("args")}
-                              for c in (getattr(message, "tool_calls", None) or [])]
+                tool_calls: list[Mapping[str, Any]] = [
+                    {"name": c.get("name"), "id": c.get("id"), "arguments": c.get("args")}
+                    for c in (getattr(message, "tool_calls", None) or [])
+                ]
                 finish = meta.get("finish_reason") or meta.get("stop_reason")
                 api.model_call(
-                    model, provider=provider, duration_ms=round((time.perf_counter() - t0) * 1000.0, 3),
-                    response_model=meta.get("model_name") or meta.get("model"), response_id=getattr(message, "id", None),
+                    model,
+                    provider=provider,
+                    duration_ms=round((time.perf_counter() - t0) * 1000.0, 3),
+                    response_model=meta.get("model_name") or meta.get("model"),
+                    response_id=getattr(message, "id", None),
                     finish_reasons=[str(finish)] if finish else None,
-                    input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
-                    tool_calls=tool_calls or None, input_messages=messages,
+                    input_tokens=usage.get("input_tokens"),
+                    output_tokens=usage.get("output_tokens"),
+                    tool_calls=tool_calls or None,
+                    input_messages=messages,
                     output_messages=_messages_payload([[message]]) if message is not None else api.UNSET,
                     attributes={"audit.framework": FRAMEWORK},
                 )
@@ -255,9 +275,14 @@ def _make_handler_class() -> type:
             if started is None:
                 return
             t0, model, provider, messages = started
-            api.model_call(model, provider=provider, error=error, input_messages=messages,
-                           duration_ms=round((time.perf_counter() - t0) * 1000.0, 3),
-                           attributes={"audit.framework": FRAMEWORK})
+            api.model_call(
+                model,
+                provider=provider,
+                error=error,
+                input_messages=messages,
+                duration_ms=round((time.perf_counter() - t0) * 1000.0, 3),
+                attributes={"audit.framework": FRAMEWORK},
+            )
 
     return AuditelCallbackHandler
 
@@ -266,8 +291,13 @@ def _messages_payload(batches: list[list[Any]]) -> list[dict[str, Any]]:
     out = []
     for batch in batches:
         for m in batch:
-            out.append({"role": getattr(m, "type", None), "content": getattr(m, "content", m),
-                        "tool_calls": getattr(m, "tool_calls", None) or None})
+            out.append(
+                {
+                    "role": getattr(m, "type", None),
+                    "content": getattr(m, "content", m),
+                    "tool_calls": getattr(m, "tool_calls", None) or None,
+                }
+            )
     return out
 
 
@@ -294,7 +324,7 @@ def _manager_init(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: di
         count_error("langchain", exc)
 
 
-class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class LangChainInstrumentor(BaseInstrumentor):
     """``auditel_langchain``: LangChain tools and chat models, LangGraph graphs."""
 
     def instrumentation_dependencies(self) -> Collection[str]:

@@ -25,17 +25,18 @@ from __future__ import annotations
 import contextvars
 import os
 import sys
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Collection, Iterator, Mapping
+from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import SpanKind
 
 from auditel.api import helpers as api
+from auditel.api.runs import UNSET, ToolRun, recording_enabled
 from auditel.config import child_env
 from auditel.instrumentation._base import adopt_tracer_provider, count_error, release_tracer_provider
-from auditel.api.runs import UNSET, ToolRun, recording_enabled
 from auditel.instrumentation.patching import Patcher
 
 _instruments = ("mcp >= 2.0",)
@@ -114,10 +115,18 @@ async def _call_tool(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs:
     token = None
     try:
         name, arguments = _bind_call_tool(args, kwargs)
-        attrs = {"mcp.method.name": "tools/call", "audit.framework": FRAMEWORK, "audit.mcp.side": "client",
-                 "audit.mcp.server.name": _server_name(instance)}
-        run = ToolRun(name, arguments=arguments if arguments is not None else {}, tool_type="extension",
-                      attributes={k: v for k, v in attrs.items() if v is not None})
+        attrs = {
+            "mcp.method.name": "tools/call",
+            "audit.framework": FRAMEWORK,
+            "audit.mcp.side": "client",
+            "audit.mcp.server.name": _server_name(instance),
+        }
+        run = ToolRun(
+            name,
+            arguments=arguments if arguments is not None else {},
+            tool_type="extension",
+            attributes={k: v for k, v in attrs.items() if v is not None},
+        )
         if _sdk_traces(instance) and _sdk_hook_installed():
             token = _PENDING_CLIENT.set(run)  # the SDK span hook adopts the span and writes the intent
         else:
@@ -145,8 +154,11 @@ async def _call_tool(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs:
         if not run.started:
             run.start()
         is_error = bool(getattr(result, "is_error", False))
-        run.finish(result=_result_content(result), outcome="failure" if is_error else "success",
-                   error="tool_error" if is_error else None)
+        run.finish(
+            result=_result_content(result),
+            outcome="failure" if is_error else "success",
+            error="tool_error" if is_error else None,
+        )
     except Exception as exc:  # noqa: BLE001
         count_error("mcp", exc)
     return result
@@ -194,17 +206,27 @@ async def _list_tools(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs
         result = await wrapped(*args, **kwargs)
     except BaseException as exc:
         try:
-            api.tool_discovery(_server_name(instance), [], outcome="failure", error=exc,
-                               attributes={"mcp.method.name": "tools/list", "audit.framework": FRAMEWORK})
+            api.tool_discovery(
+                _server_name(instance),
+                [],
+                outcome="failure",
+                error=exc,
+                attributes={"mcp.method.name": "tools/list", "audit.framework": FRAMEWORK},
+            )
         except Exception as err:  # noqa: BLE001
             count_error("mcp", err)
         raise
     try:
         names = [str(getattr(t, "name", "")) for t in getattr(result, "tools", [])]
-        api.tool_discovery(_server_name(instance), names, attributes={
-            "mcp.method.name": "tools/list", "audit.framework": FRAMEWORK,
-            "audit.tools.next_cursor_present": getattr(result, "next_cursor", None) is not None,
-        })
+        api.tool_discovery(
+            _server_name(instance),
+            names,
+            attributes={
+                "mcp.method.name": "tools/list",
+                "audit.framework": FRAMEWORK,
+                "audit.tools.next_cursor_present": getattr(result, "next_cursor", None) is not None,
+            },
+        )
     except Exception as exc:  # noqa: BLE001
         count_error("mcp", exc)
     return result
@@ -236,15 +258,21 @@ def _error_code(exc: BaseException) -> str:
 
 
 # Set by the outer guard for one tools/call; the inner wrapper marks it when the call reached it.
-_REACHED_HANDLER: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("auditel_mcp_reached", default=None)
+_REACHED_HANDLER: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "auditel_mcp_reached", default=None
+)
 
 
 def _server_attributes(ctx: Any, runner: Any) -> dict[str, Any]:
     server = getattr(runner, "server", None)
-    attrs = {"mcp.method.name": "tools/call", "audit.framework": FRAMEWORK, "audit.mcp.side": "server",
-             "audit.mcp.server.name": getattr(server, "name", None),
-             "jsonrpc.request.id": None if ctx.request_id is None else str(ctx.request_id),
-             "mcp.protocol.version": getattr(ctx, "protocol_version", None)}
+    attrs = {
+        "mcp.method.name": "tools/call",
+        "audit.framework": FRAMEWORK,
+        "audit.mcp.side": "server",
+        "audit.mcp.server.name": getattr(server, "name", None),
+        "jsonrpc.request.id": None if ctx.request_id is None else str(ctx.request_id),
+        "mcp.protocol.version": getattr(ctx, "protocol_version", None),
+    }
     return {k: v for k, v in attrs.items() if v is not None}
 
 
@@ -253,17 +281,27 @@ def _record_rejection(ctx: Any, runner: Any, error: BaseException | None, result
     without reaching the tool handler: record what was asked and that the server refused it."""
     try:
         params = ctx.params or {}
-        run = ToolRun(str(params.get("name")), arguments=params.get("arguments") or {}, tool_type="extension",
-                      attributes={**_server_attributes(ctx, runner), "audit.mcp.handled_by": "server_layer"})
+        run = ToolRun(
+            str(params.get("name")),
+            arguments=params.get("arguments") or {},
+            tool_type="extension",
+            attributes={**_server_attributes(ctx, runner), "audit.mcp.handled_by": "server_layer"},
+        )
         run.start()
         if error is not None:
-            run.finish(error=_error_code(error) if hasattr(error, "error") else error, outcome="denied",
-                       reason="rejected by the server before the tool handler ran")
+            run.finish(
+                error=_error_code(error) if hasattr(error, "error") else error,
+                outcome="denied",
+                reason="rejected by the server before the tool handler ran",
+            )
         else:
             is_error = isinstance(result, Mapping) and result.get("isError") is True
-            run.finish(result=_result_content(result), outcome="denied" if is_error else "success",
-                       error="tool_error" if is_error else None,
-                       reason="answered by the server without running the tool handler")
+            run.finish(
+                result=_result_content(result),
+                outcome="denied" if is_error else "success",
+                error="tool_error" if is_error else None,
+                reason="answered by the server without running the tool handler",
+            )
     except Exception as exc:  # noqa: BLE001
         count_error("mcp", exc)
 
@@ -300,8 +338,12 @@ def _audited_inner(inner: Any, runner: Any) -> Any:
         try:
             params = ctx.params or {}
             server = getattr(runner, "server", None)
-            run = ToolRun(str(params.get("name")), arguments=params.get("arguments") or {}, tool_type="extension",
-                          attributes=_server_attributes(ctx, runner))
+            run = ToolRun(
+                str(params.get("name")),
+                arguments=params.get("arguments") or {},
+                tool_type="extension",
+                attributes=_server_attributes(ctx, runner),
+            )
             current = trace.get_current_span()
             if _has_sdk_middleware(server) and current.get_span_context().is_valid:
                 run.adopt_span(current)
@@ -310,8 +352,12 @@ def _audited_inner(inner: Any, runner: Any) -> Any:
                 parent = propagate.extract(meta) if meta else None
                 if parent is not None and not trace.get_current_span(parent).get_span_context().is_valid:
                     parent = None
-                run.start_span(f"tools/call {run.tool_name}", kind=SpanKind.SERVER, parent=parent,
-                               extra={"mcp.method.name": "tools/call"})
+                run.start_span(
+                    f"tools/call {run.tool_name}",
+                    kind=SpanKind.SERVER,
+                    parent=parent,
+                    extra={"mcp.method.name": "tools/call"},
+                )
             run.start()
         except Exception as exc:  # noqa: BLE001
             count_error("mcp", exc)
@@ -322,8 +368,9 @@ def _audited_inner(inner: Any, runner: Any) -> Any:
             with run.active():
                 result = await inner(ctx)
         except BaseException as exc:
-            run.finish(error=_error_code(exc) if hasattr(exc, "error") else exc,
-                       outcome="unknown" if _is_cancel(exc) else None)
+            run.finish(
+                error=_error_code(exc) if hasattr(exc, "error") else exc, outcome="unknown" if _is_cancel(exc) else None
+            )
             raise
         finally:
             _SERVER_RUN.reset(token)
@@ -381,7 +428,7 @@ def _server_environment(wrapped: Any, instance: Any, args: tuple[Any, ...], kwar
         return env
 
 
-class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class MCPInstrumentor(BaseInstrumentor):
     """``auditel_mcp``: MCP client tool calls and discovery, server tool handlers."""
 
     def instrumentation_dependencies(self) -> Collection[str]:

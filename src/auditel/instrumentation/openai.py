@@ -73,12 +73,22 @@ def _chat_input_messages(messages: Any) -> list[dict[str, Any]] | None:
     for msg in items:
         role = field_of(msg, "role") or "user"
         if role == "tool":
-            parts = [{"type": "tool_call_response", "id": field_of(msg, "tool_call_id"), "response": field_of(msg, "content")}]
+            parts = [
+                {
+                    "type": "tool_call_response",
+                    "id": field_of(msg, "tool_call_id"),
+                    "response": field_of(msg, "content"),
+                }
+            ]
         else:
             parts = parts_of_content(field_of(msg, "content"))
             for call in iter_items(field_of(msg, "tool_calls")):
                 fn = field_of(call, "function")
-                parts.append(tool_call_part(field_of(call, "id"), field_of(fn, "name"), parse_json_arguments(field_of(fn, "arguments"))))
+                parts.append(
+                    tool_call_part(
+                        field_of(call, "id"), field_of(fn, "name"), parse_json_arguments(field_of(fn, "arguments"))
+                    )
+                )
         out.append({"role": role, "parts": parts})
     return out
 
@@ -109,9 +119,31 @@ def _responses_input(value: Any) -> list[dict[str, Any]] | None:
     for item in items:
         kind = field_of(item, "type")
         if kind == "function_call_output":
-            out.append({"role": "tool", "parts": [{"type": "tool_call_response", "id": field_of(item, "call_id"), "response": field_of(item, "output")}]})
+            out.append(
+                {
+                    "role": "tool",
+                    "parts": [
+                        {
+                            "type": "tool_call_response",
+                            "id": field_of(item, "call_id"),
+                            "response": field_of(item, "output"),
+                        }
+                    ],
+                }
+            )
         elif kind == "function_call":
-            out.append({"role": "assistant", "parts": [tool_call_part(field_of(item, "call_id"), field_of(item, "name"), parse_json_arguments(field_of(item, "arguments")))]})
+            out.append(
+                {
+                    "role": "assistant",
+                    "parts": [
+                        tool_call_part(
+                            field_of(item, "call_id"),
+                            field_of(item, "name"),
+                            parse_json_arguments(field_of(item, "arguments")),
+                        )
+                    ],
+                }
+            )
         else:
             out.append({"role": field_of(item, "role") or "user", "parts": parts_of_content(field_of(item, "content"))})
     return out
@@ -248,7 +280,9 @@ def responses_from_response(facts: ResponseFacts, response: Any) -> None:
             facts.tool_calls.append({"name": name, "id": call_id, "arguments": arguments})
             parts.append(tool_call_part(call_id, name, parse_json_arguments(arguments)))
         elif kind == "reasoning":
-            parts.append({"type": "reasoning", "content": [field_of(s, "text") for s in iter_items(field_of(item, "summary"))]})
+            parts.append(
+                {"type": "reasoning", "content": [field_of(s, "text") for s in iter_items(field_of(item, "summary"))]}
+            )
         elif kind:
             parts.append({"type": str(kind)})
     if reason:
@@ -256,7 +290,7 @@ def responses_from_response(facts: ResponseFacts, response: Any) -> None:
     elif status == "completed":
         finish = "tool_calls" if facts.tool_calls else "stop"
     else:
-        finish = str(status) if status else None
+        finish = str(status) if status else ""
     facts.finish_reasons = [finish] if finish else []
     facts.output_messages = [{"role": "assistant", "parts": parts, "finish_reason": finish}]
     usage = field_of(response, "usage")

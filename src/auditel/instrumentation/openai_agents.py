@@ -20,13 +20,14 @@ trail must not depend on it. So we wrap the places where the runner acts:
 from __future__ import annotations
 
 import contextvars
-from typing import Any, Collection
+from collections.abc import Collection
+from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from auditel.api import helpers as api
-from auditel.instrumentation._base import adopt_tracer_provider, count_error, release_tracer_provider
 from auditel.api.runs import AgentRun, ToolRun, recording_enabled
+from auditel.instrumentation._base import adopt_tracer_provider, count_error, release_tracer_provider
 from auditel.instrumentation.patching import Patcher
 
 _instruments = ("openai-agents >= 0.1",)
@@ -124,8 +125,11 @@ async def _agent_guardrail(wrapped: Any, instance: Any, args: tuple[Any, ...], k
             action=f"agent.{kind}",
             action_taken="halted" if triggered else "allowed",
             target=getattr(agent, "name", None),
-            attributes={"audit.framework": FRAMEWORK, "audit.guardrail.target.type": kind,
-                        "gen_ai.agent.name": getattr(agent, "name", None)},
+            attributes={
+                "audit.framework": FRAMEWORK,
+                "audit.guardrail.target.type": kind,
+                "gen_ai.agent.name": getattr(agent, "name", None),
+            },
         )
     except Exception as exc:  # noqa: BLE001
         count_error("openai_agents", exc)
@@ -249,6 +253,7 @@ def _runner_run_streamed(wrapped: Any, instance: Any, args: tuple[Any, ...], kwa
     if task is None:
         _run_outcome(run, None, streamed)
     else:
+
         def done(t: Any) -> None:
             error = None if t.cancelled() else t.exception()
             if t.cancelled():
@@ -260,7 +265,7 @@ def _runner_run_streamed(wrapped: Any, instance: Any, args: tuple[Any, ...], kwa
     return streamed
 
 
-class OpenAIAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class OpenAIAgentsInstrumentor(BaseInstrumentor):
     """``auditel_openai_agents``: function tools, guardrails, handoffs and runs of the OpenAI Agents SDK."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -268,7 +273,9 @@ class OpenAIAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         adopt_tracer_provider(self, kwargs)
-        _patcher.patch("agents.run_internal.tool_execution", "_FunctionToolBatchExecutor._run_single_tool", _run_single_tool)
+        _patcher.patch(
+            "agents.run_internal.tool_execution", "_FunctionToolBatchExecutor._run_single_tool", _run_single_tool
+        )
         for module in ("agents.tool", "agents.run_internal.tool_execution"):
             _patcher.patch(module, "maybe_invoke_function_tool_failure_error_function", _tool_failure)
         _patcher.patch("agents.guardrail", "InputGuardrail.run", _agent_guardrail)

@@ -1,1 +1,2 @@
-"""The audit pipeline: the LogRecordProcessor that sanitises, redacts, chains and commits each record, and the in-process sinks."""
+"""The audit pipeline: the LogRecordProcessor that sanitises, redacts, chains and commits each record,
+and the in-process sinks."""

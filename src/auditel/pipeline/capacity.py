@@ -16,7 +16,7 @@ never held back by the cap.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from auditel.config.settings import Settings
 from auditel.counters import Counters
@@ -32,8 +32,9 @@ class Rejected(Exception):
 
 
 class CapacityPolicy:
-    def __init__(self, outbox: Outbox, settings: Settings, counters: Counters,
-                 wakers: Callable[[], Iterable[Callable[[], None]]]) -> None:
+    def __init__(
+        self, outbox: Outbox, settings: Settings, counters: Counters, wakers: Callable[[], Iterable[Callable[[], None]]]
+    ) -> None:
         self.outbox = outbox
         self.settings = settings
         self.counters = counters

@@ -15,22 +15,23 @@ import socket
 import sqlite3
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
-from auditel.record import schema as S
-from auditel.record.canonical import canonical, canonical_json
 from auditel.config.settings import Settings
 from auditel.counters import Counters
-from auditel.pipeline.capacity import CapacityPolicy, Rejected
-from auditel.record.ids import new_record_id
 from auditel.pipeline.bridge import add_span_event
+from auditel.pipeline.capacity import CapacityPolicy, Rejected
 from auditel.pipeline.streams import StreamState, start_body
-from auditel.store.outbox import Outbox
-from auditel.redaction.redactor import Redactor
+from auditel.record import schema as S
+from auditel.record.canonical import canonical, canonical_json
+from auditel.record.ids import new_record_id
 from auditel.record.safe_value import Reasons, safe_attributes, safe_value
 from auditel.record.timestamps import MAX_NS, to_unix_nano
+from auditel.redaction.redactor import Redactor
+from auditel.store.outbox import Outbox
 
 _tls = threading.local()
 
@@ -71,6 +72,8 @@ _KEEP_WHOLE = frozenset({S.A_RECORD_ID, S.A_SCHEMA_VERSION})
 Listener = Callable[[dict[str, Any]], None]
 
 
+_SQLITE_FULL = 13  # sqlite3.SQLITE_FULL, named by the module from Python 3.11 on
+
 
 class SanitizedLogRecord(ReadWriteLogRecord):
     """An SDK log record built by the auditel API from a payload it already made safe.
@@ -83,7 +86,9 @@ class SanitizedLogRecord(ReadWriteLogRecord):
     ``reasons``: what making the payload safe changed, counted when the record is committed.
     """
 
-    def __init__(self, log_record: Any, *, resource: Any, instrumentation_scope: Any, limits: Any, reasons: Reasons) -> None:
+    def __init__(
+        self, log_record: Any, *, resource: Any, instrumentation_scope: Any, limits: Any, reasons: Reasons
+    ) -> None:
         super().__init__(
             log_record=log_record, resource=resource, instrumentation_scope=instrumentation_scope, limits=limits
         )
@@ -258,7 +263,7 @@ class AuditProcessor(LogRecordProcessor):
         except Rejected as exc:
             self.counters.reject(str(exc))
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
                 self.counters.reject("disk_full")  # a record lost to a full disk is a rejection, with its reason
             else:
                 self.counters.error("processor", exc)
@@ -276,7 +281,11 @@ class AuditProcessor(LogRecordProcessor):
             st = self.settings
             reasons = Reasons()
             attrs = safe_attributes(lr.attributes, max_value_bytes=st.max_value_bytes, reasons=reasons)
-            body = safe_value(lr.body, max_value_bytes=st.max_value_bytes, reasons=reasons) if lr.body is not None else None
+            body = (
+                safe_value(lr.body, max_value_bytes=st.max_value_bytes, reasons=reasons)
+                if lr.body is not None
+                else None
+            )
         if reasons:
             self.counters.merge("sanitized", reasons)
 
@@ -375,7 +384,9 @@ class AuditProcessor(LogRecordProcessor):
             record["body"] = body
         return self._chain_and_append(record, name, time_ns)
 
-    def _chain_and_append(self, record: dict[str, Any], name: str, time_ns: int, *, simple: bool = False) -> dict[str, Any]:
+    def _chain_and_append(
+        self, record: dict[str, Any], name: str, time_ns: int, *, simple: bool = False
+    ) -> dict[str, Any]:
         """Assign seq and prev_hash, hash the canonical text, commit. ``simple``: see ``Reasons.general``."""
         attrs = record["attributes"]
         state = self._s
@@ -410,7 +421,11 @@ class AuditProcessor(LogRecordProcessor):
         if len(data) <= limit:
             return data
         attrs = record["attributes"]
-        sizes = {k: len(canonical(v)) for k, v in attrs.items() if k not in _KEEP_WHOLE and not k.startswith("audit.sequence")}
+        sizes = {
+            k: len(canonical(v))
+            for k, v in attrs.items()
+            if k not in _KEEP_WHOLE and not k.startswith("audit.sequence")
+        }
         total = len(data)
         replaced: list[str] = []
         for key in sorted(sizes, key=lambda k: -sizes[k]):
@@ -455,7 +470,9 @@ class AuditProcessor(LogRecordProcessor):
             self._s.ended = True
             try:
                 attrs = {S.A_SEQ_END: True}
-                stored = self._commit_locked(S.EV_STREAM_END, attrs, None, severity=9, sev_text="INFO", time_ns=time.time_ns())
+                stored = self._commit_locked(
+                    S.EV_STREAM_END, attrs, None, severity=9, sev_text="INFO", time_ns=time.time_ns()
+                )
                 self.outbox.end_stream(self._s.stream_id)
             except Exception as exc:  # noqa: BLE001
                 self.counters.error("stream_end", exc)

@@ -8,12 +8,12 @@ to the outbox, so a sink never decides whether a record is kept. Pass sinks to
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Protocol, Union, runtime_checkable
+from typing import IO, Any, Protocol, runtime_checkable
 
 from auditel.record.schema import event_kind
 
@@ -65,13 +65,13 @@ class InMemorySink:
 class JsonlSink:
     """Appends each record as one JSON line to a file (created 0600) or a text stream."""
 
-    def __init__(self, target: Union[str, os.PathLike[str], IO[str]]) -> None:
+    def __init__(self, target: str | os.PathLike[str] | IO[str]) -> None:
         self._lock = threading.Lock()
         if isinstance(target, (str, os.PathLike)):
             path = Path(target).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
-            self._stream: IO[str] = io.open(fd, "a", encoding="utf-8")
+            self._stream: IO[str] = open(fd, "a", encoding="utf-8")
             self._owns = True
             self.path: Path | None = path
         else:

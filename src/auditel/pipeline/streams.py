@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from auditel.config.settings import Settings
 from auditel.counters import Counters

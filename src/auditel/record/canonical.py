@@ -35,7 +35,7 @@ try:
     from orjson import OPT_SORT_KEYS as _SORT_KEYS
     from orjson import dumps as _orjson_dumps
 except ImportError:  # pragma: no cover - orjson is a dependency; a platform without a wheel still works
-    _orjson_dumps = None
+    _orjson_dumps = None  # type: ignore[assignment]
 
 
 def fast_canonical_bytes(obj: Any) -> bytes | None:
@@ -191,8 +191,10 @@ def es6_number(value: float) -> str:
         int_part, frac_part = mantissa, ""
     digits = (int_part + frac_part).lstrip("0")
     # position of the decimal point relative to the start of `digits`
-    point = len(int_part.lstrip("0")) + exponent if int_part.strip("0") else exponent - (
-        len(frac_part) - len(frac_part.lstrip("0"))
+    point = (
+        len(int_part.lstrip("0")) + exponent
+        if int_part.strip("0")
+        else exponent - (len(frac_part) - len(frac_part.lstrip("0")))
     )
     digits = digits.rstrip("0") or "0"
     k = len(digits)

@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from auditel.record.canonical import canonical, fast_canonical_bytes, needs_general_path
 from auditel.config.settings import ConfigError
-from auditel.store.key_files import publish_new_file, read_key_file
+from auditel.record.canonical import canonical, fast_canonical_bytes, needs_general_path
 from auditel.record.safe_value import Reasons, safe_value
+from auditel.store.key_files import publish_new_file, read_key_file
 
 DIGEST_PREFIX = "hmac-sha256:"
 DIGEST_KEY_NAME = "digest.key"

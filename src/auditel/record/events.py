@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import reprlib
 import time
-from collections.abc import Mapping
-from typing import Any, Iterable, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from auditel.record import schema as S
 from auditel.record.canonical import canonical
@@ -165,9 +165,21 @@ Built = tuple[str, dict[str, Any], str]
 
 # --- one builder per record kind -----------------------------------------------------------
 def tool_call(
-    rt: RecordingRuntime, tool_name: Any, *, phase: Any = "outcome", call_id: Any = None, arguments: Any = UNSET,
-    result: Any = UNSET, outcome: Any = None, error: Any = None, duration_ms: Any = None, tool_type: Any = None,
-    correlation_id: Any = None, attributes: Any = None, severity: Any = None, reason: Any = None,
+    rt: RecordingRuntime,
+    tool_name: Any,
+    *,
+    phase: Any = "outcome",
+    call_id: Any = None,
+    arguments: Any = UNSET,
+    result: Any = UNSET,
+    outcome: Any = None,
+    error: Any = None,
+    duration_ms: Any = None,
+    tool_type: Any = None,
+    correlation_id: Any = None,
+    attributes: Any = None,
+    severity: Any = None,
+    reason: Any = None,
 ) -> Built:
     phase = text(phase, 64)
     name = text(tool_name, 256)
@@ -193,11 +205,18 @@ def tool_call(
         out = text(outcome, 64)
         attrs[S.A_OUTCOME] = out
     if arguments is not UNSET:
-        content_attributes(rt, attrs, tool_arguments_form(arguments), digest_key=S.A_ARGS_DIGEST,
-                           size_key=S.A_ARGS_SIZE, content_key=S.GEN_AI_TOOL_ARGS)
+        content_attributes(
+            rt,
+            attrs,
+            tool_arguments_form(arguments),
+            digest_key=S.A_ARGS_DIGEST,
+            size_key=S.A_ARGS_SIZE,
+            content_key=S.GEN_AI_TOOL_ARGS,
+        )
     if result is not UNSET:
-        content_attributes(rt, attrs, result, digest_key=S.A_RESULT_DIGEST, size_key=S.A_RESULT_SIZE,
-                           content_key=S.GEN_AI_TOOL_RESULT)
+        content_attributes(
+            rt, attrs, result, digest_key=S.A_RESULT_DIGEST, size_key=S.A_RESULT_SIZE, content_key=S.GEN_AI_TOOL_RESULT
+        )
     error_attributes(rt, attrs, error)
     if severity is None:
         severity = "error" if out == "failure" else ("warn" if out == "denied" else "info")
@@ -205,7 +224,12 @@ def tool_call(
 
 
 def tool_discovery(
-    rt: RecordingRuntime, server: Any, tools: Any, *, outcome: Any = "success", error: Any = None,
+    rt: RecordingRuntime,
+    server: Any,
+    tools: Any,
+    *,
+    outcome: Any = "success",
+    error: Any = None,
     attributes: Any = None,
 ) -> Built:
     listed = names(tools)
@@ -219,14 +243,32 @@ def tool_discovery(
         "audit.tools.count": len(listed),
     }
     error_attributes(rt, attrs, error)
-    return S.EV_TOOL_DISCOVERY, merge_attributes(attrs, attributes, rt.counters), "info" if out == "success" else "error"
+    return (
+        S.EV_TOOL_DISCOVERY,
+        merge_attributes(attrs, attributes, rt.counters),
+        "info" if out == "success" else "error",
+    )
 
 
 def model_call(
-    rt: RecordingRuntime, model: Any, *, provider: Any = None, operation: Any = "chat", outcome: Any = None,
-    error: Any = None, duration_ms: Any = None, response_model: Any = None, response_id: Any = None,
-    finish_reasons: Any = None, input_tokens: Any = None, output_tokens: Any = None, tool_calls: Any = None,
-    input_messages: Any = UNSET, output_messages: Any = UNSET, attributes: Any = None, severity: Any = None,
+    rt: RecordingRuntime,
+    model: Any,
+    *,
+    provider: Any = None,
+    operation: Any = "chat",
+    outcome: Any = None,
+    error: Any = None,
+    duration_ms: Any = None,
+    response_model: Any = None,
+    response_id: Any = None,
+    finish_reasons: Any = None,
+    input_tokens: Any = None,
+    output_tokens: Any = None,
+    tool_calls: Any = None,
+    input_messages: Any = UNSET,
+    output_messages: Any = UNSET,
+    attributes: Any = None,
+    severity: Any = None,
 ) -> Built:
     out = _outcome(outcome, error)
     model_text = opt_text(model)
@@ -248,11 +290,23 @@ def model_call(
     if not attrs[S.GEN_AI_FINISH_REASONS]:
         attrs[S.GEN_AI_FINISH_REASONS] = None
     if input_messages is not UNSET:
-        content_attributes(rt, attrs, input_messages, digest_key="audit.input.digest", size_key="audit.input.size",
-                           content_key="gen_ai.input.messages")
+        content_attributes(
+            rt,
+            attrs,
+            input_messages,
+            digest_key="audit.input.digest",
+            size_key="audit.input.size",
+            content_key="gen_ai.input.messages",
+        )
     if output_messages is not UNSET:
-        content_attributes(rt, attrs, output_messages, digest_key="audit.output.digest", size_key="audit.output.size",
-                           content_key="gen_ai.output.messages")
+        content_attributes(
+            rt,
+            attrs,
+            output_messages,
+            digest_key="audit.output.digest",
+            size_key="audit.output.size",
+            content_key="gen_ai.output.messages",
+        )
     if tool_calls:
         _tool_call_requests(rt, attrs, tool_calls)
     error_attributes(rt, attrs, error)
@@ -282,13 +336,30 @@ def _tool_call_requests(rt: RecordingRuntime, attrs: dict[str, Any], tool_calls:
         attrs["audit.tool_calls.arguments"] = contents
 
 
-_ACTION_TAKEN = {"allow": "allowed", "deny": "blocked", "modify": "modified", "warn": "allowed", "escalate": "escalated"}
+_ACTION_TAKEN = {
+    "allow": "allowed",
+    "deny": "blocked",
+    "modify": "modified",
+    "warn": "allowed",
+    "escalate": "escalated",
+}
 
 
 def policy_decision(
-    rt: RecordingRuntime, verdict: Any, *, policy_id: Any = None, rule_id: Any = None, reason: Any = None,
-    action: Any = None, action_taken: Any = None, target: Any = None, tool_name: Any = None, call_id: Any = None,
-    correlation_id: Any = None, attributes: Any = None, severity: Any = None,
+    rt: RecordingRuntime,
+    verdict: Any,
+    *,
+    policy_id: Any = None,
+    rule_id: Any = None,
+    reason: Any = None,
+    action: Any = None,
+    action_taken: Any = None,
+    target: Any = None,
+    tool_name: Any = None,
+    call_id: Any = None,
+    correlation_id: Any = None,
+    attributes: Any = None,
+    severity: Any = None,
 ) -> Built:
     v = text(verdict, 64).lower()
     if v not in S.VERDICTS:
@@ -315,8 +386,15 @@ def policy_decision(
 
 
 def file_access(
-    rt: RecordingRuntime, path: Any, *, operation: Any = "read", outcome: Any = "success", size_bytes: Any = None,
-    error: Any = None, attributes: Any = None, severity: Any = None,
+    rt: RecordingRuntime,
+    path: Any,
+    *,
+    operation: Any = "read",
+    outcome: Any = "success",
+    size_bytes: Any = None,
+    error: Any = None,
+    attributes: Any = None,
+    severity: Any = None,
 ) -> Built:
     p = text(path)
     out = text(outcome, 64)
@@ -329,13 +407,23 @@ def file_access(
         "file.size": size_bytes,
     }
     error_attributes(rt, attrs, error)
-    return S.EV_FILE_ACCESS, merge_attributes(attrs, attributes, rt.counters), severity or (
-        "info" if out == "success" else "warn")
+    return (
+        S.EV_FILE_ACCESS,
+        merge_attributes(attrs, attributes, rt.counters),
+        severity or ("info" if out == "success" else "warn"),
+    )
 
 
 def network_access(
-    rt: RecordingRuntime, url: Any, *, method: Any = None, status_code: Any = None, outcome: Any = "success",
-    error: Any = None, attributes: Any = None, severity: Any = None,
+    rt: RecordingRuntime,
+    url: Any,
+    *,
+    method: Any = None,
+    status_code: Any = None,
+    outcome: Any = "success",
+    error: Any = None,
+    attributes: Any = None,
+    severity: Any = None,
 ) -> Built:
     from urllib.parse import urlsplit
 
@@ -356,8 +444,11 @@ def network_access(
         "http.response.status_code": status_code,
     }
     error_attributes(rt, attrs, error)
-    return S.EV_NETWORK_ACCESS, merge_attributes(attrs, attributes, rt.counters), severity or (
-        "info" if out == "success" else "warn")
+    return (
+        S.EV_NETWORK_ACCESS,
+        merge_attributes(attrs, attributes, rt.counters),
+        severity or ("info" if out == "success" else "warn"),
+    )
 
 
 def session_start(rt: RecordingRuntime, *, attributes: Any = None) -> Built:
@@ -374,8 +465,15 @@ def heartbeat(rt: RecordingRuntime, *, attributes: Any = None) -> Built:
 
 
 def action(
-    rt: RecordingRuntime, name: Any, *, outcome: Any, started: float, arguments: Any = UNSET, result: Any = UNSET,
-    error: Any = None, attributes: Any = None,
+    rt: RecordingRuntime,
+    name: Any,
+    *,
+    outcome: Any,
+    started: float,
+    arguments: Any = UNSET,
+    result: Any = UNSET,
+    error: Any = None,
+    attributes: Any = None,
 ) -> Built:
     """The record of an ``auditel.audited`` action (``started``: its ``time.perf_counter()``)."""
     out = text(outcome, 64)
@@ -393,8 +491,17 @@ def action(
 
 
 def agent_run(
-    rt: RecordingRuntime, agent_name: Any, *, framework: str, phase: str, outcome: Any, correlation_id: str,
-    started: float, error: Any = None, reason: Any = None, attributes: Any = None,
+    rt: RecordingRuntime,
+    agent_name: Any,
+    *,
+    framework: str,
+    phase: str,
+    outcome: Any,
+    correlation_id: str,
+    started: float,
+    error: Any = None,
+    reason: Any = None,
+    attributes: Any = None,
 ) -> Built:
     """One end of an agent invocation (``phase`` intent or outcome)."""
     name = opt_text(agent_name)
@@ -418,7 +525,13 @@ def agent_run(
 
 
 def handoff(
-    rt: RecordingRuntime, from_agent: Any, to_agent: Any, *, framework: str, error: Any = None, attributes: Any = None,
+    rt: RecordingRuntime,
+    from_agent: Any,
+    to_agent: Any,
+    *,
+    framework: str,
+    error: Any = None,
+    attributes: Any = None,
 ) -> Built:
     """One agent handed the conversation to another."""
     src, dst = opt_text(from_agent), opt_text(to_agent)

@@ -104,10 +104,10 @@ def safe_attributes(
         if not attributes:
             return out
         items = list(attributes.items())
-    except Exception:  # a broken mapping: a plain copy may still work (dict subclasses copy without items())
+    except Exception:  # noqa: BLE001 - a broken mapping: a plain copy may still work (dict subclasses copy without items())
         try:
-            items = list(dict(attributes).items())
-        except Exception:
+            items = list(dict(attributes).items())  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - a hostile value: never raise
             reasons.add("unserializable")
             return out
     for key, val in items:
@@ -120,7 +120,9 @@ def safe_attributes(
             reasons.general = True
         tv = type(val)
         if tv is str:
-            out[key] = val if _is_clean_str(val) and len(val) <= max_value_bytes else _clean_str(val, max_value_bytes, reasons)
+            out[key] = (
+                val if _is_clean_str(val) and len(val) <= max_value_bytes else _clean_str(val, max_value_bytes, reasons)
+            )
         elif tv is bool or val is None:
             out[key] = val
         elif tv is int and -_MAX_SAFE <= val <= _MAX_SAFE:
@@ -144,7 +146,7 @@ def _safe_key(key: Any) -> str:
     try:
         # a tuple key may nest (or share) without bound: its reprlib form is bounded
         text = _KEY_REPR.repr(key) if isinstance(key, tuple) else str(key)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a hostile value: never raise
         text = f"<key {type(key).__name__}>"
     return _fix_surrogates(text)[:256]
 
@@ -190,7 +192,7 @@ def _safe(value: Any, limit: int, reasons: Reasons, depth: int, path: set[int]) 
         return "[max depth]"
     try:
         return _safe_object(value, limit, reasons, depth, path)
-    except Exception:  # a hostile __getattr__/__len__/__iter__/model_dump, RecursionError...
+    except Exception:  # noqa: BLE001 - a hostile __getattr__/__len__/__iter__/model_dump, RecursionError...
         reasons.add("unserializable")
         return _placeholder(value)
 
@@ -198,7 +200,7 @@ def _safe(value: Any, limit: int, reasons: Reasons, depth: int, path: set[int]) 
 def _placeholder(value: Any) -> str:
     try:
         return f"<unserializable {type(value).__qualname__}>"
-    except Exception:
+    except Exception:  # noqa: BLE001 - a hostile value: never raise
         return "<unserializable>"
 
 
@@ -219,7 +221,7 @@ def _safe_object(value: Any, limit: int, reasons: Reasons, depth: int, path: set
             out: dict[str, Any] = {}
             try:
                 items = list(value.items())
-            except Exception:
+            except Exception:  # noqa: BLE001 - a hostile value: never raise
                 reasons.add("unserializable")
                 return f"<unserializable {type(value).__qualname__}>"
             if len(items) > MAX_ITEMS:
@@ -282,7 +284,7 @@ def _safe_object(value: Any, limit: int, reasons: Reasons, depth: int, path: set
     if callable(dump) and not isinstance(value, type):
         try:
             dumped = dump(mode="json")
-        except Exception:
+        except Exception:  # noqa: BLE001 - a hostile value: never raise
             dumped = None
         if dumped is not None:
             return _safe(dumped, limit, reasons, depth + 1, path)
@@ -312,5 +314,5 @@ def _safe_repr(value: Any, fn: Any) -> str:
         if not isinstance(text, str):
             raise TypeError
         return text
-    except Exception:
+    except Exception:  # noqa: BLE001 - a hostile value: never raise
         return _placeholder(value)

@@ -61,7 +61,6 @@ SHIP_FLOOR_SQL = "coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key='s
 PENDING_WHERE = f"rid > {SHIP_FLOOR_SQL} AND state=0"
 
 
-
 @dataclass
 class OutboxStats:
     records_total: int
@@ -346,9 +345,7 @@ class Outbox:
             deleted = 0
             now = time.time_ns()
             for stream_id, items in by_stream.items():
-                first = conn.execute(
-                    "SELECT min(seq) FROM records WHERE stream_id=?", (stream_id,)
-                ).fetchone()[0]
+                first = conn.execute("SELECT min(seq) FROM records WHERE stream_id=?", (stream_id,)).fetchone()[0]
                 items.sort(key=lambda item: item[1])
                 expected = first
                 prefix: list[tuple[int, int, str | None]] = []

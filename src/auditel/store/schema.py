@@ -67,8 +67,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         CREATE TABLE IF NOT EXISTS records (
 """
-    + RECORDS_COLUMNS
-    + """
+        + RECORDS_COLUMNS
+        + """
         );
         CREATE INDEX IF NOT EXISTS records_state_rid ON records(state, rid);
         CREATE TABLE IF NOT EXISTS checkpoints (
@@ -127,8 +127,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         """
         CREATE TABLE records_v3 (
 """
-    + RECORDS_COLUMNS
-    + """
+        + RECORDS_COLUMNS
+        + """
         );
         INSERT INTO records_v3 (rid, record_id, stream_id, seq, time_ns, event_name, data, record_hash,
                                 state, lease_owner, lease_until, attempts, shipped_ns)
@@ -184,7 +184,17 @@ MIGRATIONS: list[tuple[int, str]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-_AUDITEL_TABLES = {"meta", "streams", "records", "checkpoints", "dead_letters", "pruned", "ship_leases", "counters", "signing_keys"}
+_AUDITEL_TABLES = {
+    "meta",
+    "streams",
+    "records",
+    "checkpoints",
+    "dead_letters",
+    "pruned",
+    "ship_leases",
+    "counters",
+    "signing_keys",
+}
 
 
 def migrate(conn: sqlite3.Connection, path: Path) -> None:

@@ -84,9 +84,11 @@ class ShippingQueue:
 
     def live_shippers(self) -> int:
         """How many shippers (any process) hold an unexpired lease now."""
-        row = self.outbox.connect().execute(
-            "SELECT count(DISTINCT owner) FROM ship_leases WHERE until > ?", (time.time_ns(),)
-        ).fetchone()
+        row = (
+            self.outbox.connect()
+            .execute("SELECT count(DISTINCT owner) FROM ship_leases WHERE until > ?", (time.time_ns(),))
+            .fetchone()
+        )
         return int(row[0] or 0)
 
     def claim(self, owner: str, *, lease_s: float, max_records: int, max_bytes: int) -> Lease | None:
@@ -228,9 +230,11 @@ class ShippingQueue:
         ids = list(stream_ids)
         if not ids:
             return {}
-        rows = self.outbox.connect().execute(
-            f"SELECT stream_id, resource FROM streams WHERE stream_id IN {_IDS}", (_ids(ids),)
-        ).fetchall()
+        rows = (
+            self.outbox.connect()
+            .execute(f"SELECT stream_id, resource FROM streams WHERE stream_id IN {_IDS}", (_ids(ids),))
+            .fetchall()
+        )
         out: dict[str, dict[str, Any]] = {}
         for stream_id, resource in rows:
             try:
