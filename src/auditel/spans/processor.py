@@ -367,11 +367,22 @@ COVERED_SCOPES: dict[str, str] = {
     "openinference.instrumentation.langchain": "auditel_langchain",
     "opentelemetry.instrumentation.langchain": "auditel_langchain",
     "opentelemetry.instrumentation.mcp": "auditel_mcp",
+    # the provider SDKs auditel instruments itself (instrumentation/bedrock.py, google_genai.py, litellm.py)
+    "opentelemetry.instrumentation.bedrock": "auditel_bedrock",
+    "openinference.instrumentation.bedrock": "auditel_bedrock",
+    "opentelemetry.instrumentation.botocore": "auditel_bedrock",  # also "….botocore.<service>" (prefix)
+    "opentelemetry.instrumentation.google_genai": "auditel_google_genai",
+    "opentelemetry.instrumentation.google_generativeai": "auditel_google_genai",
+    "openinference.instrumentation.google_genai": "auditel_google_genai",
+    "opentelemetry.instrumentation.litellm": "auditel_litellm",
+    "openinference.instrumentation.litellm": "auditel_litellm",
 }
 
 
 def covered_by_own(scope: str) -> bool:
     name = COVERED_SCOPES.get(scope)
+    if name is None and scope.startswith("opentelemetry.instrumentation.botocore."):
+        name = COVERED_SCOPES["opentelemetry.instrumentation.botocore"]
     if name is None:
         return False
     try:
