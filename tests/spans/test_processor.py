@@ -225,11 +225,14 @@ def test_failure_status_and_exception_type(tracer: trace.Tracer, outbox_path: Pa
 
 
 def test_non_genai_spans_pass_and_counters(tracer: trace.Tracer, outbox_path: Path) -> None:
+    # deltas: a span another test left open (an abandoned stream) may still be tracked
+    before = auditel.status()["span_bridge"]
     for _ in range(50):
         with tracer.start_as_current_span("GET /x", attributes={"http.request.method": "GET"}):
             pass
     st = auditel.status()["span_bridge"]
-    assert st["seen"] >= 50 and st["mapped"] == 0 and st["open"] == 0
+    assert st["seen"] - before["seen"] >= 50
+    assert st["mapped"] == before["mapped"] and st["open"] == before["open"]
     assert records(outbox_path) == []
 
 
