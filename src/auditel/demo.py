@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import auditel
-from auditel.cli._common import format_record
+from auditel.cli.format import format_record
 from auditel.config.demo import demo_identity
 
 

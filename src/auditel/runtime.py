@@ -10,7 +10,6 @@ provider (``auditel.AuditProcessor``) to audit records emitted through it.
 from __future__ import annotations
 
 import atexit
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +20,7 @@ from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from auditel.config.instrumentation import zero_code_enabled
 from auditel.config.settings import ConfigError, Settings
 from auditel.counters import CounterPersister, Counters, ship_fields
 from auditel.delivery.shipper import Shipper, shipper_from_env
@@ -379,10 +379,9 @@ def _auto_configure() -> Runtime | None:
         if _runtime is not None or _auto_tried:
             return _runtime
         _auto_tried = True
-        flag = os.environ.get("AUDITEL_ENABLED", "").strip().lower()
-        if flag not in ("1", "true", "yes", "on"):
-            return None
         try:
+            if not zero_code_enabled():  # a typo (``ture``) raises: said below, never silent
+                return None
             return configure()
         except Exception as exc:  # noqa: BLE001 - the automatic path never raises into the host
             # ...and never leaves a program that asked for auditing unaudited silently: one clear line

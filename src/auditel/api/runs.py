@@ -25,7 +25,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from auditel import runtime as _rt
 from auditel.api import helpers as api
-from auditel.instrumentation._base import count_error, settings, tracer
+from auditel.instrumentation.base import count_error, settings, tracer
 from auditel.record import events as E
 from auditel.record import schema as S
 from auditel.record.events import UNSET

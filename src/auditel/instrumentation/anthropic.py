@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from auditel.instrumentation import _base, genai
+from auditel.instrumentation import base as _base
+from auditel.instrumentation import genai
 from auditel.instrumentation.genai import (
     Request,
     ResponseFacts,

@@ -29,7 +29,8 @@ from opentelemetry import trace
 
 from auditel import runtime as _rt
 from auditel.api.helpers import policy_decision
-from auditel.instrumentation import _base, anthropic, genai
+from auditel.instrumentation import anthropic, genai
+from auditel.instrumentation import base as _base
 from auditel.instrumentation.genai import (
     Request,
     ResponseFacts,

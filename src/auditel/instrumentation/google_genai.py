@@ -23,7 +23,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from auditel.api.runs import ToolRun, recording_enabled
-from auditel.instrumentation import _base, genai
+from auditel.instrumentation import base as _base
+from auditel.instrumentation import genai
 from auditel.instrumentation.genai import (
     Request,
     ResponseFacts,

@@ -27,7 +27,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 
 from auditel.api import helpers as api
 from auditel.api.runs import AgentRun, ToolRun, recording_enabled, wrap_async_generator, wrap_generator
-from auditel.instrumentation._base import adopt_tracer_provider, count_error, release_tracer_provider
+from auditel.instrumentation.base import adopt_tracer_provider, count_error, release_tracer_provider
 from auditel.instrumentation.patching import Patcher
 
 _instruments = ("langchain-core >= 0.3",)

@@ -29,7 +29,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from auditel import runtime as _rt
-from auditel.instrumentation import _base, genai, openai
+from auditel.instrumentation import base as _base
+from auditel.instrumentation import genai, openai
 from auditel.instrumentation.genai import Request, ResponseFacts, text_part
 
 COST = "audit.model_call.cost"

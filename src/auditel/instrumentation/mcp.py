@@ -36,7 +36,7 @@ from opentelemetry.trace import SpanKind
 from auditel.api import helpers as api
 from auditel.api.runs import UNSET, ToolRun, recording_enabled
 from auditel.config import child_env
-from auditel.instrumentation._base import adopt_tracer_provider, count_error, release_tracer_provider
+from auditel.instrumentation.base import adopt_tracer_provider, count_error, release_tracer_provider
 from auditel.instrumentation.patching import Patcher
 
 _instruments = ("mcp >= 2.0",)

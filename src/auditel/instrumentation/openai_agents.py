@@ -27,7 +27,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 
 from auditel.api import helpers as api
 from auditel.api.runs import AgentRun, ToolRun, recording_enabled
-from auditel.instrumentation._base import adopt_tracer_provider, count_error, release_tracer_provider
+from auditel.instrumentation.base import adopt_tracer_provider, count_error, release_tracer_provider
 from auditel.instrumentation.patching import Patcher
 
 _instruments = ("openai-agents >= 0.1",)

@@ -22,7 +22,7 @@ from typing import Any
 
 import wrapt
 
-from auditel.instrumentation._base import count_error
+from auditel.instrumentation.base import count_error
 
 
 def _resolve(module: Any, path: str) -> tuple[Any, str]:

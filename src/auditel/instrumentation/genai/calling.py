@@ -16,7 +16,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from auditel import runtime as _rt
-from auditel.instrumentation import _base
+from auditel.instrumentation import base as _base
 from auditel.instrumentation.genai.invocation import Invocation, start
 from auditel.instrumentation.genai.shapes import Request, ResponseFacts
 from auditel.instrumentation.genai.streams import (

@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from auditel import runtime as _rt
 from auditel.api.helpers import model_call
-from auditel.instrumentation import _base
+from auditel.instrumentation import base as _base
 from auditel.instrumentation.genai.shapes import (
     CACHE_CREATION,
     CACHE_READ,

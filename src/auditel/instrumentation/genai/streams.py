@@ -11,7 +11,7 @@ from typing import Any, SupportsIndex
 
 import wrapt
 
-from auditel.instrumentation import _base
+from auditel.instrumentation import base as _base
 from auditel.instrumentation.genai.invocation import Invocation
 from auditel.instrumentation.genai.shapes import ResponseFacts
 
