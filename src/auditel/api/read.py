@@ -114,6 +114,7 @@ def query(
     path = outbox_path(outbox)
     if not path.is_file():  # said at the call, not at the first next()
         raise TrailMissing(f"no outbox at {path} (set AUDITEL_OUTBOX or pass outbox=)")
+    Trail(path).close()  # a file that is no auditel outbox is refused at the call too (TrailUnusable)
     return _run(path, names or None, since_ns, until_ns, wanted, session, trace, stream, limit)
 
 

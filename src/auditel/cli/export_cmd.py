@@ -9,16 +9,14 @@ The outbox is opened read-only and rows are copied as stored, not re-validated.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
-import re
 import sqlite3
 import sys
-import time
 from pathlib import Path
 from typing import IO, Any
 
 from auditel.cli._common import outbox_path
+from auditel.cli.times import parse_time_arg
 from auditel.config.integrity import integrity_env
 from auditel.config.settings import ConfigError
 from auditel.integrity.checkpoints import KEY_FILE_NAME, load_signer
@@ -26,9 +24,7 @@ from auditel.integrity.export_format import EXPORT_FORMAT, dump_line, export_lin
 from auditel.integrity.signing import Ed25519Signer, public_key_pem
 from auditel.store.integrity_store import open_readonly
 
-__all__ = ["EXPORT_FORMAT", "export_lines", "parse_time", "register", "run"]
-_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+__all__ = ["EXPORT_FORMAT", "export_lines", "register", "run"]
 
 
 def register(subparsers: Any) -> None:
@@ -47,24 +43,6 @@ def register(subparsers: Any) -> None:
         "--public-key-out", metavar="FILE", help="also write the public key of this host's signing key (PEM) to FILE"
     )
     p.set_defaults(func=run)
-
-
-def parse_time(text: str, now_ns: int | None = None) -> int:
-    """ISO 8601 (naive = UTC), a relative age (``30m``, ``2h``, ``7d``), or nanoseconds since the epoch."""
-    now_ns = time.time_ns() if now_ns is None else now_ns
-    raw = text.strip()
-    m = _RELATIVE.fullmatch(raw)
-    if m:
-        return now_ns - int(float(m.group(1)) * _UNITS[m.group(2)] * 1e9)
-    if raw.isdigit():
-        return int(raw)
-    try:
-        dt = _dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"{text!r} is not a time: expected ISO 8601, 30m / 2h / 7d, or nanoseconds") from exc
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=_dt.timezone.utc)
-    return int(dt.timestamp() * 1_000_000) * 1000
 
 
 def open_private(path: str) -> IO[str]:
@@ -90,12 +68,8 @@ def _write_public_key(path: str, outbox: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     outbox = outbox_path(args)
-    try:
-        since = parse_time(args.since) if args.since else None
-        until = parse_time(args.until) if args.until else None
-    except ValueError as exc:
-        print(f"auditel export: {exc}", file=sys.stderr)
-        return 2
+    since = parse_time_arg(args.since, "--since", "export") if args.since else None
+    until = parse_time_arg(args.until, "--until", "export") if args.until else None
     if args.public_key_out:
         try:
             _write_public_key(args.public_key_out, outbox)

@@ -8,12 +8,12 @@ import sys
 import time
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-ACCEPTED = "an ISO-8601 time (2026-01-31T12:00:00Z) or an age such as 90s, 15m, 2h, 3d, 1w"
+ACCEPTED = "an ISO-8601 time (2026-01-31T12:00:00Z), an age such as 90s, 15m, 2h, 3d, 1w, or unix nanoseconds"
 
 
 def parse_time(value: str | int | float | _dt.datetime, *, now_ns: int | None = None) -> int:
     """ISO-8601 text, a relative age (``90s``, ``15m``, ``2h``, ``3d``, ``1w``), a ``datetime`` or
-    unix nanoseconds (an int) -> unix ns. Raises ``ValueError`` naming what is accepted."""
+    unix nanoseconds (an int, or digits) -> unix ns. Raises ``ValueError`` naming what is accepted."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a time: expected {ACCEPTED}")
     if isinstance(value, int):
@@ -24,6 +24,8 @@ def parse_time(value: str | int | float | _dt.datetime, *, now_ns: int | None = 
         t = value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
         return int(t.timestamp() * 1e9)
     text = str(value).strip()
+    if text.isdigit():
+        return int(text)  # unix nanoseconds, as an export's records carry them
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text)
     if m:
         now = time.time_ns() if now_ns is None else now_ns

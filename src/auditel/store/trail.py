@@ -39,7 +39,11 @@ SUMMARY_PATHS = (
 
 
 class TrailMissing(FileNotFoundError):
-    """There is no outbox at the path given."""
+    """There is no outbox at the path given (or the file there is no auditel outbox: ``TrailUnusable``)."""
+
+
+class TrailUnusable(TrailMissing):
+    """The file is not an SQLite database, or not an auditel outbox (the message says which file and why)."""
 
 
 @dataclass
@@ -67,8 +71,16 @@ class Trail:
         # check_same_thread=False: the viewer's server hands a handle to its request threads, each
         # request holding its own handle (see ui.server); sqlite3 serialises use of one connection.
         self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._conn.execute("PRAGMA trusted_schema=OFF")
-        self._conn.execute("PRAGMA query_only=ON")
+        try:
+            self._conn.execute("PRAGMA trusted_schema=OFF")
+            self._conn.execute("PRAGMA query_only=ON")
+            tables = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise TrailUnusable(f"{self.path}: not an auditel outbox ({exc})") from None
+        if tables and not {"records", "streams"} <= tables:
+            self.close()
+            raise TrailUnusable(f"{self.path}: not an auditel outbox (an SQLite database without its tables)")
 
     def close(self) -> None:
         try:
