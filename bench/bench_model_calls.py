@@ -208,6 +208,9 @@ def rotating_worker(base_url: str, endpoint: str, calls_per_kind: int, blocks: i
         import openai
         from openai.resources.chat.completions import Completions
 
+        # auditel stays configured during the other vendors' blocks: without this its span bridge would
+        # turn their GenAI spans into durable records and charge them for it
+        os.environ["AUDITEL_SPAN_BRIDGE"] = "false"
         auditel.configure(outbox=os.path.join(workdir, "outbox.db"))
         os.environ["TRACELOOP_TRACE_CONTENT"] = "false"
         from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor as GenAIInstrumentor
