@@ -262,7 +262,11 @@ def _print_goal(results: dict[tuple[str, str], dict[str, Any] | str]) -> None:
         base, ours = us(scenario, "none"), results.get((scenario, "auditel"))
         if base is None or not isinstance(ours, dict):
             continue
-        peers = {c: us(scenario, c) for c in ("openllmetry", "otel", "span") if us(scenario, c) is not None}
+        peers = {  # only peers that made a span for the call (one that makes none is not a span cost)
+            c: us(scenario, c)
+            for c in ("openllmetry", "otel", "span")
+            if us(scenario, c) is not None and results[(scenario, c)]["spans"] > 0  # type: ignore[index]
+        }
         if peers:
             source, peer = min(((c, v - base) for c, v in peers.items()), key=lambda item: item[1])
         elif scenario == "mcp":
