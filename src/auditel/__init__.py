@@ -14,62 +14,98 @@ and a row committed to the local SQLite outbox before the call returns.
 
 from __future__ import annotations
 
-from auditel._version import __version__
-from auditel.api.audited import AuditScope, ToolDenied, audited, tool
-from auditel.api.guard import guarded
-from auditel.api.helpers import (
-    emit,
-    file_access,
-    flush,
-    heartbeat,
-    model_call,
-    network_access,
-    policy_decision,
-    session_end,
-    session_start,
-    set_identity,
-    status,
-    subscribe,
-    tool_call,
-    tool_discovery,
-    unsubscribe,
-)
-from auditel.api.read import query, read_all
-from auditel.config.settings import ConfigError, Settings
-from auditel.pipeline.processor import AuditProcessor
-from auditel.pipeline.sinks import FanoutSink, InMemorySink, JsonlSink
-from auditel.runtime import configure
-from auditel.runtime import shutdown as _shutdown
+from typing import TYPE_CHECKING
 
+from auditel._version import __version__
+
+# The public names are loaded on first use (PEP 562): ``import auditel`` stays cheap, so
+# ``auditel run``, the zero-code bootstrap and the CLI import only what they use (issue 12
+# item 5: start-up). ``from auditel import tool_call`` and ``auditel.tool_call`` work as before.
+#
 # ``configure`` is the one entry point that raises, by design: ``ConfigError`` naming what is wrong
 # (a program that asked for auditing must not run unaudited unknowingly). Every other callable
 # here passes through the API boundary (auditel.api.guard) and never raises.
+_PUBLIC: dict[str, str] = {
+    "AuditScope": "auditel.api.audited",
+    "ToolDenied": "auditel.api.audited",
+    "audited": "auditel.api.audited",
+    "tool": "auditel.api.audited",
+    "guarded": "auditel.api.guard",
+    "shutdown": "auditel.api.lifecycle",
+    "instrument": "auditel.api.lifecycle",
+    "uninstrument": "auditel.api.lifecycle",
+    "query": "auditel.api.read",
+    "read_all": "auditel.api.read",
+    "ConfigError": "auditel.config.settings",
+    "Settings": "auditel.config.settings",
+    "AuditProcessor": "auditel.pipeline.processor",
+    "FanoutSink": "auditel.pipeline.sinks",
+    "InMemorySink": "auditel.pipeline.sinks",
+    "JsonlSink": "auditel.pipeline.sinks",
+    "configure": "auditel.runtime",
+    **dict.fromkeys(
+        (
+            "emit",
+            "file_access",
+            "flush",
+            "heartbeat",
+            "model_call",
+            "network_access",
+            "policy_decision",
+            "session_end",
+            "session_start",
+            "set_identity",
+            "status",
+            "subscribe",
+            "tool_call",
+            "tool_discovery",
+            "unsubscribe",
+        ),
+        "auditel.api.helpers",
+    ),
+}
+
+if TYPE_CHECKING:
+    from auditel.api.audited import AuditScope, ToolDenied, audited, tool
+    from auditel.api.guard import guarded
+    from auditel.api.helpers import (
+        emit,
+        file_access,
+        flush,
+        heartbeat,
+        model_call,
+        network_access,
+        policy_decision,
+        session_end,
+        session_start,
+        set_identity,
+        status,
+        subscribe,
+        tool_call,
+        tool_discovery,
+        unsubscribe,
+    )
+    from auditel.api.lifecycle import instrument, shutdown, uninstrument
+    from auditel.api.read import query, read_all
+    from auditel.config.settings import ConfigError, Settings
+    from auditel.pipeline.processor import AuditProcessor
+    from auditel.pipeline.sinks import FanoutSink, InMemorySink, JsonlSink
+    from auditel.runtime import configure
 
 
-@guarded("shutdown")
-def shutdown(timeout: float = 5.0) -> None:
-    """Write the stream-end marker, flush (bounded by ``timeout`` seconds) and stop auditel."""
-    from auditel.record.events import seconds
+def __getattr__(name: str) -> object:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'auditel' has no attribute {name!r}")
+    from importlib import import_module
 
-    _shutdown(seconds(timeout, 5.0))
-
-
-@guarded("instrument", list)
-def instrument(*names: str, **kwargs: object) -> list[str]:
-    """Switch on auditel's auto-instrumentations (all available ones, or those named).
-
-    ``kwargs`` go to each ``BaseInstrumentor.instrument`` (e.g. ``tracer_provider=``)."""
-    from auditel.instrumentation import instrument as _instrument
-
-    return _instrument(*(n if type(n) is str else str(n) for n in names), **kwargs)
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
 
-@guarded("uninstrument", list)
-def uninstrument(*names: str) -> list[str]:
-    """Remove auditel's auto-instrumentations (all, or those named)."""
-    from auditel.instrumentation import uninstrument as _uninstrument
-
-    return _uninstrument(*(n if type(n) is str else str(n) for n in names))
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})
 
 
 __all__ = [

@@ -13,7 +13,7 @@ import atexit
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry._logs import LogRecord, NoOpLogger
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
@@ -21,9 +21,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from auditel.config.instrumentation import zero_code_enabled
+from auditel.config.otlp import shipping_configured
 from auditel.config.settings import ConfigError, Settings
 from auditel.counters import CounterPersister, Counters, ship_fields
-from auditel.delivery.shipper import Shipper, shipper_from_env
 from auditel.delivery.worker import Worker
 from auditel.integrity.checkpoints import Checkpointer, install_checkpointer
 from auditel.integrity.signing import Signer
@@ -36,6 +36,9 @@ from auditel.record.safe_value import Reasons, safe_attributes, safe_value
 from auditel.record.timestamps import to_unix_nano, valid_ns
 from auditel.redaction.redactor import Redactor
 from auditel.store.outbox import Outbox, OutboxError
+
+if TYPE_CHECKING:
+    from auditel.delivery.shipper import Shipper
 
 _lock = threading.RLock()
 _runtime: Runtime | None = None
@@ -110,7 +113,10 @@ class Runtime:
         self.worker.add_task("counters", self.counter_persister.task, 5.0)
         # commits do not checkpoint the WAL (kept off the emit path); the worker does, as often as it grows
         self.worker.add_task("wal", self.outbox.wal_task, 1.0)
-        self.shipper = shipper_from_env(self.outbox, self.counters, self.worker)
+        if shipping_configured():  # the delivery stack (protobuf, http.client) only when it is used
+            from auditel.delivery.shipper import shipper_from_env
+
+            self.shipper = shipper_from_env(self.outbox, self.counters, self.worker)
         self.checkpointer: Checkpointer = install_checkpointer(self)
         self.signer: Signer = self.checkpointer.signer
         self.span_bridge: Any = None  # auditel.spans: GenAI spans of any instrumentation -> records

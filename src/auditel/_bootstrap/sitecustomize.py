@@ -1,7 +1,7 @@
 """Run at interpreter start in every Python process started by ``auditel run``.
 
 Configures auditel from the environment, sets up OTel tracing only if nothing set it, and
-switches on auditel's instrumentations (``auditel.distro.bootstrap``); then runs the
+arms auditel's instrumentations (``auditel.zero_code.bootstrap``); then runs the
 ``sitecustomize`` that this one shadows, if there is one. Never stops the program on failure.
 """
 
@@ -26,7 +26,7 @@ def _bootstrap() -> None:
         return
     try:
         from auditel import runtime
-        from auditel.distro import bootstrap, coverage_line
+        from auditel.zero_code import bootstrap, coverage_line
 
         bootstrap()
         if report and runtime.current() is not None:

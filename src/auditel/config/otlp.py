@@ -332,3 +332,11 @@ def _endpoint(var: str, raw: str, protocol: str, *, per_signal: bool) -> str:
         return raw
     path = parts.path.rstrip("/") + "/v1/logs"
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def shipping_configured(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this process ships (an OTLP endpoint is set and shipping is not switched off).
+
+    Raises ``ConfigError`` for a bad variable, as the shipper's own set-up would; lets the runtime
+    import the delivery stack (protobuf, http.client) only when something will be shipped."""
+    return tuning_from_env(env).enabled and exporter_from_env(env) is not None

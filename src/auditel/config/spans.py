@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -75,9 +74,14 @@ def missing_trace_exporters(env: Mapping[str, str] | None = None) -> list[str]:
     ``http/protobuf``.
     """
     env = os.environ if env is None else env
+    names = traces_exporter_names(env)
+    if not names:
+        return []  # nothing to export: no need to scan every distribution's entry points (start-up)
+    import importlib.metadata  # here: ~20 ms to import, needed only when an exporter is named
+
     installed = {ep.name for ep in importlib.metadata.entry_points(group="opentelemetry_traces_exporter")}
     problems: list[str] = []
-    for name in traces_exporter_names(env):
+    for name in names:
         entry = name
         if name == "otlp":
             protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
@@ -99,3 +103,20 @@ def missing_trace_exporters(env: Mapping[str, str] | None = None) -> list[str]:
             f" installed; {hint}"
         )
     return problems
+
+
+# The variables that ask the OTel SDK's own configurator for something (exporters, the logging handler).
+SDK_EXPORTER_VARS = ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER")
+
+
+def sdk_setup_requested(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment asks the OTel SDK configurator for anything: an exporter named in
+    OTEL_{TRACES,METRICS,LOGS}_EXPORTER (other than ``none``), or the logging handler. Without that,
+    the zero-code start must not run it: it would set global Meter/Logger providers with no
+    readers, and the application's own providers, set later, would be refused."""
+    env = os.environ if env is None else env
+    for var in SDK_EXPORTER_VARS:
+        names = [n.strip().lower() for n in env.get(var, "").split(",") if n.strip()]
+        if any(n != "none" for n in names):
+            return True
+    return env.get("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "").strip().lower() == "true"

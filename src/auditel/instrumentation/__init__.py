@@ -10,12 +10,17 @@ but does not instrument yet, so that ``status()`` and ``auditel run`` can say so
 ``instrument()`` switches on every instrumentation whose framework is installed (missing ones are
 skipped silently). It never imports a framework: patches are applied by post-import hooks when
 (if) the application imports it (``patching.Patcher``); ``importlib.util.find_spec`` only looks.
+``arm()`` (the zero-code start) goes one step further: it imports nothing of auditel's
+instrumentation code either until the application imports the framework, then instruments it
+from a post-import hook, so a process that never imports a framework pays nothing for it.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +102,7 @@ REQUIRES: dict[str, str] = {i.name: i.framework for i in INSTRUMENTATIONS}
 ALIASES = {name.removeprefix("auditel_"): name for name in REGISTRY}
 
 _active: dict[str, Any] = {}
+_armed: dict[str, dict[str, Any]] = {}  # name -> instrument() kwargs, until its framework is imported
 
 
 def _installed(import_name: str) -> bool:
@@ -130,6 +136,7 @@ def instrument(*names: str, **kwargs: Any) -> list[str]:
             raise ValueError(f"unknown instrumentation {name!r}: expected one of {', '.join(sorted(REGISTRY))}")
         if not _installed(REQUIRES[name]) or not _installed(REGISTRY[name].partition(":")[0]):
             continue
+        _armed.pop(name, None)
         inst = _active.get(name) or get_instrumentor(name)
         if not inst.is_instrumented_by_opentelemetry:
             inst.instrument(**kwargs)
@@ -138,7 +145,44 @@ def instrument(*names: str, **kwargs: Any) -> list[str]:
     return done
 
 
+def arm(**kwargs: Any) -> list[str]:
+    """Instrument every installed, enabled framework when (if) the application imports it.
+
+    A framework already imported is instrumented at once; for the others a post-import hook does
+    it, so neither the framework nor auditel's code for it is imported before the application
+    asks for the framework (start-up time of every audited process). Returns the names armed or
+    instrumented; ``uninstrument()`` disarms."""
+    import wrapt
+
+    disabled = disabled_instrumentations()
+    names = [n for n in available() if n not in disabled]
+    for name in names:
+        framework = REQUIRES[name]
+        if framework in sys.modules or name in _active:
+            instrument(name, **kwargs)
+            continue
+        if name not in _armed:
+            wrapt.register_post_import_hook(functools.partial(_on_framework_import, name), framework)
+        _armed[name] = kwargs
+    return names
+
+
+def _on_framework_import(name: str, _module: Any) -> None:
+    kwargs = _armed.pop(name, None)
+    if kwargs is None:
+        return  # disarmed (uninstrument) or instrumented explicitly since
+    try:
+        instrument(name, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - never break the application's import
+        from auditel.instrumentation.base import count_error
+
+        count_error("instrument", exc)
+
+
 def uninstrument(*names: str) -> list[str]:
+    """Remove the named instrumentations (default: all), disarming those still waiting for their framework."""
+    for name in [ALIASES.get(n, n) for n in names] or list(_armed):
+        _armed.pop(name, None)
     done = []
     for name in [ALIASES.get(n, n) for n in names] or list(_active):
         inst = _active.pop(name, None)
@@ -156,6 +200,7 @@ def coverage() -> dict[str, Any]:
     ``instrument()``); ``available``: installed and instrumentable but not on; ``not_audited``:
     installed frameworks auditel does not instrument. Looks only (``find_spec``), never imports."""
     active = {name for name, inst in _active.items() if inst.is_instrumented_by_opentelemetry}
+    active.update(_armed)  # switched on when the application imports the framework
     disabled = disabled_instrumentations()
     audited: dict[str, str] = {}
     available_: dict[str, str] = {}

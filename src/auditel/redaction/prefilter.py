@@ -24,7 +24,10 @@ class Prefilter:
     """
 
     def __init__(self, rules: tuple[Rule, ...]) -> None:
-        self.rule_res = [re.compile(f"{r.keep}(?P<s>{r.secret})") for r in rules]
+        # Each rule's own regex (where its secret part is) compiles on the rule's first match:
+        # most rules never match in a process, and compiling all of them cost ~15 ms at start-up.
+        self._rules = rules
+        self._rule_res: list[re.Pattern[str] | None] = [None] * len(rules)
         widths = [_min_width(r.pattern) for r in rules]
         self.min_len = max(MIN_SCAN_LEN, min(widths)) if rules else 1 << 62
         anchors: dict[str, dict[str, int]] = {}  # first character -> {rest: mask}
@@ -90,6 +93,14 @@ class Prefilter:
         longest = max(widths, default=0)
         self.allowed = [sum(1 << i for i, w in enumerate(widths) if w <= n) for n in range(longest + 1)]
         self.longest = longest
+
+    def rule_re(self, i: int) -> re.Pattern[str]:
+        """Rule ``i``'s regex with the secret part as group ``s``."""
+        rx = self._rule_res[i]
+        if rx is None:
+            rule = self._rules[i]
+            rx = self._rule_res[i] = re.compile(f"{rule.keep}(?P<s>{rule.secret})")
+        return rx
 
     def candidates(self, text: str) -> int:
         mask = self.always

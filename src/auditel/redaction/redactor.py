@@ -215,11 +215,8 @@ class Redactor:
         hit = self._subsets.get(mask)
         if hit is not None:
             return hit
-        chosen = tuple(
-            (rule, rx)
-            for i, (rule, rx) in enumerate(zip(self.rules, self._prefilter.rule_res, strict=True))
-            if mask >> i & 1
-        )
+        pf = self._prefilter
+        chosen = tuple((rule, pf.rule_re(i)) for i, rule in enumerate(self.rules) if mask >> i & 1)
         combined = re.compile("|".join(f"(?:{rule.pattern})" for rule, _ in chosen))
         if len(self._subsets) >= _SUBSET_CACHE_MAX:
             self._subsets.clear()
