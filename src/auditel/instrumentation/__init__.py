@@ -152,7 +152,7 @@ def arm(**kwargs: Any) -> list[str]:
     it, so neither the framework nor auditel's code for it is imported before the application
     asks for the framework (start-up time of every audited process). Returns the names armed or
     instrumented; ``uninstrument()`` disarms."""
-    import wrapt
+    from auditel.instrumentation.import_hooks import when_imported
 
     disabled = disabled_instrumentations()
     names = [n for n in available() if n not in disabled]
@@ -161,9 +161,10 @@ def arm(**kwargs: Any) -> list[str]:
         if framework in sys.modules or name in _active:
             instrument(name, **kwargs)
             continue
-        if name not in _armed:
-            wrapt.register_post_import_hook(functools.partial(_on_framework_import, name), framework)
-        _armed[name] = kwargs
+        first = name not in _armed
+        _armed[name] = kwargs  # before the hook: an import in another thread may run it at once
+        if first:
+            when_imported(framework, functools.partial(_on_framework_import, name))
     return names
 
 
@@ -182,7 +183,7 @@ def _on_framework_import(name: str, _module: Any) -> None:
 def uninstrument(*names: str) -> list[str]:
     """Remove the named instrumentations (default: all), disarming those still waiting for their framework."""
     for name in [ALIASES.get(n, n) for n in names] or list(_armed):
-        _armed.pop(name, None)
+        _armed.pop(name, None)  # its import callback, if it ever runs, finds nothing to do
     done = []
     for name in [ALIASES.get(n, n) for n in names] or list(_active):
         inst = _active.pop(name, None)
