@@ -67,7 +67,7 @@ _PUBLIC: dict[str, str] = {
 
 if TYPE_CHECKING:
     from auditel.api.audited import AuditScope, ToolDenied, audited, tool
-    from auditel.api.guard import guarded
+    from auditel.api.guard import guarded as guarded  # not in __all__, kept reachable
     from auditel.api.helpers import (
         emit,
         file_access,
