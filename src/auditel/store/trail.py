@@ -56,6 +56,31 @@ class DeliveryCounts:
     last_dead_letter: dict[str, Any] | None
 
 
+def record_filter(
+    *,
+    event_names: Sequence[str] | None = None,
+    stream_id: str | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses over ``records`` (to be joined with AND) and their parameters, for the
+    filters every reader offers: kinds, one stream, a time window."""
+    where: list[str] = []
+    params: list[Any] = []
+    for clause, value in (
+        ("stream_id=?", stream_id),
+        ("time_ns>=?", since_ns),
+        ("time_ns<?", until_ns),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    if event_names:
+        where.append(f"event_name IN ({','.join('?' * len(event_names))})")
+        params.extend(event_names)
+    return where, params
+
+
 def _json_path_for(key: str) -> str:
     return '$.attributes."' + key.replace('"', '""') + '"'
 
@@ -106,19 +131,9 @@ class Trail:
         trace: str | None,
         equals: Sequence[tuple[str, Any]] = (),
     ) -> tuple[list[str], list[Any]]:
-        where: list[str] = []
-        params: list[Any] = []
-        for clause, value in (
-            ("stream_id=?", stream_id),
-            ("time_ns>=?", since_ns),
-            ("time_ns<?", until_ns),
-        ):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        if event_names:
-            where.append(f"event_name IN ({','.join('?' * len(event_names))})")
-            params.extend(event_names)
+        where, params = record_filter(
+            event_names=event_names, stream_id=stream_id, since_ns=since_ns, until_ns=until_ns
+        )
         pairs = list(equals)
         if session is not None:
             pairs.append(("session.id", session))
