@@ -123,28 +123,6 @@ class Settings:
         return out
 
     # --- parsing -----------------------------------------------------------
-    @staticmethod
-    def outbox_path_from_env(
-        env: Mapping[str, str] | None = None, override: str | os.PathLike[str] | None = None
-    ) -> Path:
-        """Only the outbox path (``override``, else ``AUDITEL_OUTBOX``, else the default): what the
-        read-only commands need, so that a bad write-side setting cannot stop them."""
-        env = os.environ if env is None else env
-        if override is not None and str(override).strip():
-            raw, label = str(override), "--outbox"
-        elif env.get("AUDITEL_OUTBOX", "").strip():
-            raw, label = env["AUDITEL_OUTBOX"], "AUDITEL_OUTBOX"
-        else:
-            return default_outbox_path(env)
-        try:
-            return _parse_path(raw.strip())
-        except ValueError as exc:
-            detail = f" ({exc})" if str(exc) else ""
-            raise ConfigError(
-                f"invalid auditel configuration:\n  {label}={raw!r} is not valid: expected a file path on a local"
-                f" filesystem{detail}"
-            ) from None
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -179,7 +157,7 @@ class Settings:
                 errors.append(f"{label}={shown} is not valid: expected {accepted}{detail}")
 
         take("enabled", "AUDITEL_ENABLED", _parse_bool, "one of true, false, 1, 0, yes, no, on, off")
-        take("outbox", "AUDITEL_OUTBOX", _parse_path, "a file path on a local filesystem")
+        take("outbox", "AUDITEL_OUTBOX", parse_path, "a file path on a local filesystem")
         take("durability", "AUDITEL_DURABILITY", _choice(DURABILITY_MODES), "one of process, fsync")
         take("max_outbox_mb", "AUDITEL_MAX_OUTBOX_MB", _non_negative_float, "a number of MiB >= 0 (0 = no cap)")
         take("on_full", "AUDITEL_ON_FULL", _choice(ON_FULL_MODES), "one of " + ", ".join(ON_FULL_MODES))
@@ -206,7 +184,7 @@ class Settings:
         take("agent_id", "AUDITEL_AGENT_ID", _non_empty, "a non-empty agent id")
         take("agent_name", "AUDITEL_AGENT_NAME", _non_empty, "a non-empty agent name")
         take("principal", "AUDITEL_PRINCIPAL", _non_empty, "a non-empty principal id (on whose behalf the agent acts)")
-        take("jsonl_path", "AUDITEL_JSONL", _parse_path, "a file path for the JSON-lines sink")
+        take("jsonl_path", "AUDITEL_JSONL", parse_path, "a file path for the JSON-lines sink")
         take(
             "capture_content",
             "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
@@ -258,7 +236,7 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError("")
 
 
-def _parse_path(raw: str) -> Path:
+def parse_path(raw: str) -> Path:
     if "\x00" in raw:
         raise ValueError("contains a NUL byte")
     if raw.startswith(("file:", "http:", "https:")):
