@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from auditel.config.settings import ConfigError, default_outbox_path, parse_path
+from auditel.config.settings import Reader, default_outbox_path, parse_path
 
 
 def outbox_path(
@@ -32,11 +32,7 @@ def outbox_path(
         raw, label = env["AUDITEL_OUTBOX"], "AUDITEL_OUTBOX"
     else:
         return default_outbox_path(env)
-    try:
-        return parse_path(raw.strip())
-    except ValueError as exc:
-        detail = f" ({exc})" if str(exc) else ""
-        raise ConfigError(
-            f"invalid auditel configuration:\n  {label}={raw!r} is not valid: expected a file path on a local"
-            f" filesystem{detail}"
-        ) from None
+    reader = Reader(env)
+    path = reader.parse(label, raw, parse_path, "a file path on a local filesystem")
+    reader.check("invalid auditel configuration")
+    return path

@@ -20,6 +20,59 @@ class ConfigError(ValueError):
     """Raised by ``configure()`` when a setting is invalid."""
 
 
+class Reader:
+    """Reads a group of settings, keeping every bad value's error so that all are reported at once.
+
+    Each error names where the value came from (the variable, ``configure(name=...)``, ``--outbox``),
+    the value (hidden when it is a secret) and what is accepted: the one message shape of every
+    configuration error. ``overrides`` (from ``configure()``) win over ``env``; a non-string
+    override is taken as given (checked by the caller).
+    """
+
+    def __init__(self, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> None:
+        self.env = env
+        self.overrides = overrides or {}
+        self.values: dict[str, Any] = {}
+        self.errors: list[str] = []
+
+    def take(self, name: str, var: str, parse: Callable[[str], Any], accepted: str, *, secret: bool = False) -> None:
+        """``values[name]``: the override, else ``var`` when set and not blank, through ``parse``."""
+        if name in self.overrides:
+            raw = self.overrides[name]
+            label = f"configure({name}=...)"
+            if not isinstance(raw, str):
+                self.values[name] = raw
+                return
+        elif self.env.get(var, "").strip() != "":
+            raw, label = self.env[var], var
+        else:
+            return
+        try:
+            self.values[name] = parse(raw.strip())
+        except (ValueError, TypeError) as exc:
+            self.invalid(label, raw, accepted, exc, secret=secret)
+
+    def parse(self, label: str, raw: str, parse: Callable[[str], Any], accepted: str, *, secret: bool = False) -> Any:
+        """``parse(raw.strip())``, or ``None`` with the error kept."""
+        try:
+            return parse(raw.strip())
+        except (ValueError, TypeError) as exc:
+            self.invalid(label, raw, accepted, exc, secret=secret)
+            return None
+
+    def invalid(
+        self, label: str, raw: str, accepted: str, exc: BaseException | None = None, *, secret: bool = False
+    ) -> None:
+        detail = f" ({exc})" if exc is not None and str(exc) else ""
+        shown = f"<{len(raw)} characters, hidden>" if secret else repr(raw)
+        self.errors.append(f"{label}={shown} is not valid: expected {accepted}{detail}")
+
+    def check(self, title: str) -> None:
+        """Raise one ``ConfigError`` listing every error, under ``title``."""
+        if self.errors:
+            raise ConfigError(f"{title}:\n  " + "\n  ".join(self.errors))
+
+
 # Event kinds that AUDITEL_EVENTS may name. Integrity records (stream start/end,
 # checkpoints) are always recorded: an allow-list must not be able to hide tampering.
 EVENT_KINDS = (
@@ -127,34 +180,14 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
         env = os.environ if env is None else env
         overrides = dict(overrides or {})
-        errors: list[str] = []
-        values: dict[str, Any] = {}
         known = {f.name for f in fields(cls)}
-        for name in list(overrides):
+        reader = Reader(env, {name: value for name, value in overrides.items() if name in known})
+        errors, values, take = reader.errors, reader.values, reader.take
+        for name in overrides:
             if name not in known:
                 errors.append(
                     f"configure({name}=...) is not a known setting: expected one of {', '.join(sorted(known))}"
                 )
-                overrides.pop(name)
-
-        def take(name: str, var: str, parse: Callable[[str], Any], accepted: str, secret: bool = False) -> None:
-            if name in overrides:
-                raw = overrides[name]
-                label = f"configure({name}=...)"
-                if not isinstance(raw, str):
-                    values[name] = raw
-                    return
-            elif var in env and env[var].strip() != "":
-                raw = env[var]
-                label = var
-            else:
-                return
-            try:
-                values[name] = parse(raw.strip())
-            except (ValueError, TypeError) as exc:
-                detail = f" ({exc})" if str(exc) else ""
-                shown = f"<{len(raw)} characters, hidden>" if secret else repr(raw)
-                errors.append(f"{label}={shown} is not valid: expected {accepted}{detail}")
 
         take("enabled", "AUDITEL_ENABLED", _parse_bool, "one of true, false, 1, 0, yes, no, on, off")
         take("outbox", "AUDITEL_OUTBOX", parse_path, "a file path on a local filesystem")
@@ -220,8 +253,7 @@ class Settings:
         if "service_name" not in values and res.get("service.name"):
             values["service_name"] = res["service.name"]
 
-        if errors:
-            raise ConfigError("invalid auditel configuration:\n  " + "\n  ".join(errors))
+        reader.check("invalid auditel configuration")
         if "outbox" not in values:
             values["outbox"] = default_outbox_path(env)
         return cls(**values)
