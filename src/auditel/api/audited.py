@@ -357,6 +357,11 @@ class audited:
                 pass
             return {"args": list(args), "kwargs": kwargs}
 
+        def begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> AuditScope:
+            scope = self._new_scope(name, arguments_of(args, kwargs))
+            scope.start()  # may raise ToolDenied: then the body never runs and the outcome is recorded
+            return scope
+
         def generator_end(scope: AuditScope) -> Callable[[BaseException | None, bool, int], None]:
             def end(error: BaseException | None, complete: bool, items: int) -> None:
                 scope.set_attribute("audit.result.items", items)
@@ -370,8 +375,7 @@ class audited:
 
             @functools.wraps(fn)
             async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                scope = self._new_scope(name, arguments_of(args, kwargs))
-                scope.start()
+                scope = begin(args, kwargs)
                 inner = wrap_async_generator(fn(*args, **kwargs), scope.active, generator_end(scope))
                 step: Any = inner.asend
                 value: Any = None
@@ -396,8 +400,7 @@ class audited:
 
             @functools.wraps(fn)
             def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                scope = self._new_scope(name, arguments_of(args, kwargs))
-                scope.start()
+                scope = begin(args, kwargs)
                 return (yield from wrap_generator(fn(*args, **kwargs), scope.active, generator_end(scope)))
 
             return gen_wrapper
@@ -406,8 +409,7 @@ class audited:
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                scope = self._new_scope(name, arguments_of(args, kwargs))
-                scope.start()
+                scope = begin(args, kwargs)
                 try:
                     with scope.active():
                         result = await fn(*args, **kwargs)
@@ -422,8 +424,7 @@ class audited:
 
         @functools.wraps(fn)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            scope = self._new_scope(name, arguments_of(args, kwargs))
-            scope.start()
+            scope = begin(args, kwargs)
             try:
                 with scope.active():
                     result = fn(*args, **kwargs)
