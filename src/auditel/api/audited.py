@@ -175,6 +175,12 @@ class AuditScope:
             self._record_outcome(None, denied_reason=reason)
             raise ToolDenied(self.name, reason)
 
+    def _returned(self, result: Any) -> Any:
+        """The body returned ``result``: record it (as captured) with the outcome; give it back."""
+        self.result = result
+        self.finish(None)
+        return result
+
     def finish(self, exc: BaseException | None) -> None:
         if self.outcome_record_id is not None or (self._tool is not None and self._tool.outcome_record_id is not None):
             return
@@ -416,9 +422,7 @@ class audited:
                 except BaseException as exc:
                     scope.finish(exc)
                     raise
-                scope.result = result
-                scope.finish(None)
-                return result
+                return scope._returned(result)
 
             return async_wrapper
 
@@ -431,9 +435,7 @@ class audited:
             except BaseException as exc:
                 scope.finish(exc)
                 raise
-            scope.result = result
-            scope.finish(None)
-            return result
+            return scope._returned(result)
 
         return sync_wrapper
 
