@@ -44,21 +44,21 @@ _Helper = TypeVar("_Helper", bound=Callable[..., "str | None"])
 
 
 def _records(build: Callable[..., E.Built]) -> Callable[[_Helper], _Helper]:
-    """A recording helper: the decorated function is its public signature and help, ``build``
-    (an ``auditel.record.events`` builder taking the same parameters) makes its record.
+    """A recording helper: the decorated function is its public signature and help, ``build`` (the
+    ``auditel.record.events`` builder of the same name) makes its record.
 
-    The call is first bound to the public signature (by calling the decorated function, whose body
-    is empty), so a call that does not fit it fails as any Python call would (counted at the
-    boundary); the arguments then go to ``build`` as given. The builder's defaults are the helper's
-    (tests/test_helper_signatures.py checks that they agree).
+    The builder takes exactly the public parameters, with the same defaults
+    (tests/test_helper_signatures.py), so the arguments are handed to it as given: Python binds them
+    once, against the same signature, and a call that does not fit fails as before (counted at the
+    boundary). With auditel off, the call is bound against the public signature all the same.
     """
 
     def decorate(signature: _Helper) -> _Helper:
         @functools.wraps(signature)
         def helper(*args: Any, **kwargs: Any) -> str | None:
-            signature(*args, **kwargs)
             rt = _rt.current()
             if rt is None:
+                signature(*args, **kwargs)  # its body is empty: only the binding, so a bad call still fails
                 return None
             name, attrs, severity = build(rt, *args, **kwargs)
             return rt.emit(name, attrs, None, severity)
