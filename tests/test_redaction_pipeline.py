@@ -58,7 +58,7 @@ def test_no_secret_reaches_outbox_wal_shm_or_jsonl(audit_dir: Path) -> None:
         assert leaks(blob, SAMPLES) == [], f"secret bytes in {name}"
 
     # ...the stored records are there, and each kind was replaced by its marker.
-    stored = list(rt.outbox.iter_records(event_names=["auditel.custom"]))
+    stored = list(auditel.query(event="auditel.custom", outbox=rt.outbox.path))
     assert [r["attributes"]["audit.record.id"] for r in stored] == ids
     text = "\n".join(json.dumps(r) for r in stored)
     for sample in SAMPLES:
@@ -88,7 +88,7 @@ def test_content_capture_on_still_scrubs_kept_content(audit_dir: Path, monkeypat
             outcome="success",
         )
     assert auditel.flush()
-    stored = list(rt.outbox.iter_records(event_names=["auditel.tool_call"]))
+    stored = list(auditel.query(event="auditel.tool_call", outbox=rt.outbox.path))
     assert len(stored) == len(SAMPLES)
     # the content is kept (opted in) but scrubbed; the digest is keyed, not a plain hash
     first = stored[0]["attributes"]
@@ -106,7 +106,7 @@ def test_look_alikes_are_stored_unchanged(audit_dir: Path) -> None:
         chunk = benign[chunk_start : chunk_start + 50]
         auditel.emit("auditel.custom", attributes={f"app.v{i}": s for i, s in enumerate(chunk)}, body={"all": chunk})
     assert auditel.flush()
-    stored = list(rt.outbox.iter_records(event_names=["auditel.custom"]))
+    stored = list(auditel.query(event="auditel.custom", outbox=rt.outbox.path))
     kept = [v for r in stored for v in r["body"]["all"]]
     assert kept == benign
     assert auditel.status()["redactions"] == {}
@@ -118,11 +118,11 @@ def test_stream_start_records_policy_version_and_rules_hash(audit_dir: Path, mon
     assert rt is not None
     auditel.emit("auditel.custom", attributes={"client": "203.0.113.9"})
     assert auditel.flush()
-    start = next(iter(rt.outbox.iter_records(event_names=["auditel.stream.start"])))
+    start = next(auditel.query(event="auditel.stream.start", outbox=rt.outbox.path))
     assert start["body"]["redaction.policy_version"] == POLICY_VERSION
     assert start["body"]["redaction.rules_hash"] == Redactor(extra=["ip"]).rules_hash
     assert start["body"]["redaction.rules_hash"] != Redactor().rules_hash
-    record = next(iter(rt.outbox.iter_records(event_names=["auditel.custom"])))
+    record = next(auditel.query(event="auditel.custom", outbox=rt.outbox.path))
     assert record["attributes"]["client"] == "[REDACTED:ipv4]"
 
 

@@ -175,6 +175,12 @@ class AuditScope:
             self._record_outcome(None, denied_reason=reason)
             raise ToolDenied(self.name, reason)
 
+    def _returned(self, result: Any) -> Any:
+        """The body returned ``result``: record it (as captured) with the outcome; give it back."""
+        self.result = result
+        self.finish(None)
+        return result
+
     def finish(self, exc: BaseException | None) -> None:
         if self.outcome_record_id is not None or (self._tool is not None and self._tool.outcome_record_id is not None):
             return
@@ -357,6 +363,11 @@ class audited:
                 pass
             return {"args": list(args), "kwargs": kwargs}
 
+        def begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> AuditScope:
+            scope = self._new_scope(name, arguments_of(args, kwargs))
+            scope.start()  # may raise ToolDenied: then the body never runs and the outcome is recorded
+            return scope
+
         def generator_end(scope: AuditScope) -> Callable[[BaseException | None, bool, int], None]:
             def end(error: BaseException | None, complete: bool, items: int) -> None:
                 scope.set_attribute("audit.result.items", items)
@@ -370,8 +381,7 @@ class audited:
 
             @functools.wraps(fn)
             async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                scope = self._new_scope(name, arguments_of(args, kwargs))
-                scope.start()
+                scope = begin(args, kwargs)
                 inner = wrap_async_generator(fn(*args, **kwargs), scope.active, generator_end(scope))
                 step: Any = inner.asend
                 value: Any = None
@@ -396,8 +406,7 @@ class audited:
 
             @functools.wraps(fn)
             def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                scope = self._new_scope(name, arguments_of(args, kwargs))
-                scope.start()
+                scope = begin(args, kwargs)
                 return (yield from wrap_generator(fn(*args, **kwargs), scope.active, generator_end(scope)))
 
             return gen_wrapper
@@ -406,33 +415,27 @@ class audited:
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                scope = self._new_scope(name, arguments_of(args, kwargs))
-                scope.start()
+                scope = begin(args, kwargs)
                 try:
                     with scope.active():
                         result = await fn(*args, **kwargs)
                 except BaseException as exc:
                     scope.finish(exc)
                     raise
-                scope.result = result
-                scope.finish(None)
-                return result
+                return scope._returned(result)
 
             return async_wrapper
 
         @functools.wraps(fn)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            scope = self._new_scope(name, arguments_of(args, kwargs))
-            scope.start()
+            scope = begin(args, kwargs)
             try:
                 with scope.active():
                     result = fn(*args, **kwargs)
             except BaseException as exc:
                 scope.finish(exc)
                 raise
-            scope.result = result
-            scope.finish(None)
-            return result
+            return scope._returned(result)
 
         return sync_wrapper
 

@@ -9,8 +9,9 @@ None of them raises into the caller: each passes through the API boundary
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from auditel import runtime as _rt
 from auditel.api.guard import boundary_counters, guarded
@@ -39,9 +40,32 @@ __all__ = [
 ]
 
 
-def _emit_built(rt: Any, built: E.Built) -> str | None:
-    name, attrs, severity = built
-    return rt.emit(name, attrs, None, severity)
+_Helper = TypeVar("_Helper", bound=Callable[..., "str | None"])
+
+
+def _records(build: Callable[..., E.Built]) -> Callable[[_Helper], _Helper]:
+    """A recording helper: the decorated function is its public signature and help, ``build`` (the
+    ``auditel.record.events`` builder of the same name) makes its record.
+
+    The builder takes exactly the public parameters, with the same defaults
+    (tests/test_helper_signatures.py), so the arguments are handed to it as given: Python binds them
+    once, against the same signature, and a call that does not fit fails as before (counted at the
+    boundary). With auditel off, the call is bound against the public signature all the same.
+    """
+
+    def decorate(signature: _Helper) -> _Helper:
+        @functools.wraps(signature)
+        def helper(*args: Any, **kwargs: Any) -> str | None:
+            rt = _rt.current()
+            if rt is None:
+                signature(*args, **kwargs)  # its body is empty: only the binding, so a bad call still fails
+                return None
+            name, attrs, severity = build(rt, *args, **kwargs)
+            return rt.emit(name, attrs, None, severity)
+
+        return cast(_Helper, guarded(signature.__name__)(helper))  # typed as the signature, for IDEs and checkers
+
+    return decorate
 
 
 @guarded("emit")
@@ -66,7 +90,7 @@ def emit(
     return rt.emit(event_name, attributes, body, severity, timestamp)  # copied (safely) by rt.emit
 
 
-@guarded("tool_call")
+@_records(E.tool_call)
 def tool_call(
     tool_name: str,
     *,
@@ -83,30 +107,9 @@ def tool_call(
     severity: str | None = None,
 ) -> str | None:
     """A tool call: ``phase="intent"`` before it runs, ``phase="outcome"`` after (or when denied)."""
-    rt = _rt.current()
-    if rt is None:
-        return None
-    return _emit_built(
-        rt,
-        E.tool_call(
-            rt,
-            tool_name,
-            phase=phase,
-            call_id=call_id,
-            arguments=arguments,
-            result=result,
-            outcome=outcome,
-            error=error,
-            duration_ms=duration_ms,
-            tool_type=tool_type,
-            correlation_id=correlation_id,
-            attributes=attributes,
-            severity=severity,
-        ),
-    )
 
 
-@guarded("tool_discovery")
+@_records(E.tool_discovery)
 def tool_discovery(
     server: str | None,
     tools: list[str],
@@ -116,13 +119,9 @@ def tool_discovery(
     attributes: Mapping[str, Any] | None = None,
 ) -> str | None:
     """A client listed the tools a server offers."""
-    rt = _rt.current()
-    if rt is None:
-        return None
-    return _emit_built(rt, E.tool_discovery(rt, server, tools, outcome=outcome, error=error, attributes=attributes))
 
 
-@guarded("model_call")
+@_records(E.model_call)
 def model_call(
     model: str | None,
     *,
@@ -147,34 +146,9 @@ def model_call(
     ``tool_calls`` lists the tools the model asked for: ``{"name", "id", "arguments"}`` each;
     arguments are digested like any content.
     """
-    rt = _rt.current()
-    if rt is None:
-        return None
-    return _emit_built(
-        rt,
-        E.model_call(
-            rt,
-            model,
-            provider=provider,
-            operation=operation,
-            outcome=outcome,
-            error=error,
-            duration_ms=duration_ms,
-            response_model=response_model,
-            response_id=response_id,
-            finish_reasons=finish_reasons,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            tool_calls=tool_calls,
-            input_messages=input_messages,
-            output_messages=output_messages,
-            attributes=attributes,
-            severity=severity,
-        ),
-    )
 
 
-@guarded("policy_decision")
+@_records(E.policy_decision)
 def policy_decision(
     verdict: str,
     *,
@@ -191,30 +165,9 @@ def policy_decision(
     severity: str | None = None,
 ) -> str | None:
     """A policy or guardrail verdict (allow/deny/modify/warn/escalate), kept apart from the action taken."""
-    rt = _rt.current()
-    if rt is None:
-        return None
-    return _emit_built(
-        rt,
-        E.policy_decision(
-            rt,
-            verdict,
-            policy_id=policy_id,
-            rule_id=rule_id,
-            reason=reason,
-            action=action,
-            action_taken=action_taken,
-            target=target,
-            tool_name=tool_name,
-            call_id=call_id,
-            correlation_id=correlation_id,
-            attributes=attributes,
-            severity=severity,
-        ),
-    )
 
 
-@guarded("file_access")
+@_records(E.file_access)
 def file_access(
     path: str,
     *,
@@ -226,25 +179,9 @@ def file_access(
     severity: str | None = None,
 ) -> str | None:
     """A file read, write, delete... by the agent (the path, never the contents)."""
-    rt = _rt.current()
-    if rt is None:
-        return None
-    return _emit_built(
-        rt,
-        E.file_access(
-            rt,
-            path,
-            operation=operation,
-            outcome=outcome,
-            size_bytes=size_bytes,
-            error=error,
-            attributes=attributes,
-            severity=severity,
-        ),
-    )
 
 
-@guarded("network_access")
+@_records(E.network_access)
 def network_access(
     url: str,
     *,
@@ -256,49 +193,23 @@ def network_access(
     severity: str | None = None,
 ) -> str | None:
     """A network request by the agent (credentials and signed query values are scrubbed from the URL)."""
-    rt = _rt.current()
-    if rt is None:
-        return None
-    return _emit_built(
-        rt,
-        E.network_access(
-            rt,
-            url,
-            method=method,
-            status_code=status_code,
-            outcome=outcome,
-            error=error,
-            attributes=attributes,
-            severity=severity,
-        ),
-    )
 
 
-@guarded("session_start")
+@_records(E.session_start)
 def session_start(*, attributes: Mapping[str, Any] | None = None) -> str | None:
-    rt = _rt.current()
-    if rt is None:
-        return None
-    return _emit_built(rt, E.session_start(rt, attributes=attributes))
+    """A session began (``session.id``: ``AUDITEL_SESSION_ID``, ``set_identity(session_id=...)`` or a generated one)."""
 
 
-@guarded("session_end")
+@_records(E.session_end)
 def session_end(
     *, outcome: str = "success", reason: str | None = None, attributes: Mapping[str, Any] | None = None
 ) -> str | None:
-    rt = _rt.current()
-    if rt is None:
-        return None
-    return _emit_built(rt, E.session_end(rt, outcome=outcome, reason=reason, attributes=attributes))
+    """A session ended: its ``outcome``, and why in ``reason``."""
 
 
-@guarded("heartbeat")
+@_records(E.heartbeat)
 def heartbeat(*, attributes: Mapping[str, Any] | None = None) -> str | None:
     """A liveness record ("the agent was alive and recording at this time")."""
-    rt = _rt.current()
-    if rt is None:
-        return None
-    return _emit_built(rt, E.heartbeat(rt, attributes=attributes))
 
 
 # --- runtime control -------------------------------------------------------------------------

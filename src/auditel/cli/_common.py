@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from auditel.cli.format import fmt_time, format_record  # noqa: F401  (moved to cli.format; re-exported for old callers)
+from auditel.config import read
 from auditel.config.settings import ConfigError, Settings
 from auditel.store.outbox import Outbox, OutboxError
 
@@ -26,7 +27,7 @@ def outbox_path(args: Any) -> Path:
     """Only the outbox path (``--outbox``, ``AUDITEL_OUTBOX`` or the default): all a read-only
     command needs, so a bad write-side setting (``AUDITEL_DURABILITY=banana``) cannot stop it."""
     try:
-        return Settings.outbox_path_from_env(override=getattr(args, "outbox", None))
+        return read.outbox_path(getattr(args, "outbox", None), label="--outbox")
     except ConfigError as exc:
         print(f"auditel: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

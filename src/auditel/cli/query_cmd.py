@@ -8,9 +8,9 @@ import sys
 from typing import Any
 
 from auditel.api.read import KNOWN_KINDS, query
+from auditel.cli._common import outbox_path
 from auditel.cli.format import format_record, label_for, writer_labels
 from auditel.cli.times import ACCEPTED, parse_time_arg
-from auditel.config.read import outbox_path
 from auditel.store.trail import Trail, TrailMissing
 
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         wheres.append((key, value))
     since = parse_time_arg(args.since, "--since", "query") if args.since else None
     until = parse_time_arg(args.until, "--until", "query") if args.until else None
-    path = outbox_path(getattr(args, "outbox", None))
+    path = outbox_path(args)
     try:
         records = query(
             kind=args.kind or None,

@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from auditel.cli._common import outbox_path
 from auditel.cli.times import ACCEPTED, parse_time_arg
-from auditel.config.read import outbox_path
 
 
 def register(sub: Any) -> None:
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from auditel.ui.report import build_report, write_report
 
     since = parse_time_arg(args.since, "--since", "report") if args.since else None
-    path = outbox_path(getattr(args, "outbox", None))
+    path = outbox_path(args)
     scope = " · ".join(
         p for p in (f"since {args.since}" if args.since else "", f"session {args.session}" if args.session else "") if p
     )

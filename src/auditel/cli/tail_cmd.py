@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from auditel.api.read import record_from_row
+from auditel.cli._common import outbox_path
 from auditel.cli.format import format_record, label_for, writer_labels
-from auditel.config.read import outbox_path
 from auditel.store.trail import Trail, TrailMissing
 
 
@@ -29,7 +29,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        trail = Trail(outbox_path(getattr(args, "outbox", None)))
+        trail = Trail(outbox_path(args))
     except TrailMissing as exc:
         print(f"auditel tail: {exc} (set AUDITEL_OUTBOX or --outbox)", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from auditel.config.read import outbox_path
+from auditel.cli._common import outbox_path
 
 
 def register(sub: Any) -> None:
@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from auditel.store.trail import TrailMissing
     from auditel.ui.server import serve, url_of
 
-    path = outbox_path(getattr(args, "outbox", None))
+    path = outbox_path(args)
     try:
         server = serve(path, host=args.host, port=args.port)
     except TrailMissing as exc:

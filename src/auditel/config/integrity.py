@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from auditel.config.settings import ConfigError
+from auditel.config.settings import Reader, _positive_int
 
 DEFAULT_EVERY = 1000
 DEFAULT_INTERVAL_S = 60.0
@@ -36,24 +36,15 @@ def env_value(name: str) -> str:
 
 def load_intervals(env: Mapping[str, str]) -> tuple[int, float]:
     """``(every, interval_s)``; ``ConfigError`` naming the variable when a value is bad."""
-    errors: list[str] = []
-    every, interval = DEFAULT_EVERY, DEFAULT_INTERVAL_S
-    raw = env.get("AUDITEL_CHECKPOINT_EVERY", "").strip()
-    if raw:
-        try:
-            every = int(raw)
-            if every < 1:
-                raise ValueError
-        except ValueError:
-            errors.append(f"AUDITEL_CHECKPOINT_EVERY={raw!r} is not valid: expected a whole number of records >= 1")
-    raw = env.get("AUDITEL_CHECKPOINT_INTERVAL_S", "").strip()
-    if raw:
-        try:
-            interval = float(raw)
-            if not (0 < interval < 1e9):
-                raise ValueError
-        except ValueError:
-            errors.append(f"AUDITEL_CHECKPOINT_INTERVAL_S={raw!r} is not valid: expected a number of seconds > 0")
-    if errors:
-        raise ConfigError("invalid auditel configuration:\n  " + "\n  ".join(errors))
-    return every, interval
+    reader = Reader(env)
+    reader.take("every", "AUDITEL_CHECKPOINT_EVERY", _positive_int(1), "a whole number of records >= 1")
+    reader.take("interval", "AUDITEL_CHECKPOINT_INTERVAL_S", _interval, "a number of seconds > 0")
+    reader.check("invalid auditel configuration")
+    return reader.values.get("every", DEFAULT_EVERY), reader.values.get("interval", DEFAULT_INTERVAL_S)
+
+
+def _interval(raw: str) -> float:
+    value = float(raw)
+    if not (0 < value < 1e9):
+        raise ValueError("")
+    return value

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from auditel.config.settings import ConfigError, _non_negative_float, _parse_bool
+from auditel.config.settings import Reader, _non_negative_float, _parse_bool
 
 PROTOCOLS = ("http/protobuf", "http/json", "grpc")
 COMPRESSIONS = ("gzip", "none")
@@ -137,20 +137,15 @@ def _pick(env: Mapping[str, str], suffix: str) -> tuple[str, str] | None:
 def exporter_from_env(env: Mapping[str, str] | None = None, *, endpoint: str | None = None) -> ExporterConfig | None:
     """The exporter configuration, or ``None`` when no endpoint is set (nothing ships)."""
     env = os.environ if env is None else env
-    errors: list[str] = []
+    reader = Reader(env)
+    errors = reader.errors
 
     def parse(suffix: str, fn: Callable[[str, str], Any], accepted: str, *, secret: bool = False) -> Any:
         found = _pick(env, suffix)
         if found is None:
             return None
         var, raw = found
-        try:
-            return fn(var, raw)
-        except ValueError as exc:
-            shown = f"<{len(raw)} characters, hidden>" if secret else repr(raw)
-            detail = f" ({exc})" if str(exc) else ""
-            errors.append(f"{var}={shown} is not valid: expected {accepted}{detail}")
-            return None
+        return reader.parse(var, raw, lambda text: fn(var, text), accepted, secret=secret)
 
     protocol = parse("PROTOCOL", lambda _v, raw: _choice(raw, PROTOCOLS), "one of " + ", ".join(PROTOCOLS))
     protocol = protocol or "http/protobuf"
@@ -181,8 +176,7 @@ def exporter_from_env(env: Mapping[str, str] | None = None, *, endpoint: str | N
             lambda var, raw: _endpoint(var, raw, protocol, per_signal="_LOGS_" in var),
             "a URL such as http://localhost:4318 (HTTP) or http://localhost:4317 (gRPC)",
         )
-    if errors:
-        raise ConfigError("invalid OTLP exporter configuration:\n  " + "\n  ".join(errors))
+    reader.check("invalid OTLP exporter configuration")
     if url is None:
         return None
     return ExporterConfig(
@@ -200,19 +194,8 @@ def exporter_from_env(env: Mapping[str, str] | None = None, *, endpoint: str | N
 
 def tuning_from_env(env: Mapping[str, str] | None = None) -> ShipTuning:
     """``AUDITEL_SHIP_*`` variables (mostly for tests and special deployments)."""
-    env = os.environ if env is None else env
-    errors: list[str] = []
-    values: dict[str, Any] = {}
-
-    def take(name: str, var: str, fn: Callable[[str], Any], accepted: str) -> None:
-        raw = env.get(var)
-        if raw is None or raw.strip() == "":
-            return
-        try:
-            values[name] = fn(raw.strip())
-        except ValueError:
-            errors.append(f"{var}={raw!r} is not valid: expected {accepted}")
-
+    reader = Reader(os.environ if env is None else env)
+    errors, values, take = reader.errors, reader.values, reader.take
     take("enabled", "AUDITEL_SHIP_ENABLED", _parse_bool, "true or false")
     take(
         "batch_records",
@@ -244,8 +227,7 @@ def tuning_from_env(env: Mapping[str, str] | None = None) -> ShipTuning:
         errors.append(
             f"AUDITEL_SHIP_BACKOFF_MIN_S={lo} is larger than AUDITEL_SHIP_BACKOFF_MAX_S={hi}: expected min <= max"
         )
-    if errors:
-        raise ConfigError("invalid auditel shipping configuration:\n  " + "\n  ".join(errors))
+    reader.check("invalid auditel shipping configuration")
     return ShipTuning(**values)
 
 

@@ -20,6 +20,59 @@ class ConfigError(ValueError):
     """Raised by ``configure()`` when a setting is invalid."""
 
 
+class Reader:
+    """Reads a group of settings, keeping every bad value's error so that all are reported at once.
+
+    Each error names where the value came from (the variable, ``configure(name=...)``, ``--outbox``),
+    the value (hidden when it is a secret) and what is accepted: the one message shape of every
+    configuration error. ``overrides`` (from ``configure()``) win over ``env``; a non-string
+    override is taken as given (checked by the caller).
+    """
+
+    def __init__(self, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> None:
+        self.env = env
+        self.overrides = overrides or {}
+        self.values: dict[str, Any] = {}
+        self.errors: list[str] = []
+
+    def take(self, name: str, var: str, parse: Callable[[str], Any], accepted: str, *, secret: bool = False) -> None:
+        """``values[name]``: the override, else ``var`` when set and not blank, through ``parse``."""
+        if name in self.overrides:
+            raw = self.overrides[name]
+            label = f"configure({name}=...)"
+            if not isinstance(raw, str):
+                self.values[name] = raw
+                return
+        elif self.env.get(var, "").strip() != "":
+            raw, label = self.env[var], var
+        else:
+            return
+        try:
+            self.values[name] = parse(raw.strip())
+        except (ValueError, TypeError) as exc:
+            self.invalid(label, raw, accepted, exc, secret=secret)
+
+    def parse(self, label: str, raw: str, parse: Callable[[str], Any], accepted: str, *, secret: bool = False) -> Any:
+        """``parse(raw.strip())``, or ``None`` with the error kept."""
+        try:
+            return parse(raw.strip())
+        except (ValueError, TypeError) as exc:
+            self.invalid(label, raw, accepted, exc, secret=secret)
+            return None
+
+    def invalid(
+        self, label: str, raw: str, accepted: str, exc: BaseException | None = None, *, secret: bool = False
+    ) -> None:
+        detail = f" ({exc})" if exc is not None and str(exc) else ""
+        shown = f"<{len(raw)} characters, hidden>" if secret else repr(raw)
+        self.errors.append(f"{label}={shown} is not valid: expected {accepted}{detail}")
+
+    def check(self, title: str) -> None:
+        """Raise one ``ConfigError`` listing every error, under ``title``."""
+        if self.errors:
+            raise ConfigError(f"{title}:\n  " + "\n  ".join(self.errors))
+
+
 # Event kinds that AUDITEL_EVENTS may name. Integrity records (stream start/end,
 # checkpoints) are always recorded: an allow-list must not be able to hide tampering.
 EVENT_KINDS = (
@@ -123,63 +176,21 @@ class Settings:
         return out
 
     # --- parsing -----------------------------------------------------------
-    @staticmethod
-    def outbox_path_from_env(
-        env: Mapping[str, str] | None = None, override: str | os.PathLike[str] | None = None
-    ) -> Path:
-        """Only the outbox path (``override``, else ``AUDITEL_OUTBOX``, else the default): what the
-        read-only commands need, so that a bad write-side setting cannot stop them."""
-        env = os.environ if env is None else env
-        if override is not None and str(override).strip():
-            raw, label = str(override), "--outbox"
-        elif env.get("AUDITEL_OUTBOX", "").strip():
-            raw, label = env["AUDITEL_OUTBOX"], "AUDITEL_OUTBOX"
-        else:
-            return default_outbox_path(env)
-        try:
-            return _parse_path(raw.strip())
-        except ValueError as exc:
-            detail = f" ({exc})" if str(exc) else ""
-            raise ConfigError(
-                f"invalid auditel configuration:\n  {label}={raw!r} is not valid: expected a file path on a local"
-                f" filesystem{detail}"
-            ) from None
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
         env = os.environ if env is None else env
         overrides = dict(overrides or {})
-        errors: list[str] = []
-        values: dict[str, Any] = {}
         known = {f.name for f in fields(cls)}
-        for name in list(overrides):
+        reader = Reader(env, {name: value for name, value in overrides.items() if name in known})
+        errors, values, take = reader.errors, reader.values, reader.take
+        for name in overrides:
             if name not in known:
                 errors.append(
                     f"configure({name}=...) is not a known setting: expected one of {', '.join(sorted(known))}"
                 )
-                overrides.pop(name)
-
-        def take(name: str, var: str, parse: Callable[[str], Any], accepted: str, secret: bool = False) -> None:
-            if name in overrides:
-                raw = overrides[name]
-                label = f"configure({name}=...)"
-                if not isinstance(raw, str):
-                    values[name] = raw
-                    return
-            elif var in env and env[var].strip() != "":
-                raw = env[var]
-                label = var
-            else:
-                return
-            try:
-                values[name] = parse(raw.strip())
-            except (ValueError, TypeError) as exc:
-                detail = f" ({exc})" if str(exc) else ""
-                shown = f"<{len(raw)} characters, hidden>" if secret else repr(raw)
-                errors.append(f"{label}={shown} is not valid: expected {accepted}{detail}")
 
         take("enabled", "AUDITEL_ENABLED", _parse_bool, "one of true, false, 1, 0, yes, no, on, off")
-        take("outbox", "AUDITEL_OUTBOX", _parse_path, "a file path on a local filesystem")
+        take("outbox", "AUDITEL_OUTBOX", parse_path, "a file path on a local filesystem")
         take("durability", "AUDITEL_DURABILITY", _choice(DURABILITY_MODES), "one of process, fsync")
         take("max_outbox_mb", "AUDITEL_MAX_OUTBOX_MB", _non_negative_float, "a number of MiB >= 0 (0 = no cap)")
         take("on_full", "AUDITEL_ON_FULL", _choice(ON_FULL_MODES), "one of " + ", ".join(ON_FULL_MODES))
@@ -206,7 +217,7 @@ class Settings:
         take("agent_id", "AUDITEL_AGENT_ID", _non_empty, "a non-empty agent id")
         take("agent_name", "AUDITEL_AGENT_NAME", _non_empty, "a non-empty agent name")
         take("principal", "AUDITEL_PRINCIPAL", _non_empty, "a non-empty principal id (on whose behalf the agent acts)")
-        take("jsonl_path", "AUDITEL_JSONL", _parse_path, "a file path for the JSON-lines sink")
+        take("jsonl_path", "AUDITEL_JSONL", parse_path, "a file path for the JSON-lines sink")
         take(
             "capture_content",
             "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
@@ -242,8 +253,7 @@ class Settings:
         if "service_name" not in values and res.get("service.name"):
             values["service_name"] = res["service.name"]
 
-        if errors:
-            raise ConfigError("invalid auditel configuration:\n  " + "\n  ".join(errors))
+        reader.check("invalid auditel configuration")
         if "outbox" not in values:
             values["outbox"] = default_outbox_path(env)
         return cls(**values)
@@ -258,7 +268,7 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError("")
 
 
-def _parse_path(raw: str) -> Path:
+def parse_path(raw: str) -> Path:
     if "\x00" in raw:
         raise ValueError("contains a NUL byte")
     if raw.startswith(("file:", "http:", "https:")):

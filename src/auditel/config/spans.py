@@ -11,10 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from auditel.config.settings import ConfigError
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+from auditel.config.settings import Reader, _parse_bool
 
 
 @dataclass(frozen=True)
@@ -25,19 +22,11 @@ class SpanBridgeSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SpanBridgeSettings:
         env = os.environ if env is None else env
-        raw = env.get("AUDITEL_SPAN_BRIDGE", "")
-        low = raw.strip().lower()
-        if low == "" or low in _TRUE:
-            enabled = True
-        elif low in _FALSE:
-            enabled = False
-        else:
-            raise ConfigError(
-                f"invalid auditel configuration:\n  AUDITEL_SPAN_BRIDGE={raw!r} is not valid: expected one of"
-                " true, false (also 1/0, yes/no, on/off)"
-            )
+        reader = Reader(env)
+        reader.take("enabled", "AUDITEL_SPAN_BRIDGE", _parse_bool, "one of true, false (also 1/0, yes/no, on/off)")
+        reader.check("invalid auditel configuration")
         scopes = tuple(s.strip() for s in env.get("AUDITEL_SPAN_BRIDGE_SCOPES", "").split(",") if s.strip())
-        return cls(enabled=enabled, scopes=scopes)
+        return cls(enabled=reader.values.get("enabled", True), scopes=scopes)
 
     def scope_allowed(self, name: str) -> bool:
         if not self.scopes:

@@ -179,7 +179,6 @@ def tool_call(
     correlation_id: Any = None,
     attributes: Any = None,
     severity: Any = None,
-    reason: Any = None,
 ) -> Built:
     phase = text(phase, 64)
     name = text(tool_name, 256)
@@ -194,8 +193,6 @@ def tool_call(
         S.A_TARGET_ID: name,
         S.A_CORRELATION_ID: opt_text(correlation_id),
     }
-    if reason is not None:  # absent otherwise: a caller's attributes may carry it
-        attrs[S.A_REASON] = text(reason)
     out: str | None = None
     if phase == "outcome":
         out = _outcome(outcome, error)

@@ -35,7 +35,7 @@ import enum
 import math
 import reprlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import PurePath
 from typing import Any
 
@@ -111,13 +111,8 @@ def safe_attributes(
             reasons.add("unserializable")
             return out
     for key, val in items:
-        if type(key) is not str:
-            reasons.add("non_str_key")
-            key = _safe_key(key)
-        elif not key.isascii():
-            key = _clean_str(key, 256, reasons)
-        if not key.isascii():
-            reasons.general = True
+        if type(key) is not str or not key.isascii():
+            key = _clean_key(key, reasons)
         tv = type(val)
         if tv is str:
             out[key] = (
@@ -140,6 +135,18 @@ def _is_clean_str(s: str) -> bool:
         return True
     except UnicodeEncodeError:
         return False
+
+
+def _clean_key(key: Any, reasons: Reasons) -> str:
+    """A key that is not a plain ASCII ``str``, as safe text (a non-ASCII one takes the general path)."""
+    if type(key) is not str:
+        reasons.add("non_str_key")
+        key = _safe_key(key)
+    else:
+        key = _clean_str(key, 256, reasons)
+    if not key.isascii():
+        reasons.general = True
+    return key
 
 
 def _safe_key(key: Any) -> str:
@@ -212,53 +219,9 @@ def _safe_object(value: Any, limit: int, reasons: Reasons, depth: int, path: set
             return {"$bytes": base64.b64encode(raw[:limit]).decode("ascii"), "$truncated_from": len(raw)}
         return {"$bytes": base64.b64encode(raw).decode("ascii")}
     if isinstance(value, Mapping):
-        vid = id(value)
-        if vid in path:
-            reasons.add("cycle")
-            return "[cycle]"
-        path.add(vid)
-        try:
-            out: dict[str, Any] = {}
-            try:
-                items = list(value.items())
-            except Exception:  # noqa: BLE001 - a hostile value: never raise
-                reasons.add("unserializable")
-                return f"<unserializable {type(value).__qualname__}>"
-            if len(items) > MAX_ITEMS:
-                reasons.add("truncated")
-                out["…"] = f"[{len(items) - MAX_ITEMS} more items]"
-                reasons.general = True  # a non-ASCII key
-            for k, v in items[:MAX_ITEMS]:
-                if type(k) is not str:
-                    reasons.add("non_str_key")
-                    k = _safe_key(k)
-                elif not k.isascii():
-                    k = _clean_str(k, 256, reasons)
-                if not k.isascii():
-                    reasons.general = True
-                out[k] = _safe(v, limit, reasons, depth + 1, path)
-            return out
-        finally:
-            path.discard(vid)
+        return _nested(_safe_mapping, value, limit, reasons, depth, path)
     if isinstance(value, (list, tuple, set, frozenset)):
-        vid = id(value)
-        if vid in path:
-            reasons.add("cycle")
-            return "[cycle]"
-        path.add(vid)
-        try:
-            seq = list(value)
-            extra = None
-            if len(seq) > MAX_ITEMS:
-                reasons.add("truncated")
-                extra = f"[{len(seq) - MAX_ITEMS} more items]"
-                seq = seq[:MAX_ITEMS]
-            out_list = [_safe(v, limit, reasons, depth + 1, path) for v in seq]
-            if extra:
-                out_list.append(extra)
-            return out_list
-        finally:
-            path.discard(vid)
+        return _nested(_safe_sequence, value, limit, reasons, depth, path)
     if isinstance(value, float):  # float subclasses
         return _safe(float(value), limit, reasons, depth, path)
     if isinstance(value, bool):
@@ -289,23 +252,69 @@ def _safe_object(value: Any, limit: int, reasons: Reasons, depth: int, path: set
         if dumped is not None:
             return _safe(dumped, limit, reasons, depth + 1, path)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        vid = id(value)
-        if vid in path:
-            reasons.add("cycle")
-            return "[cycle]"
-        path.add(vid)
-        try:
-            return {
-                f.name: _safe(getattr(value, f.name, None), limit, reasons, depth + 1, path)
-                for f in dataclasses.fields(value)
-            }
-        finally:
-            path.discard(vid)
+        return _nested(_safe_dataclass, value, limit, reasons, depth, path)
     reasons.add("unserializable")
     text = _safe_repr(value, repr)
     if len(text) > _REPR_MAX:
         text = text[:_REPR_MAX] + "…"
     return _fix_surrogates(text)
+
+
+def _nested(
+    convert: Callable[[Any, int, Reasons, int, set[int]], Any],
+    value: Any,
+    limit: int,
+    reasons: Reasons,
+    depth: int,
+    path: set[int],
+) -> Any:
+    """``convert`` a container, unless it is already being converted further up (a cycle)."""
+    vid = id(value)
+    if vid in path:
+        reasons.add("cycle")
+        return "[cycle]"
+    path.add(vid)
+    try:
+        return convert(value, limit, reasons, depth, path)
+    finally:
+        path.discard(vid)
+
+
+def _safe_mapping(value: Mapping[Any, Any], limit: int, reasons: Reasons, depth: int, path: set[int]) -> Any:
+    out: dict[str, Any] = {}
+    try:
+        items = list(value.items())
+    except Exception:  # noqa: BLE001 - a hostile value: never raise
+        reasons.add("unserializable")
+        return f"<unserializable {type(value).__qualname__}>"
+    if len(items) > MAX_ITEMS:
+        reasons.add("truncated")
+        out["…"] = f"[{len(items) - MAX_ITEMS} more items]"
+        reasons.general = True  # a non-ASCII key
+    for k, v in items[:MAX_ITEMS]:
+        if type(k) is not str or not k.isascii():
+            k = _clean_key(k, reasons)
+        out[k] = _safe(v, limit, reasons, depth + 1, path)
+    return out
+
+
+def _safe_sequence(value: Iterable[Any], limit: int, reasons: Reasons, depth: int, path: set[int]) -> list[Any]:
+    seq = list(value)
+    extra = None
+    if len(seq) > MAX_ITEMS:
+        reasons.add("truncated")
+        extra = f"[{len(seq) - MAX_ITEMS} more items]"
+        seq = seq[:MAX_ITEMS]
+    out = [_safe(v, limit, reasons, depth + 1, path) for v in seq]
+    if extra:
+        out.append(extra)
+    return out
+
+
+def _safe_dataclass(value: Any, limit: int, reasons: Reasons, depth: int, path: set[int]) -> dict[str, Any]:
+    return {
+        f.name: _safe(getattr(value, f.name, None), limit, reasons, depth + 1, path) for f in dataclasses.fields(value)
+    }
 
 
 def _safe_repr(value: Any, fn: Any) -> str:

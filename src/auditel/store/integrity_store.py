@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from auditel.store.outbox import record_filter
+from auditel.store.trail import record_filter
 
 _SIGNING_KEYS_DDL = (
     "CREATE TABLE IF NOT EXISTS signing_keys ("
@@ -148,8 +148,9 @@ def export_records(
     since_ns: int | None,
     until_ns: int | None,
 ) -> Iterator[tuple[Any, Any, Any, Any]]:
-    where, params = record_filter(event_names=events, stream_id=stream, since_ns=since_ns, until_ns=until_ns)
-    yield from conn.execute(f"SELECT stream_id, seq, data, record_hash FROM records WHERE {where} ORDER BY rid", params)
+    where, params = record_filter(event_names=events, stream_id=stream or None, since_ns=since_ns, until_ns=until_ns)
+    sql = f"SELECT stream_id, seq, data, record_hash FROM records WHERE {' AND '.join(where) or '1=1'} ORDER BY rid"
+    yield from conn.execute(sql, params)
 
 
 def export_checkpoints(conn: sqlite3.Connection, stream: str | None) -> Iterator[tuple[Any, Any, Any]]:

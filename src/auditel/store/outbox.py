@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ from auditel.store.schema import MIGRATIONS as _MIGRATIONS  # noqa: F401 - re-ex
 from auditel.store.schema import RECORDS_COLUMNS as _RECORDS_COLUMNS  # noqa: F401
 from auditel.store.schema import SCHEMA_VERSION, OutboxError, migrate, rollback
 
-__all__ = ["Outbox", "OutboxError", "OutboxStats", "SCHEMA_VERSION", "record_filter"]
+__all__ = ["Outbox", "OutboxError", "OutboxStats", "SCHEMA_VERSION"]
 
 _PLAIN_EXECUTE = sqlite3.Connection.execute  # C: runs the statement on a plain cursor
 _INSERT_RECORD = (
@@ -472,43 +472,6 @@ class Outbox:
             checkpoints=checkpoints,
         )
 
-    def iter_records(
-        self,
-        *,
-        event_names: Sequence[str] | None = None,
-        stream_id: str | None = None,
-        since_ns: int | None = None,
-        until_ns: int | None = None,
-        state: int | None = None,
-        last: int | None = None,
-        after_rid: int | None = None,
-    ) -> Iterable[dict[str, Any]]:
-        """Stored records, oldest first, as dicts (the stored record plus ``rid``, ``state``, ``hash``)."""
-        conn = self.connect()
-        where, params = record_filter(
-            event_names=event_names,
-            stream_id=stream_id,
-            since_ns=since_ns,
-            until_ns=until_ns,
-            state=state,
-            after_rid=after_rid,
-        )
-        sql = f"SELECT rid, state, record_hash, data FROM records WHERE {where}"
-        if last:
-            sql = f"SELECT * FROM ({sql} ORDER BY rid DESC LIMIT {int(last)}) ORDER BY rid"
-        else:
-            sql += " ORDER BY rid"
-        for rid, st, rhash, data in conn.execute(sql, params).fetchall():
-            record = json.loads(data)
-            record["_rid"] = rid
-            record["_state"] = st
-            record["_hash"] = rhash
-            yield record
-
-    def max_rid(self) -> int:
-        """The newest record's row id (0 for none): where ``tail --follow`` starts."""
-        return int(self.connect().execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0])
-
     # --- counters persisted for other processes and the CLI (schema 5) -------------------------------
     def save_counters(self, stream_id: str, pid: int, data: dict[str, Any]) -> None:
         """Store one stream's counters (replacing its previous row). Called by the worker, rarely."""
@@ -535,34 +498,6 @@ class Outbox:
     def stream_resource(self, stream_id: str) -> dict[str, Any]:
         row = self.connect().execute("SELECT resource FROM streams WHERE stream_id=?", (stream_id,)).fetchone()
         return json.loads(row[0]) if row else {}
-
-
-def record_filter(
-    *,
-    event_names: Sequence[str] | None = None,
-    stream_id: str | None = None,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-    state: int | None = None,
-    after_rid: int | None = None,
-) -> tuple[str, list[Any]]:
-    """A WHERE clause (and its parameters) over ``records`` for the usual filters."""
-    where = ["1=1"]
-    params: list[Any] = []
-    for clause, value in (
-        ("stream_id=?", stream_id or None),
-        ("time_ns>=?", since_ns),
-        ("time_ns<?", until_ns),
-        ("state=?", state),
-        ("rid>?", after_rid),
-    ):
-        if value is not None:
-            where.append(clause)
-            params.append(value)
-    if event_names:
-        where.append(f"event_name IN ({','.join('?' * len(event_names))})")
-        params.extend(event_names)
-    return " AND ".join(where), params
 
 
 _rollback = rollback  # the shipping queue's name for it

@@ -56,6 +56,31 @@ class DeliveryCounts:
     last_dead_letter: dict[str, Any] | None
 
 
+def record_filter(
+    *,
+    event_names: Sequence[str] | None = None,
+    stream_id: str | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses over ``records`` (to be joined with AND) and their parameters, for the
+    filters every reader offers: kinds, one stream, a time window."""
+    where: list[str] = []
+    params: list[Any] = []
+    for clause, value in (
+        ("stream_id=?", stream_id),
+        ("time_ns>=?", since_ns),
+        ("time_ns<?", until_ns),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    if event_names:
+        where.append(f"event_name IN ({','.join('?' * len(event_names))})")
+        params.extend(event_names)
+    return where, params
+
+
 def _json_path_for(key: str) -> str:
     return '$.attributes."' + key.replace('"', '""') + '"'
 
@@ -95,41 +120,6 @@ class Trail:
         self.close()
 
     # --- records ----------------------------------------------------------------------------
-    @staticmethod
-    def _where(
-        *,
-        event_names: Sequence[str] | None,
-        stream_id: str | None,
-        since_ns: int | None,
-        until_ns: int | None,
-        session: str | None,
-        trace: str | None,
-        equals: Sequence[tuple[str, Any]] = (),
-    ) -> tuple[list[str], list[Any]]:
-        where: list[str] = []
-        params: list[Any] = []
-        for clause, value in (
-            ("stream_id=?", stream_id),
-            ("time_ns>=?", since_ns),
-            ("time_ns<?", until_ns),
-        ):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        if event_names:
-            where.append(f"event_name IN ({','.join('?' * len(event_names))})")
-            params.extend(event_names)
-        pairs = list(equals)
-        if session is not None:
-            pairs.append(("session.id", session))
-        for key, value in pairs:
-            where.append("json_extract(data, ?)=?")
-            params.extend((_json_path_for(key), value))
-        if trace is not None:
-            where.append("json_extract(data, '$.trace_id')=?")
-            params.append(trace)
-        return where, params
-
     def iter_rows(
         self,
         *,
@@ -148,15 +138,18 @@ class Trail:
 
         ``equals``: ``(attribute, value)`` pairs compared in SQL (exact, typed: JSON numbers match
         numbers, strings match strings)."""
-        where, params = self._where(
-            event_names=event_names,
-            stream_id=stream_id,
-            since_ns=since_ns,
-            until_ns=until_ns,
-            session=session,
-            trace=trace,
-            equals=equals,
+        where, params = record_filter(
+            event_names=event_names, stream_id=stream_id, since_ns=since_ns, until_ns=until_ns
         )
+        pairs = list(equals)
+        if session is not None:
+            pairs.append(("session.id", session))
+        for key, value in pairs:
+            where.append("json_extract(data, ?)=?")
+            params.extend((_json_path_for(key), value))
+        if trace is not None:
+            where.append("json_extract(data, '$.trace_id')=?")
+            params.append(trace)
         lo: int | None = after_rid
         hi: int | None = before_rid
         while True:
@@ -179,19 +172,6 @@ class Trail:
                 hi, lo = rows[-1][0], None
             else:
                 lo = rows[-1][0]
-
-    def count(self, **filters: Any) -> int:
-        where, params = self._where(
-            event_names=filters.get("event_names"),
-            stream_id=filters.get("stream_id"),
-            since_ns=filters.get("since_ns"),
-            until_ns=filters.get("until_ns"),
-            session=filters.get("session"),
-            trace=filters.get("trace"),
-            equals=filters.get("equals", ()),
-        )
-        sql = "SELECT count(*) FROM records" + (" WHERE " + " AND ".join(where) if where else "")
-        return int(self._conn.execute(sql, params).fetchone()[0])
 
     def row(self, rid: int) -> tuple[int, int, str | None, str] | None:
         found = self._conn.execute(

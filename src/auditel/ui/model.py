@@ -126,7 +126,8 @@ class SessionIndex:
             self.floor = floor
             if self.high == 0:
                 self.high, self.low = top, top + 1
-                self._older(trail, self.first_chunk)
+                if not self.complete:
+                    self._add_older(trail.summary_rows(below=self.low, limit=self.first_chunk), self.first_chunk)
             while True:
                 rows = trail.summary_rows(above=self.high)
                 for row in rows:
@@ -146,22 +147,16 @@ class SessionIndex:
             if self.low != low:  # the index was reset or moved meanwhile: read again next time
                 return not self.complete
             self.floor = floor
-            for row in rows:
-                self._add(row)
-                self.low = row[0]
-            if len(rows) < chunk:
-                self.low = min(self.low, max(self.floor, 1))
-            return not self.complete
+            return self._add_older(rows, chunk)
 
     def index_all(self) -> None:
         self.refresh()
         while self.index_older(20000):
             pass
 
-    def _older(self, trail: Trail, chunk: int) -> bool:
-        if self.complete:
-            return False
-        rows = trail.summary_rows(below=self.low, limit=chunk)
+    def _add_older(self, rows: list[tuple[Any, ...]], chunk: int) -> bool:
+        """Index ``rows`` read below ``low`` (newest first); fewer than ``chunk`` of them means none older
+        is left. False once everything is indexed."""
         for row in rows:
             self._add(row)
             self.low = row[0]
