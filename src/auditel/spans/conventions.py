@@ -7,7 +7,10 @@ Recognised, by attributes and never by producer:
 * MCP semantic conventions (``mcp.method.name`` = ``tools/call``);
 * OpenInference (``openinference.span.kind``);
 * OpenLLMetry / Traceloop (``traceloop.span.kind``, ``llm.request.type``, indexed ``gen_ai.prompt.N.*``);
-* guardrail spans (``apply_guardrail``/``run_guardrail``, OpenInference ``GUARDRAIL``, OpenAI Agents).
+* guardrail spans (``apply_guardrail``/``run_guardrail``, OpenInference ``GUARDRAIL``, OpenAI Agents);
+* GenAI span names alone at span start (``execute_tool X``, ``invoke_agent X``: Strands Agents and
+  Google ADK set their attributes after starting the span), and the older conventions' content
+  events (``gen_ai.user.message``, ``gen_ai.tool.message``, ``gen_ai.choice``, ...) at span end.
 """
 
 from __future__ import annotations
@@ -77,6 +80,25 @@ class Facts:
         return n + sum(
             v is not MISSING for v in (self.arguments, self.result, self.input_messages, self.output_messages)
         )
+
+
+# GenAI span names ``{operation} {name}`` that name an action before any attribute is set: frameworks
+# that start the span bare and set its attributes right after (Strands Agents, Google ADK) are named
+# at start only. Both prefixes are 13 characters: one slice and one set look-up per unmarked span.
+NAMED_PREFIXES = frozenset(("execute_tool ", "invoke_agent "))
+_NAMED_LEN = 13
+
+
+def named_start(span_name: str | None) -> Facts | None:
+    """The action a span's name alone announces (``execute_tool get_weather``), or None."""
+    if not span_name or span_name[:_NAMED_LEN] not in NAMED_PREFIXES:
+        return None
+    name = span_name[_NAMED_LEN:].strip()
+    if not name:
+        return None
+    if span_name[:_NAMED_LEN] == "execute_tool ":
+        return Facts(TOOL_CALL, "genai", name=name, operation="execute_tool")
+    return Facts(AGENT_RUN, "genai", name=name, operation="invoke_agent")
 
 
 def is_candidate(attrs: Mapping[str, Any] | None) -> bool:
@@ -304,6 +326,71 @@ def _policy_facts(attrs: Mapping[str, Any], convention: str, span_name: str) -> 
     f.reason = _str(_first(attrs, "gen_ai.guardrail.reason", "guardrail.reason"))
     f.extra = _identity(attrs)
     return f
+
+
+# Span events of the older GenAI conventions (semantic-conventions <= 1.36, still emitted by Strands
+# Agents by default): one event per message, content as JSON text in ``content`` / ``message``.
+_MESSAGE_EVENTS = {
+    "gen_ai.system.message": "system",
+    "gen_ai.user.message": "user",
+    "gen_ai.assistant.message": "assistant",
+    "gen_ai.tool.message": "tool",
+}
+_CHOICE_EVENT = "gen_ai.choice"
+# the current conventions' event (when content is not put on the span's attributes)
+_DETAILS_EVENT = "gen_ai.client.inference.operation.details"
+MAX_EVENTS = 256  # events read per span: a bound, whatever a producer put on it
+
+
+def add_event_content(facts: Facts, events: Any) -> None:
+    """Fill the content the span's attributes lack from its events (model calls and tool calls).
+
+    Tool span: ``gen_ai.tool.message`` carries the arguments (and the call id), ``gen_ai.choice`` the
+    result. Model span: the message events are the input, ``gen_ai.choice`` the output; the
+    details event carries ``gen_ai.input.messages`` / ``gen_ai.output.messages``. Content only ever
+    becomes digests and sizes unless capture is on (the processor's records decide, as for attributes).
+    """
+    if not events or facts.action not in (MODEL_CALL, TOOL_CALL):
+        return
+    inputs: list[Any] = []
+    outputs: list[Any] = []
+    details_in: Any = MISSING
+    details_out: Any = MISSING
+    for n, event in enumerate(events):
+        if n >= MAX_EVENTS:
+            break
+        name = getattr(event, "name", None)
+        attrs = getattr(event, "attributes", None) or {}
+        if name == _DETAILS_EVENT:
+            if details_in is MISSING and "gen_ai.input.messages" in attrs:
+                details_in = parse_json_text(attrs["gen_ai.input.messages"])
+            if details_out is MISSING and "gen_ai.output.messages" in attrs:
+                details_out = parse_json_text(attrs["gen_ai.output.messages"])
+            continue
+        if facts.action == TOOL_CALL:
+            if name == "gen_ai.tool.message" and facts.arguments is MISSING and "content" in attrs:
+                facts.arguments = parse_json_text(attrs["content"])
+                if facts.call_id is None and attrs.get("id") is not None:
+                    facts.call_id = str(attrs["id"])
+            elif name == _CHOICE_EVENT and facts.result is MISSING and "message" in attrs:
+                facts.result = parse_json_text(attrs["message"])
+            continue
+        role = _MESSAGE_EVENTS.get(name or "")
+        if role is not None and "content" in attrs:
+            inputs.append({"role": role, "content": parse_json_text(attrs["content"])})
+        elif name == _CHOICE_EVENT and "message" in attrs:
+            choice: dict[str, Any] = {"message": parse_json_text(attrs["message"])}
+            if "finish_reason" in attrs:
+                choice["finish_reason"] = attrs["finish_reason"]
+            outputs.append(choice)
+    if facts.action == MODEL_CALL:
+        if facts.input_messages is MISSING:
+            facts.input_messages = details_in if details_in is not MISSING else (inputs or MISSING)
+        if facts.output_messages is MISSING:
+            facts.output_messages = details_out if details_out is not MISSING else (outputs or MISSING)
+        if facts.finish_reasons is None:
+            reasons = [str(o["finish_reason"]) for o in outputs if "finish_reason" in o]
+            facts.finish_reasons = reasons or None
 
 
 def classify(attrs: Mapping[str, Any] | None, span_name: str = "", span_kind: str = "") -> Facts | None:

@@ -90,7 +90,10 @@ class AuditSpanProcessor(SpanProcessor):
             enc = self._enclosing.get(parent.span_id) if parent is not None and not parent.is_remote else None
             attrs = _attrs(span)
             if not C.is_candidate(attrs):  # the constant-time path of every HTTP/DB/... span
-                if enc is not None:
+                name = span.name
+                if name and name[:13] in C.NAMED_PREFIXES:  # attributes set after start (Strands, ADK)
+                    self._start(span, enc, C.named_start(name))
+                elif enc is not None:
                     self._enclosing[span.context.span_id] = enc
                 return
             self._start(span, enc)
@@ -122,12 +125,15 @@ class AuditSpanProcessor(SpanProcessor):
         return True  # records are committed on the span's thread; nothing is buffered
 
     # --- mapping ---------------------------------------------------------------------------
-    def _classify(self, span: ReadableSpan) -> C.Facts | None:
-        return C.classify(_attrs(span), span.name or "", _SIDES.get(span.kind, ""))
+    def _classify(self, span: ReadableSpan, ended: bool = False) -> C.Facts | None:
+        facts = C.classify(_attrs(span), span.name or "", _SIDES.get(span.kind, ""))
+        if ended and facts is not None:
+            C.add_event_content(facts, span.events)  # the older conventions' content events
+        return facts
 
-    def _start(self, span: Span, enc: Action | None) -> None:
+    def _start(self, span: Span, enc: Action | None, named: C.Facts | None = None) -> None:
         sid = span.context.span_id
-        facts = self._classify(span)
+        facts = named or self._classify(span)
         if facts is None:
             if enc is not None:
                 self._enclosing[sid] = enc
@@ -163,7 +169,10 @@ class AuditSpanProcessor(SpanProcessor):
     def _end(
         self, span: ReadableSpan, enc: Action | None, covered: bool, action: Action | None, dup: Action | None
     ) -> None:
-        facts = self._classify(span)
+        facts = self._classify(span, ended=True)
+        if action is not None and action.facts is not None and (facts is None or facts.action != action.kind):
+            facts = action.facts  # opened by its name alone and never given its attributes: still closed
+            C.add_event_content(facts, span.events)
         if facts is None:
             if covered:
                 self._cover_parent(span)
