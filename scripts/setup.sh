@@ -20,6 +20,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}"
   echo "$want" > "$stamp"
 fi
+# Agent frameworks whose pins conflict with the test extra get their own virtualenvs (.venv-frameworks/).
+if [[ ",${extras}," == *",test,"* ]]; then
+  bash scripts/setup-frameworks.sh
+fi
 # The viewer's browser tests (tests/ui) drive Debian's chromium headless through Playwright (never
 # `playwright install`): install it once when it is missing; quiet, and a no-op when present.
 if [[ ",${extras}," == *",test,"* ]] && [ ! -x /usr/bin/chromium ]; then
