@@ -146,6 +146,22 @@ def test_latest_conventions_details_event(tracer: trace.Tracer, outbox_path: Pat
     assert b"USER-MARKER" not in outbox_bytes(outbox_path)
 
 
+def test_finish_reasons_from_current_conventions_output_messages(tracer: trace.Tracer, outbox_path: Path) -> None:
+    """The current conventions put finish_reason on each output message; Strands (latest conventions,
+    attributes only) sets no gen_ai.response.finish_reasons."""
+    output = [
+        {"role": "assistant", "parts": [{"type": "text", "content": "COMPLETION-MARKER"}], "finish_reason": "stop"}
+    ]
+    span = tracer.start_span("chat")
+    span.set_attributes(
+        {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m-3", "gen_ai.output.messages": json.dumps(output)}
+    )
+    span.end()
+    (rec,) = bridged(outbox_path, "model_call")
+    assert rec["attributes"]["gen_ai.response.finish_reasons"] == ["stop"]
+    assert b"COMPLETION-MARKER" not in outbox_bytes(outbox_path)
+
+
 def test_span_named_only_is_still_closed(tracer: trace.Tracer, outbox_path: Path) -> None:
     """An intent written from the span name alone always gets its outcome, even if no attribute follows."""
     with tracer.start_as_current_span("execute_tool lookup"):

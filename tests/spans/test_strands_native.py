@@ -36,6 +36,7 @@ PYTHON = VENV / "bin" / "python"
 APP = Path(__file__).with_name("strands_agent.py")
 SCOPE = "strands.telemetry.tracer"
 DIGEST_KEY = bytes(range(32))
+TOOL_RESULT_BLOCKS = [{"text": "RESULT-MARKER-sunny-21C"}]
 MARKERS = (b"USER-MARKER", b"PROMPT-MARKER", b"ARGS-MARKER", b"RESULT-MARKER", b"COMPLETION-MARKER", b"TOOL-BROKE")
 
 
@@ -124,12 +125,20 @@ def _assert_tool_and_agent(outbox: Path) -> tuple[dict[str, Any], dict[str, Any]
     return intent, outcome
 
 
-@pytest.mark.parametrize("mode", ["code-telemetry-first", "code-auditel-first"])
+@pytest.mark.parametrize(
+    ("mode", "semconv"),
+    [
+        ("code-telemetry-first", ""),  # Strands' default: the older conventions, content in span events
+        ("code-auditel-first", ""),
+        # the current conventions: gen_ai.tool.call.arguments/result attributes, messages on the span
+        ("code-telemetry-first", "gen_ai_latest_experimental,gen_ai_span_attributes_only"),
+    ],
+)
 def test_strands_agent_tool_and_model_calls_are_recorded(
-    server: FakeLLMServer, reference: dict[str, Any], tmp_path: Path, mode: str
+    server: FakeLLMServer, reference: dict[str, Any], tmp_path: Path, mode: str, semconv: str
 ) -> None:
     outbox = tmp_path / "outbox.db"
-    out = _in_code(server, outbox, mode)
+    out = _in_code(server, outbox, mode, OTEL_SEMCONV_STABILITY_OPT_IN=semconv)
     assert out["output"] == reference["output"] == REPLY_TEXT  # the framework's answer is unchanged
     assert out["stop_reason"] == reference["stop_reason"]
 
@@ -145,7 +154,8 @@ def test_strands_agent_tool_and_model_calls_are_recorded(
     assert models[0]["attributes"]["gen_ai.response.finish_reasons"] == ["tool_use"]
     _, outcome = _assert_tool_and_agent(outbox)
     assert outcome["attributes"]["audit.outcome"] == "success"
-    assert outcome["attributes"]["audit.result.digest"].startswith("hmac-sha256:")
+    # Strands' tool result form (its content blocks), the same under both conventions
+    assert outcome["attributes"]["audit.result.digest"] == KeyedDigester(DIGEST_KEY)(TOOL_RESULT_BLOCKS)[0]
 
     # every record carries the trace and span id of the Strands span it came from
     spans = {s["span_id"]: s for s in out["spans"]}

@@ -48,6 +48,7 @@ _AGENT_OPS = {"invoke_agent", "create_agent", "invoke_workflow"}
 _GUARD_OPS = {"apply_guardrail", "run_guardrail", "guardrail"}
 
 MISSING: Any = object()
+MAX_EVENTS = 256  # span events (and output messages) read per span: a bound, whatever a producer put there
 
 
 @dataclass
@@ -248,8 +249,19 @@ def _model_facts(attrs: Mapping[str, Any], convention: str, operation: str) -> F
         f.output_messages = _indexed(attrs, "gen_ai.completion.")
     if f.output_messages is MISSING:
         f.output_messages = _indexed(attrs, "llm.output_messages.")
+    if f.finish_reasons is None:
+        f.finish_reasons = _message_finish_reasons(f.output_messages)
     f.extra = _identity(attrs)
     return f
+
+
+def _message_finish_reasons(messages: Any) -> list[str] | None:
+    """The current conventions put ``finish_reason`` on each output message (Strands with
+    ``gen_ai_latest_experimental`` sets no ``gen_ai.response.finish_reasons``)."""
+    if not isinstance(messages, list):
+        return None
+    reasons = [str(m["finish_reason"]) for m in messages[:MAX_EVENTS] if isinstance(m, dict) and "finish_reason" in m]
+    return reasons or None
 
 
 def _tool_facts(attrs: Mapping[str, Any], convention: str, span_name: str) -> Facts:
@@ -339,7 +351,6 @@ _MESSAGE_EVENTS = {
 _CHOICE_EVENT = "gen_ai.choice"
 # the current conventions' event (when content is not put on the span's attributes)
 _DETAILS_EVENT = "gen_ai.client.inference.operation.details"
-MAX_EVENTS = 256  # events read per span: a bound, whatever a producer put on it
 
 
 def add_event_content(facts: Facts, events: Any) -> None:
@@ -389,8 +400,7 @@ def add_event_content(facts: Facts, events: Any) -> None:
         if facts.output_messages is MISSING:
             facts.output_messages = details_out if details_out is not MISSING else (outputs or MISSING)
         if facts.finish_reasons is None:
-            reasons = [str(o["finish_reason"]) for o in outputs if "finish_reason" in o]
-            facts.finish_reasons = reasons or None
+            facts.finish_reasons = _message_finish_reasons(facts.output_messages)
 
 
 def classify(attrs: Mapping[str, Any] | None, span_name: str = "", span_kind: str = "") -> Facts | None:
