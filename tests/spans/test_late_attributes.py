@@ -1,7 +1,7 @@
 """Span shapes of frameworks that start GenAI spans bare and describe them afterwards.
 
-Strands Agents (``strands.telemetry.tracer``, 1.62) and Google ADK start ``execute_tool X`` /
-``invoke_agent X`` / ``chat`` with no attributes and set them right after the start; by default
+Strands Agents (``strands.telemetry.tracer``, 1.62) starts ``execute_tool X`` /
+``invoke_agent X`` / ``chat`` with no attributes and sets them right after the start; by default
 Strands puts content in span *events* of the older GenAI conventions (``gen_ai.user.message``,
 ``gen_ai.tool.message``, ``gen_ai.choice``) or, with ``OTEL_SEMCONV_STABILITY_OPT_IN=
 gen_ai_latest_experimental``, in the ``gen_ai.client.inference.operation.details`` event. These tests

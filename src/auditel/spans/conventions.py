@@ -8,8 +8,8 @@ Recognised, by attributes and never by producer:
 * OpenInference (``openinference.span.kind``);
 * OpenLLMetry / Traceloop (``traceloop.span.kind``, ``llm.request.type``, indexed ``gen_ai.prompt.N.*``);
 * guardrail spans (``apply_guardrail``/``run_guardrail``, OpenInference ``GUARDRAIL``, OpenAI Agents);
-* GenAI span names alone at span start (``execute_tool X``, ``invoke_agent X``: Strands Agents and
-  Google ADK set their attributes after starting the span), and the older conventions' content
+* GenAI span names alone at span start (``execute_tool X``, ``invoke_agent X``: Strands Agents sets
+  its attributes after starting the span), and the older conventions' content
   events (``gen_ai.user.message``, ``gen_ai.tool.message``, ``gen_ai.choice``, ...) at span end.
 """
 
@@ -84,8 +84,8 @@ class Facts:
 
 
 # GenAI span names ``{operation} {name}`` that name an action before any attribute is set: frameworks
-# that start the span bare and set its attributes right after (Strands Agents, Google ADK) are named
-# at start only. Both prefixes are 13 characters: one slice and one set look-up per unmarked span.
+# that start the span bare and set its attributes right after (Strands Agents 1.62) are recognised
+# at start by the name alone. Both prefixes are 13 characters: one slice and one set look-up per unmarked span.
 NAMED_PREFIXES = frozenset(("execute_tool ", "invoke_agent "))
 _NAMED_LEN = 13
 

@@ -91,7 +91,7 @@ class AuditSpanProcessor(SpanProcessor):
             attrs = _attrs(span)
             if not C.is_candidate(attrs):  # the constant-time path of every HTTP/DB/... span
                 name = span.name
-                if name and name[:13] in C.NAMED_PREFIXES:  # attributes set after start (Strands, ADK)
+                if name and name[:13] in C.NAMED_PREFIXES:  # attributes set after start (Strands Agents)
                     self._start(span, enc, C.named_start(name))
                 elif enc is not None:
                     self._enclosing[span.context.span_id] = enc
