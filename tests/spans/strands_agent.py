@@ -51,8 +51,7 @@ from strands.models.openai import OpenAIModel  # noqa: E402
 FAIL = os.environ.get("STRANDS_APP_TOOL_FAILS") == "1"
 
 
-@tool
-def get_weather(city: str, unit: str) -> str:
+def weather(city: str, unit: str) -> str:
     """The weather in a city.
 
     Args:
@@ -62,6 +61,15 @@ def get_weather(city: str, unit: str) -> str:
     if FAIL:
         raise RuntimeError("TOOL-BROKE-MARKER")
     return "RESULT-MARKER-sunny-21C"
+
+
+weather.__name__ = weather.__qualname__ = "get_weather"
+if os.environ.get("STRANDS_APP_AUDITEL_TOOL") == "1":  # the function is also an @auditel.tool
+    import auditel
+
+    get_weather = tool(auditel.tool(weather))
+else:
+    get_weather = tool(weather)
 
 
 model = OpenAIModel(

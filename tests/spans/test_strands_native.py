@@ -183,6 +183,26 @@ def test_strands_tool_failure_is_recorded(server: FakeLLMServer, tmp_path: Path)
     _verify(outbox)
 
 
+def test_auditel_tool_inside_strands_tool_is_one_action(server: FakeLLMServer, tmp_path: Path) -> None:
+    """The Strands tool function is also an ``@auditel.tool``: one intent (Strands' span, committed
+    first) and one outcome (auditel's own), one correlation id, the model's call id (dedup rule 4)."""
+    outbox = tmp_path / "outbox.db"
+    out = _in_code(server, outbox, "code-telemetry-first", STRANDS_APP_AUDITEL_TOOL="1")
+    assert out["output"] == REPLY_TEXT
+    digest = KeyedDigester(DIGEST_KEY)
+    tools = _records(outbox, "tool_call")
+    assert _phases(tools) == ["intent", "outcome"]
+    intent, outcome = tools
+    assert intent["attributes"]["audit.source"] == SCOPE and "audit.source" not in outcome["attributes"]
+    assert intent["attributes"]["audit.correlation.id"] == outcome["attributes"]["audit.correlation.id"]
+    assert outcome["attributes"]["gen_ai.tool.call.id"] == TOOL_CALL_ID
+    assert outcome["attributes"]["audit.arguments.digest"] == digest(TOOL_ARGUMENTS)[0]
+    assert outcome["attributes"]["audit.result.digest"] == digest("RESULT-MARKER-sunny-21C")[0]  # as returned
+    for marker in MARKERS:
+        assert marker not in outbox_bytes(outbox), marker
+    _verify(outbox)
+
+
 def test_strands_content_capture_opt_in(server: FakeLLMServer, tmp_path: Path) -> None:
     outbox = tmp_path / "outbox.db"
     _in_code(server, outbox, "code-telemetry-first", OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="true")

@@ -133,6 +133,9 @@ class AuditScope:
         try:
             self._tool.start_span()
             self._tool.start()
+            if self._tool.continues:  # a framework's span committed this call's intent (span bridge)
+                self.correlation_id = self._tool.correlation_id
+                self.call_id = self._tool.call_id
         except Exception as exc:  # noqa: BLE001
             _count("audited", exc)
         if self.policy is not None:

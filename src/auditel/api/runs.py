@@ -85,6 +85,7 @@ class ToolRun:
         "outcome_record_id",
         "error_hint",
         "denied_by",
+        "continues",
         "_t0",
         "_finished",
     )
@@ -111,6 +112,9 @@ class ToolRun:
         self.outcome_record_id: str | None = None
         self.error_hint: str | None = None  # a framework may report the real error type here
         self.denied_by: str | None = None  # a guardrail/policy that stopped the tool before it ran
+        # True when a framework's span for this same call already committed the intent (the span
+        # bridge, dedup rule 4): this run writes the outcome of that action, not a pair of its own
+        self.continues = False
         self._t0 = 0.0
         self._finished = False
 
@@ -178,9 +182,12 @@ class ToolRun:
 
     # --- records --------------------------------------------------------------------------
     def start(self) -> ToolRun:
-        """Write the intent record (durable before the tool runs)."""
+        """Write the intent record (durable before the tool runs), unless a framework's span for this
+        same call already did: then continue that action (its correlation id, call id and intent)."""
         self._t0 = time.perf_counter()
         if self.span is not None and self.owns_span:
+            if self._continue_framework_action():
+                return self
             self.span.set_attribute(S.A_CORRELATION_ID, self.correlation_id)
         try:
             with self.active():
@@ -196,6 +203,26 @@ class ToolRun:
         except Exception as exc:  # noqa: BLE001
             count_error("tool_call", exc)
         return self
+
+    def _continue_framework_action(self) -> bool:
+        claimed = _bridge_claim(self.span)
+        if claimed is None:
+            return False
+        correlation_id, call_id, intent_id = claimed
+        synthetic = self.call_id is None or self.call_id == self.correlation_id  # no model-given id
+        if correlation_id:
+            self.correlation_id = correlation_id
+        if synthetic:
+            self.call_id = call_id or self.correlation_id
+        self.intent_record_id = intent_id
+        self.continues = True
+        span = self.span
+        try:
+            if span is not None:
+                span.set_attribute(S.A_CORRELATION_ID, self.correlation_id)
+        except Exception as exc:  # noqa: BLE001
+            count_error("tool_span", exc)
+        return True
 
     def finish(
         self,
@@ -222,6 +249,8 @@ class ToolRun:
                     self.tool_name,
                     phase="outcome",
                     call_id=self.call_id,
+                    # continuing a framework's intent: the arguments as the function received them
+                    arguments=self.arguments if self.continues else UNSET,
                     result=result,
                     outcome=outcome,
                     error=error,
@@ -251,6 +280,23 @@ class ToolRun:
                 span.end()
         except Exception as exc:  # noqa: BLE001
             count_error("tool_span", exc)
+
+
+_claim: Callable[[Any], tuple[str | None, str | None, str | None] | None] | None = None
+
+
+def _bridge_claim(span: Any) -> tuple[str | None, str | None, str | None] | None:
+    """The span bridge's claim (imported on first use: the bridge imports the API)."""
+    global _claim
+    try:
+        if _claim is None:
+            from auditel.spans.attach import claim
+
+            _claim = claim
+        return _claim(span)
+    except Exception as exc:  # noqa: BLE001
+        count_error("tool_span", exc)
+        return None
 
 
 class AgentRun:

@@ -56,6 +56,21 @@ def attach(runtime: Any) -> None:
     attach_to(trace.get_tracer_provider())
 
 
+def claim(span: Any) -> tuple[str | None, str | None, str | None] | None:
+    """For auditel's own ``ToolRun``: (correlation id, call id, intent record id) of the framework
+    tool action its span continues (dedup rule 4, docs/frameworks.md), or None. Never raises."""
+    proc = _processor
+    if proc is None or span is None:
+        return None
+    try:
+        action = proc.claim(span.get_span_context().span_id)
+    except Exception:  # noqa: BLE001 - a claim that fails leaves both pairs, never an error
+        return None
+    if action is None:
+        return None
+    return action.correlation_id, action.call_id, action.intent_id
+
+
 def attach_to(provider: Any) -> bool:
     """Add the bridge to ``provider`` once; False when it cannot take span processors."""
     try:

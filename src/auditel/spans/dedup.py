@@ -11,6 +11,13 @@ The rule (docs/frameworks.md):
 3. Tool calls and agent runs (intent on start, so the decision is made at start): the outermost
    span records; a nested span for the same tool (same name, or same tool-call id) or the same
    agent (same name) is deduplicated, and its facts (call id, result) enrich the outcome record.
+4. auditel's own tool call (``@auditel.tool``, auditel's MCP client) *inside* a framework's tool
+   span for the same tool, whose intent the bridge already committed: the own call *continues* that
+   action instead of starting a second one. Its span is offered the framework's action on start;
+   auditel's ``ToolRun`` claims it (``auditel.spans.attach.claim``), writes no intent of its own,
+   takes the action's correlation id (and call id), and writes the outcome (it sees the function's
+   real result or exception); the framework span's outcome is then deduplicated. One intent, one
+   outcome, one correlation id. Unclaimed (the own span was not a ``ToolRun``'s), nothing changes.
 
 Everything is keyed by span id; entries are removed when the span ends. The maps are bounded.
 """
@@ -37,6 +44,9 @@ class Action:
     correlation_id: str | None = None
     facts: Facts | None = None
     intent_written: bool = False
+    intent_id: str | None = None  # the intent record's id (for an own tool call that continues it)
+    claimed: bool = False  # auditel's own tool call inside continues this action (rule 4)
+    span: Any = None  # the framework's span while it is open (rule 4 reads facts set after its start)
     enrich: dict[str, Any] = field(default_factory=dict)
 
     def same(self, kind: str, name: str | None, call_id: str | None) -> bool:
@@ -50,7 +60,7 @@ class Action:
             return False
         # "get_weather" is "module.get_weather" / "f.<locals>.get_weather" (auditel names a wrapped
         # function by its qualified name; frameworks by the tool name)
-        return name == self.name or name.rsplit(".", 1)[-1] == self.name.rsplit(".", 1)[-1]
+        return same_tool_name(name, self.name)
 
 
 def find(chain: Action | None, kind: str, name: str | None, call_id: str | None) -> Action | None:
@@ -58,6 +68,27 @@ def find(chain: Action | None, kind: str, name: str | None, call_id: str | None)
     depth = 0
     while chain is not None and depth < 64:
         if chain.same(kind, name, call_id):
+            return chain
+        chain = chain.outer
+        depth += 1
+    return None
+
+
+def same_tool_name(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and (a == b or a.rsplit(".", 1)[-1] == b.rsplit(".", 1)[-1])
+
+
+def joinable(chain: Action | None, name: str | None) -> Action | None:
+    """The framework tool action an own tool call named ``name`` continues (rule 4), or None.
+
+    The nearest enclosing tool action only, and only by name: auditel's own call id is its own
+    correlation id when the caller gave none, so it cannot match the model's call id.
+    """
+    depth = 0
+    while chain is not None and depth < 64:
+        if chain.kind == "tool_call":
+            if chain.own or chain.claimed or not chain.intent_written or not same_tool_name(name, chain.name):
+                return None
             return chain
         chain = chain.outer
         depth += 1

@@ -20,7 +20,7 @@ from auditel.config.spans import SpanBridgeSettings
 from auditel.record import schema as S
 from auditel.record.ids import new_record_id
 from auditel.spans import conventions as C
-from auditel.spans.dedup import MAX_OPEN, Action, find, merge_into
+from auditel.spans.dedup import MAX_OPEN, Action, find, joinable, merge_into
 
 _OWN_SCOPE = S.SCOPE_NAME
 _SIDES = {
@@ -58,6 +58,7 @@ class AuditSpanProcessor(SpanProcessor):
         self._open: dict[int, Action] = {}  # span id -> the action this span records
         self._dups: dict[int, Action] = {}  # span id -> the action this span duplicates
         self._covered: dict[int, bool] = {}  # span id -> a model call below it was recorded
+        self._offers: dict[int, Action] = {}  # own tool span id -> the framework action it may continue
         self._lock = threading.Lock()
 
     # --- binding ---------------------------------------------------------------------------
@@ -109,6 +110,8 @@ class AuditSpanProcessor(SpanProcessor):
             enc = self._enclosing.pop(sid, None)
             covered = self._covered.pop(sid, False)
             action = self._open.pop(sid, None)
+            if action is not None:
+                action.span = None
             dup = self._dups.pop(sid, None)
             if action is None and dup is None and not C.is_candidate(_attrs(span)):
                 if covered:
@@ -117,6 +120,22 @@ class AuditSpanProcessor(SpanProcessor):
             self._end(span, enc, covered, action, dup)
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
+
+    def claim(self, span_id: int) -> Action | None:
+        """Dedup rule 4: auditel's own tool call whose span is ``span_id`` continues the framework's
+        tool action offered to it (once); None when there is none. Called by ``ToolRun.start``."""
+        if self.runtime is None:
+            return None
+        action = self._offers.pop(span_id, None)
+        if action is None or action.claimed:
+            return None
+        action.claimed = True
+        if action.call_id is None and action.span is not None:
+            # a framework that sets its attributes right after the start (Strands) has its call id by now
+            facts = self._classify(action.span)
+            if facts is not None and facts.call_id is not None:
+                action.call_id = facts.call_id
+        return action
 
     def shutdown(self) -> None:
         self.runtime = None
@@ -141,6 +160,12 @@ class AuditSpanProcessor(SpanProcessor):
         scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
         if scope == _OWN_SCOPE:
             self._track(sid, Action(facts.action, facts.name, True, enc, facts.call_id))
+            if facts.action == C.TOOL_CALL:
+                outer = joinable(enc, facts.name)
+                if outer is not None:  # dedup rule 4: offered to the own ToolRun, which may claim it
+                    if len(self._offers) >= MAX_OPEN:
+                        self._offers.clear()
+                    self._offers[sid] = outer
             return
         if not self.settings.scope_allowed(scope) or covered_by_own(scope):
             if enc is not None:
@@ -155,13 +180,13 @@ class AuditSpanProcessor(SpanProcessor):
             self._dups[sid] = same
             self._enclosing[sid] = same
             return
-        action = Action(facts.action, facts.name, False, enc, facts.call_id, new_record_id(), facts)
+        action = Action(facts.action, facts.name, False, enc, facts.call_id, new_record_id(), facts, span=span)
         self._track(sid, action)
         self._open[sid] = action
         if facts.name is not None:  # intent only when the start attributes name the action
             with _span_context(span):
                 if facts.action == C.TOOL_CALL:
-                    self._tool_record(span, facts, action, "intent")
+                    action.intent_id = self._tool_record(span, facts, action, "intent")
                 else:
                     self._agent_record(span, facts, action, "intent")
             action.intent_written = True
@@ -179,6 +204,7 @@ class AuditSpanProcessor(SpanProcessor):
             return
         scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
         if scope == _OWN_SCOPE:
+            self._offers.pop(span.context.span_id, None)
             if facts.action == C.MODEL_CALL or covered:
                 self._cover_parent(span)
             return
@@ -205,6 +231,9 @@ class AuditSpanProcessor(SpanProcessor):
         if dup is not None:
             merge_into(dup, facts)
             self.deduplicated += 1
+            return
+        if action is not None and action.claimed:
+            self.deduplicated += 1  # auditel's own tool call inside wrote this action's outcome (rule 4)
             return
         if action is None:  # named only at end (or not a candidate at start)
             if facts.action in (C.TOOL_CALL, C.AGENT_RUN):
@@ -297,7 +326,7 @@ class AuditSpanProcessor(SpanProcessor):
             **kwargs,
         )
 
-    def _tool_record(self, span: Any, facts: C.Facts, action: Action, phase: str) -> None:
+    def _tool_record(self, span: Any, facts: C.Facts, action: Action, phase: str) -> str | None:
         name = facts.name or action.name or span.name or "unknown"
         attrs = self._common(span, facts)
         kwargs: dict[str, Any] = {}
@@ -316,7 +345,7 @@ class AuditSpanProcessor(SpanProcessor):
                 kwargs["result"] = result
             outcome, error = self._outcome(span)
             duration = self._duration_ms(span)
-        helpers.tool_call(
+        return helpers.tool_call(
             name,
             phase=phase,
             call_id=facts.call_id or action.call_id,
