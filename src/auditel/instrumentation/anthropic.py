@@ -14,7 +14,7 @@ from typing import Any
 
 from auditel.instrumentation import base as _base
 from auditel.instrumentation import genai
-from auditel.instrumentation.genai import (
+from auditel.instrumentation.genai.shapes import (
     Request,
     ResponseFacts,
     as_int,
@@ -24,6 +24,7 @@ from auditel.instrumentation.genai import (
     listed,
     parse_json_arguments,
     parts_of_content,
+    server_attributes,
     text_part,
     tool_call_part,
     usage_total,
@@ -54,7 +55,7 @@ def describe_messages(instance: Any, args: tuple[Any, ...], kwargs: dict[str, An
     stop = kwargs.get("stop_sequences")
     if isinstance(stop, (list, tuple)):
         attrs["gen_ai.request.stop_sequences"] = [str(s) for s in stop]
-    attrs.update(genai.server_attributes(getattr(instance, "_client", None)))
+    attrs.update(server_attributes(getattr(instance, "_client", None)))
     system = kwargs.get("system")
     if isinstance(system, str):
         system_parts: list[dict[str, Any]] | None = [text_part(system)]

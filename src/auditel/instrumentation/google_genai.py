@@ -25,7 +25,7 @@ from opentelemetry import trace
 from auditel.api.runs import ToolRun, recording_enabled
 from auditel.instrumentation import base as _base
 from auditel.instrumentation import genai
-from auditel.instrumentation.genai import (
+from auditel.instrumentation.genai.shapes import (
     Request,
     ResponseFacts,
     as_int,
@@ -33,6 +33,7 @@ from auditel.instrumentation.genai import (
     iter_items,
     text_part,
     tool_call_part,
+    usage_total,
 )
 
 GEMINI = "gcp.gemini"
@@ -181,9 +182,9 @@ def _usage(facts: ResponseFacts, usage: Any) -> None:
     candidates = as_int(field_of(usage, "candidates_token_count"))
     thoughts = as_int(field_of(usage, "thoughts_token_count"))
     if prompt is not None or tool_prompt is not None:
-        facts.input_tokens = genai.usage_total(prompt, tool_prompt)  # cached tokens are part of prompt
+        facts.input_tokens = usage_total(prompt, tool_prompt)  # cached tokens are part of prompt
     if candidates is not None or thoughts is not None:
-        facts.output_tokens = genai.usage_total(candidates, thoughts)  # thinking counts as output
+        facts.output_tokens = usage_total(candidates, thoughts)  # thinking counts as output
     cached = as_int(field_of(usage, "cached_content_token_count"))
     if cached is not None:
         facts.cache_read_tokens = cached

@@ -31,7 +31,7 @@ from opentelemetry import trace
 from auditel import runtime as _rt
 from auditel.instrumentation import base as _base
 from auditel.instrumentation import genai, openai
-from auditel.instrumentation.genai import Request, ResponseFacts, text_part
+from auditel.instrumentation.genai.shapes import Request, ResponseFacts, text_part
 
 COST = "audit.model_call.cost"
 

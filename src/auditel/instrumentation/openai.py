@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from auditel.instrumentation import genai
-from auditel.instrumentation.genai import (
+from auditel.instrumentation.genai.shapes import (
     Request,
     ResponseFacts,
     as_int,
@@ -21,6 +21,7 @@ from auditel.instrumentation.genai import (
     listed,
     parse_json_arguments,
     parts_of_content,
+    server_attributes,
     text_part,
     tool_call_part,
 )
@@ -61,7 +62,7 @@ def _common_request_attributes(instance: Any, kwargs: dict[str, Any], max_tokens
         attrs["gen_ai.output.type"] = "json"
     elif fmt == "text":
         attrs["gen_ai.output.type"] = "text"
-    attrs.update(genai.server_attributes(getattr(instance, "_client", None)))
+    attrs.update(server_attributes(getattr(instance, "_client", None)))
     return attrs
 
 

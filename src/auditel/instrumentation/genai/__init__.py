@@ -9,8 +9,8 @@ record carries its trace and span ids and becomes a span event), and the optiona
 
 Streams are wrapped in ``SyncStreamProxy`` / ``AsyncStreamProxy`` (``streams``); calls go through
 ``call_sync`` / ``call_async`` and ``wrapper`` (``calling``); request/response shapes and the
-semconv message helpers live in ``shapes``. Every name the provider instrumentations use is
-importable from here.
+semconv message helpers live in ``shapes``. This package exports the machinery an instrumentation
+builds on (below); the attribute names and the less common readers are imported from ``shapes``.
 
 Content follows ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` (``Settings``):
 messages go on spans only with ``SPAN_ONLY``/``SPAN_AND_EVENT``, into audit records and the
@@ -29,105 +29,47 @@ from auditel.instrumentation.genai.calling import (
     RawResponseProxy,
     call_async,
     call_sync,
-    classify,
     suppressed,
     wrapper,
 )
-from auditel.instrumentation.genai.invocation import (
-    ContentPolicy,
-    Invocation,
-    content_policy,
-    start,
-)
+from auditel.instrumentation.genai.invocation import ContentPolicy, Invocation, content_policy, start
 from auditel.instrumentation.genai.shapes import (
-    CACHE_CREATION,
-    CACHE_READ,
-    ERROR_TYPE,
-    EVENT_DETAILS,
-    FINISH,
-    IN_TOKENS,
-    INPUT_MESSAGES,
-    NOT_GIVEN_NAMES,
-    OPERATION,
-    OUT_TOKENS,
-    OUTPUT_MESSAGES,
-    PROVIDER,
-    REASONING,
-    REQ_MODEL,
-    RESP_ID,
-    RESP_MODEL,
-    SYSTEM_INSTRUCTIONS,
-    TOOL_DEFINITIONS,
-    TTFC,
     Request,
     ResponseFacts,
-    as_int,
     field_of,
     given,
-    iter_items,
     listed,
-    parse_json_arguments,
     parts_of_content,
-    server_attributes,
     text_part,
     tool_call_part,
     usage_total,
 )
-from auditel.instrumentation.genai.streams import (
-    AsyncStreamProxy,
-    StreamState,
-    SyncStreamProxy,
-    stream_state_of,
-)
+from auditel.instrumentation.genai.streams import AsyncStreamProxy, StreamState, SyncStreamProxy, stream_state_of
 from auditel.instrumentation.patching import Patcher, Patches
 
 __all__ = [
     "AsyncStreamProxy",
-    "CACHE_CREATION",
-    "CACHE_READ",
     "ContentPolicy",
     "Describe",
-    "ERROR_TYPE",
-    "EVENT_DETAILS",
-    "FINISH",
     "FromResponse",
     "GenAIInstrumentor",
-    "INPUT_MESSAGES",
-    "IN_TOKENS",
     "Invocation",
-    "NOT_GIVEN_NAMES",
-    "OPERATION",
     "OUTER_CALL_KEY",
-    "OUTPUT_MESSAGES",
-    "OUT_TOKENS",
     "Observe",
-    "PROVIDER",
     "Patcher",
     "Patches",
-    "REASONING",
-    "REQ_MODEL",
-    "RESP_ID",
-    "RESP_MODEL",
     "RawResponseProxy",
     "Request",
     "ResponseFacts",
-    "SYSTEM_INSTRUCTIONS",
     "StreamState",
     "SyncStreamProxy",
-    "TOOL_DEFINITIONS",
-    "TTFC",
-    "as_int",
     "call_async",
     "call_sync",
-    "classify",
     "content_policy",
     "field_of",
     "given",
-    "iter_items",
     "listed",
-    "parse_json_arguments",
     "parts_of_content",
-    "server_attributes",
     "start",
     "stream_state_of",
     "suppressed",
