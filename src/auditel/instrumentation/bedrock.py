@@ -466,9 +466,7 @@ def _service(client: Any) -> str | None:
 
 def _settle(op: str, inv: BedrockInvocation, result: Any, family: str) -> Any:
     if op == "Converse":
-        converse_from_response(inv.facts, result)
-        inv.facts.complete = True
-        inv.finish()
+        genai.finish_from(inv, converse_from_response, result, "bedrock_response")
     elif op == "ConverseStream":
         result["stream"] = EventStreamProxy(result["stream"], genai.StreamState(inv, converse_observe))
     elif op == "InvokeModelWithResponseStream":
@@ -501,14 +499,8 @@ def _make_api_call(active: dict[str, bool]) -> Callable[..., Any]:
             _base.count_error("bedrock_describe", exc)
         if inv is None:
             return wrapped(*args, **kwargs)
-        token = otel_context.attach(trace.set_span_in_context(inv.span))
-        try:
+        with genai.SpanScope(inv):
             result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            otel_context.detach(token)
-            inv.finish(error=exc)
-            raise
-        otel_context.detach(token)
         try:
             return _settle(op, inv, result, family)
         except Exception as exc:  # noqa: BLE001

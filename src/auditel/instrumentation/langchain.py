@@ -98,18 +98,13 @@ def _finish_tool(run: ToolRun, output: Any) -> None:
 
 
 def _tool_run(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not recording_enabled():
-        return wrapped(*args, **kwargs)
-    run = _start_tool(instance, args, kwargs)
+    run = _start_tool(instance, args, kwargs) if recording_enabled() else None
     if run is None:
         return wrapped(*args, **kwargs)
     token = _CURRENT_TOOL.set(run)
     try:
-        with run.active():
+        with run.running():
             output = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        run.finish(error=exc)
-        raise
     finally:
         _CURRENT_TOOL.reset(token)
     _finish_tool(run, output)
@@ -117,18 +112,13 @@ def _tool_run(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[s
 
 
 async def _tool_arun(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not recording_enabled():
-        return await wrapped(*args, **kwargs)
-    run = _start_tool(instance, args, kwargs)
+    run = _start_tool(instance, args, kwargs) if recording_enabled() else None
     if run is None:
         return await wrapped(*args, **kwargs)
     token = _CURRENT_TOOL.set(run)
     try:
-        with run.active():
+        with run.running():
             output = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        run.finish(error=exc)
-        raise
     finally:
         _CURRENT_TOOL.reset(token)
     _finish_tool(run, output)

@@ -61,11 +61,8 @@ async def _run_single_tool(wrapped: Any, instance: Any, args: tuple[Any, ...], k
         return await wrapped(*args, **kwargs)
     token = _CURRENT_TOOL.set(run)
     try:
-        with run.active():
+        with run.running():
             result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        run.finish(error=exc)
-        raise
     finally:
         _CURRENT_TOOL.reset(token)
     try:
