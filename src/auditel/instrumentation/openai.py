@@ -35,7 +35,14 @@ _RESPONSES_STREAM_MODULE = "openai.lib.streaming.responses._responses"
 
 
 # --- requests ------------------------------------------------------------------------------------
-def _common_request_attributes(instance: Any, kwargs: dict[str, Any], max_tokens: Any) -> dict[str, Any]:
+def _request(
+    instance: Any,
+    kwargs: dict[str, Any],
+    max_tokens: Any,
+    input_messages: list[dict[str, Any]] | None,
+    system_instructions: list[dict[str, Any]] | None = None,
+) -> Request:
+    """A chat completions or Responses call: the two APIs name most of their parameters alike."""
     attrs: dict[str, Any] = {}
     if given(max_tokens):
         attrs["gen_ai.request.max_tokens"] = max_tokens
@@ -63,7 +70,17 @@ def _common_request_attributes(instance: Any, kwargs: dict[str, Any], max_tokens
     elif fmt == "text":
         attrs["gen_ai.output.type"] = "text"
     attrs.update(server_attributes(getattr(instance, "_client", None)))
-    return attrs
+    model = kwargs.get("model")
+    return Request(
+        provider=PROVIDER,
+        operation="chat",
+        model=str(model) if given(model) else None,
+        attributes=attrs,
+        input_messages=input_messages,
+        system_instructions=system_instructions,
+        tool_definitions=listed(kwargs.get("tools")),
+        streaming=bool(kwargs.get("stream") is True),
+    )
 
 
 def _chat_input_messages(messages: Any) -> list[dict[str, Any]] | None:
@@ -98,16 +115,7 @@ def describe_chat(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     max_tokens = kwargs.get("max_completion_tokens")
     if not given(max_tokens):
         max_tokens = kwargs.get("max_tokens")
-    model = kwargs.get("model")
-    return Request(
-        provider=PROVIDER,
-        operation="chat",
-        model=str(model) if given(model) else None,
-        attributes=_common_request_attributes(instance, kwargs, max_tokens),
-        input_messages=_chat_input_messages(kwargs.get("messages")),
-        tool_definitions=listed(kwargs.get("tools")),
-        streaming=bool(kwargs.get("stream") is True),
-    )
+    return _request(instance, kwargs, max_tokens, _chat_input_messages(kwargs.get("messages")))
 
 
 def _responses_input(value: Any) -> list[dict[str, Any]] | None:
@@ -151,17 +159,13 @@ def _responses_input(value: Any) -> list[dict[str, Any]] | None:
 
 
 def describe_responses(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
-    model = kwargs.get("model")
     instructions = kwargs.get("instructions")
-    return Request(
-        provider=PROVIDER,
-        operation="chat",
-        model=str(model) if given(model) else None,
-        attributes=_common_request_attributes(instance, kwargs, kwargs.get("max_output_tokens")),
-        input_messages=_responses_input(kwargs.get("input")),
-        system_instructions=[text_part(instructions)] if isinstance(instructions, str) else None,
-        tool_definitions=listed(kwargs.get("tools")),
-        streaming=bool(kwargs.get("stream") is True),
+    return _request(
+        instance,
+        kwargs,
+        kwargs.get("max_output_tokens"),
+        _responses_input(kwargs.get("input")),
+        [text_part(instructions)] if isinstance(instructions, str) else None,
     )
 
 

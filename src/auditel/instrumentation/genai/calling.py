@@ -12,7 +12,6 @@ from typing import Any
 import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from auditel import runtime as _rt
@@ -24,7 +23,7 @@ from auditel.instrumentation.genai.streams import (
     StreamState,
     SyncStreamProxy,
 )
-from auditel.instrumentation.patching import Patcher
+from auditel.instrumentation.patching import PatchingInstrumentor
 
 # --- calling ---------------------------------------------------------------------------------------
 Describe = Callable[[Any, tuple[Any, ...], dict[str, Any]], Request]
@@ -272,25 +271,10 @@ def wrapper(describe: Describe, from_response: FromResponse, observe: Observe, *
     return sync_wrapper
 
 
-class GenAIInstrumentor(BaseInstrumentor):
+class GenAIInstrumentor(PatchingInstrumentor):
     """Base of auditel's model-call instrumentors: ``_apply(patches)`` wraps, uninstrument undoes it."""
 
     requirement = ""
 
-    def __init__(self) -> None:
-        if not hasattr(self, "_patches"):  # BaseInstrumentor is a per-class singleton
-            self._patches = Patcher(type(self).__name__)
-
     def instrumentation_dependencies(self) -> Collection[str]:
         return (self.requirement,)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        _base.adopt_tracer_provider(self, kwargs)
-        self._apply(self._patches)  # post-import hooks: the SDK is patched when (if) the app imports it
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        self._patches.unpatch_all()
-        _base.release_tracer_provider(self)
-
-    def _apply(self, patches: Patcher) -> None:
-        raise NotImplementedError
