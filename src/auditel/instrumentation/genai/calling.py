@@ -66,7 +66,6 @@ def finish_from(
 
 def _settle(inv: Invocation, result: Any, from_response: FromResponse, observe: Observe, is_async: bool) -> Any:
     """Attach the result to the invocation: finish now, or wrap the stream / raw response."""
-    response = result
     try:
         kind = classify(result)
         if kind == "stream":
@@ -76,12 +75,13 @@ def _settle(inv: Invocation, result: Any, from_response: FromResponse, observe: 
             if not _body_already_read(result):
                 return RawResponseProxy(result, inv, from_response, observe, is_async)
             # the body is in memory and parse() caches: the caller gets the very object it would have
-            response = result.parse()
+            finish_from(inv, from_response, result.parse())
+            return result
     except Exception as exc:  # noqa: BLE001
         _base.count_error("genai_response", exc)
         inv.finish()
         return result
-    finish_from(inv, from_response, response)
+    finish_from(inv, from_response, result)
     return result
 
 
