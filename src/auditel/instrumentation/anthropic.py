@@ -18,6 +18,7 @@ from auditel.instrumentation.genai.shapes import (
     Request,
     ResponseFacts,
     as_int,
+    chat_request,
     field_of,
     given,
     iter_items,
@@ -63,17 +64,7 @@ def describe_messages(instance: Any, args: tuple[Any, ...], kwargs: dict[str, An
         system_parts = parts_of_content(list(system))
     else:
         system_parts = None
-    model = kwargs.get("model")
-    return Request(
-        provider=PROVIDER,
-        operation="chat",
-        model=str(model) if given(model) else None,
-        attributes=attrs,
-        input_messages=_input_messages(kwargs.get("messages")),
-        system_instructions=system_parts,
-        tool_definitions=listed(kwargs.get("tools")),
-        streaming=bool(kwargs.get("stream") is True),
-    )
+    return chat_request(PROVIDER, kwargs, attrs, _input_messages(kwargs.get("messages")), system_parts)
 
 
 def _usage(facts: ResponseFacts, usage: Any) -> None:

@@ -15,6 +15,7 @@ from auditel.instrumentation.genai.shapes import (
     Request,
     ResponseFacts,
     as_int,
+    chat_request,
     field_of,
     given,
     iter_items,
@@ -35,14 +36,8 @@ _RESPONSES_STREAM_MODULE = "openai.lib.streaming.responses._responses"
 
 
 # --- requests ------------------------------------------------------------------------------------
-def _request(
-    instance: Any,
-    kwargs: dict[str, Any],
-    max_tokens: Any,
-    input_messages: list[dict[str, Any]] | None,
-    system_instructions: list[dict[str, Any]] | None = None,
-) -> Request:
-    """A chat completions or Responses call: the two APIs name most of their parameters alike."""
+def _request_attributes(instance: Any, kwargs: dict[str, Any], max_tokens: Any) -> dict[str, Any]:
+    """The request parameters of a chat completions or Responses call (the two APIs name most alike)."""
     attrs: dict[str, Any] = {}
     if given(max_tokens):
         attrs["gen_ai.request.max_tokens"] = max_tokens
@@ -70,17 +65,7 @@ def _request(
     elif fmt == "text":
         attrs["gen_ai.output.type"] = "text"
     attrs.update(server_attributes(getattr(instance, "_client", None)))
-    model = kwargs.get("model")
-    return Request(
-        provider=PROVIDER,
-        operation="chat",
-        model=str(model) if given(model) else None,
-        attributes=attrs,
-        input_messages=input_messages,
-        system_instructions=system_instructions,
-        tool_definitions=listed(kwargs.get("tools")),
-        streaming=bool(kwargs.get("stream") is True),
-    )
+    return attrs
 
 
 def _chat_input_messages(messages: Any) -> list[dict[str, Any]] | None:
@@ -115,7 +100,8 @@ def describe_chat(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     max_tokens = kwargs.get("max_completion_tokens")
     if not given(max_tokens):
         max_tokens = kwargs.get("max_tokens")
-    return _request(instance, kwargs, max_tokens, _chat_input_messages(kwargs.get("messages")))
+    attrs = _request_attributes(instance, kwargs, max_tokens)
+    return chat_request(PROVIDER, kwargs, attrs, _chat_input_messages(kwargs.get("messages")))
 
 
 def _responses_input(value: Any) -> list[dict[str, Any]] | None:
@@ -160,10 +146,10 @@ def _responses_input(value: Any) -> list[dict[str, Any]] | None:
 
 def describe_responses(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
     instructions = kwargs.get("instructions")
-    return _request(
-        instance,
+    return chat_request(
+        PROVIDER,
         kwargs,
-        kwargs.get("max_output_tokens"),
+        _request_attributes(instance, kwargs, kwargs.get("max_output_tokens")),
         _responses_input(kwargs.get("input")),
         [text_part(instructions)] if isinstance(instructions, str) else None,
     )
