@@ -9,8 +9,6 @@ tests drive the same code through the real SDKs)."""
 from __future__ import annotations
 
 import asyncio
-import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from opentelemetry import trace
 import auditel
 from auditel.api.runs import ToolRun
 from auditel.instrumentation import genai
+from conftest import read_records
 from genai_support import model_records
 
 
@@ -33,12 +32,7 @@ def _from_response(facts: genai.ResponseFacts, response: Any) -> None:
 
 
 def _tool_records(outbox: Path) -> list[dict[str, Any]]:
-    con = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)
-    try:
-        rows = con.execute("SELECT data FROM records WHERE event_name = 'auditel.tool_call' ORDER BY rid").fetchall()
-    finally:
-        con.close()
-    return [json.loads(row[0]) for row in rows]
+    return [r for r in read_records(outbox) if r["event_name"] == "auditel.tool_call"]
 
 
 def _attrs(record: dict[str, Any]) -> dict[str, Any]:
