@@ -180,6 +180,17 @@ class ToolRun:
         with span_active(self.span):
             yield
 
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Run the tool's body with the span current; an exception ends the run as failed, then
+        propagates unchanged (a body that returns is finished by the caller, with its result)."""
+        try:
+            with span_active(self.span):
+                yield
+        except BaseException as exc:
+            self.finish(error=exc)
+            raise
+
     # --- records --------------------------------------------------------------------------
     def start(self) -> ToolRun:
         """Write the intent record (durable before the tool runs), unless a framework's span for this

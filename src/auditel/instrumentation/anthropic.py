@@ -14,16 +14,18 @@ from typing import Any
 
 from auditel.instrumentation import base as _base
 from auditel.instrumentation import genai
-from auditel.instrumentation.genai import (
+from auditel.instrumentation.genai.shapes import (
     Request,
     ResponseFacts,
     as_int,
+    chat_request,
     field_of,
     given,
     iter_items,
     listed,
     parse_json_arguments,
     parts_of_content,
+    server_attributes,
     text_part,
     tool_call_part,
     usage_total,
@@ -54,7 +56,7 @@ def describe_messages(instance: Any, args: tuple[Any, ...], kwargs: dict[str, An
     stop = kwargs.get("stop_sequences")
     if isinstance(stop, (list, tuple)):
         attrs["gen_ai.request.stop_sequences"] = [str(s) for s in stop]
-    attrs.update(genai.server_attributes(getattr(instance, "_client", None)))
+    attrs.update(server_attributes(getattr(instance, "_client", None)))
     system = kwargs.get("system")
     if isinstance(system, str):
         system_parts: list[dict[str, Any]] | None = [text_part(system)]
@@ -62,17 +64,7 @@ def describe_messages(instance: Any, args: tuple[Any, ...], kwargs: dict[str, An
         system_parts = parts_of_content(list(system))
     else:
         system_parts = None
-    model = kwargs.get("model")
-    return Request(
-        provider=PROVIDER,
-        operation="chat",
-        model=str(model) if given(model) else None,
-        attributes=attrs,
-        input_messages=_input_messages(kwargs.get("messages")),
-        system_instructions=system_parts,
-        tool_definitions=listed(kwargs.get("tools")),
-        streaming=bool(kwargs.get("stream") is True),
-    )
+    return chat_request(PROVIDER, kwargs, attrs, _input_messages(kwargs.get("messages")), system_parts)
 
 
 def _usage(facts: ResponseFacts, usage: Any) -> None:

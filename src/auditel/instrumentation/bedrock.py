@@ -31,11 +31,14 @@ from auditel import runtime as _rt
 from auditel.api.helpers import policy_decision
 from auditel.instrumentation import anthropic, genai
 from auditel.instrumentation import base as _base
-from auditel.instrumentation.genai import (
+from auditel.instrumentation.genai.shapes import PROVIDER as PROVIDER_ATTR
+from auditel.instrumentation.genai.shapes import (
     Request,
     ResponseFacts,
     as_int,
     field_of,
+    parse_json_arguments,
+    parts_of_content,
     text_part,
     tool_call_part,
     usage_total,
@@ -71,7 +74,7 @@ def _messages(messages: Any) -> list[dict[str, Any]] | None:
         parts = (
             [_block(b) for b in content if isinstance(b, dict)]
             if isinstance(content, list)
-            else genai.parts_of_content(content)
+            else parts_of_content(content)
         )
         out.append({"role": (msg.get("role") if isinstance(msg, dict) else None) or "user", "parts": parts})
     return out
@@ -317,7 +320,7 @@ def _converse_build(facts: ResponseFacts) -> None:
         if slot["text"]:
             parts.append(text_part("".join(slot["text"])))
         if slot["tool"] is not None:
-            arguments = genai.parse_json_arguments("".join(slot["json"])) if slot["json"] else {}
+            arguments = parse_json_arguments("".join(slot["json"])) if slot["json"] else {}
             facts.tool_calls.append({"name": slot["tool"]["name"], "id": slot["tool"]["id"], "arguments": arguments})
             parts.append(tool_call_part(slot["tool"]["id"], slot["tool"]["name"], arguments))
     reason = facts.finish_reasons[0] if facts.finish_reasons else None
@@ -371,7 +374,7 @@ class BedrockInvocation(genai.Invocation):
                 action="model_call",
                 target=self.request.model,
                 attributes={
-                    genai.PROVIDER: PROVIDER,
+                    PROVIDER_ATTR: PROVIDER,
                     "audit.guardrail.sources": sorted({f["source"] for f in found}) or None,
                     "audit.guardrail.framework": "aws.bedrock.guardrails",
                 },
@@ -463,9 +466,7 @@ def _service(client: Any) -> str | None:
 
 def _settle(op: str, inv: BedrockInvocation, result: Any, family: str) -> Any:
     if op == "Converse":
-        converse_from_response(inv.facts, result)
-        inv.facts.complete = True
-        inv.finish()
+        genai.finish_from(inv, converse_from_response, result, "bedrock_response")
     elif op == "ConverseStream":
         result["stream"] = EventStreamProxy(result["stream"], genai.StreamState(inv, converse_observe))
     elif op == "InvokeModelWithResponseStream":
@@ -498,14 +499,8 @@ def _make_api_call(active: dict[str, bool]) -> Callable[..., Any]:
             _base.count_error("bedrock_describe", exc)
         if inv is None:
             return wrapped(*args, **kwargs)
-        token = otel_context.attach(trace.set_span_in_context(inv.span))
-        try:
+        with genai.SpanScope(inv):
             result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            otel_context.detach(token)
-            inv.finish(error=exc)
-            raise
-        otel_context.detach(token)
         try:
             return _settle(op, inv, result, family)
         except Exception as exc:  # noqa: BLE001

@@ -19,13 +19,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-
 from auditel.api.runs import ToolRun, recording_enabled
 from auditel.instrumentation import base as _base
 from auditel.instrumentation import genai
-from auditel.instrumentation.genai import (
+from auditel.instrumentation.genai.shapes import (
     Request,
     ResponseFacts,
     as_int,
@@ -33,6 +30,7 @@ from auditel.instrumentation.genai import (
     iter_items,
     text_part,
     tool_call_part,
+    usage_total,
 )
 
 GEMINI = "gcp.gemini"
@@ -181,9 +179,9 @@ def _usage(facts: ResponseFacts, usage: Any) -> None:
     candidates = as_int(field_of(usage, "candidates_token_count"))
     thoughts = as_int(field_of(usage, "thoughts_token_count"))
     if prompt is not None or tool_prompt is not None:
-        facts.input_tokens = genai.usage_total(prompt, tool_prompt)  # cached tokens are part of prompt
+        facts.input_tokens = usage_total(prompt, tool_prompt)  # cached tokens are part of prompt
     if candidates is not None or thoughts is not None:
-        facts.output_tokens = genai.usage_total(candidates, thoughts)  # thinking counts as output
+        facts.output_tokens = usage_total(candidates, thoughts)  # thinking counts as output
     cached = as_int(field_of(usage, "cached_content_token_count"))
     if cached is not None:
         facts.cache_read_tokens = cached
@@ -263,14 +261,6 @@ def _build(facts: ResponseFacts) -> None:
         facts.output_messages.append({"role": "assistant", "parts": parts, "finish_reason": acc["reason"]})
 
 
-def _safe_describe(describe_fn: genai.Describe, instance: Any, args: Any, kwargs: Any) -> Request | None:
-    try:
-        return describe_fn(instance, args, kwargs)
-    except Exception as exc:  # noqa: BLE001 - an SDK of another shape: the call goes on unrecorded
-        _base.count_error("genai_describe", exc)
-        return None
-
-
 # --- wrappers --------------------------------------------------------------------------------------
 def _proxy(cls: Any, stream: Any, inv: genai.Invocation) -> Any:
     try:
@@ -290,20 +280,11 @@ def _stream_sync_wrapper() -> Callable[..., Any]:
     active = _active_flag()
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        if not active["on"] or not recording_enabled() or genai.suppressed():
-            return wrapped(*args, **kwargs)
-        req = _safe_describe(describe_stream, instance, args, kwargs)
-        inv = genai.start(req) if req is not None else None
+        inv = genai.begin(describe_stream, instance, args, kwargs) if active["on"] else None
         if inv is None:
             return wrapped(*args, **kwargs)
-        token = otel_context.attach(trace.set_span_in_context(inv.span))
-        try:
+        with genai.SpanScope(inv):
             result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            otel_context.detach(token)
-            inv.finish(error=exc)
-            raise
-        otel_context.detach(token)
         return _proxy(genai.SyncStreamProxy, result, inv)
 
     wrapper.active = active  # type: ignore[attr-defined]
@@ -315,20 +296,11 @@ def _stream_async_wrapper() -> Callable[..., Any]:
     active = _active_flag()
 
     async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        if not active["on"] or not recording_enabled() or genai.suppressed():
-            return await wrapped(*args, **kwargs)
-        req = _safe_describe(describe_stream, instance, args, kwargs)
-        inv = genai.start(req) if req is not None else None
+        inv = genai.begin(describe_stream, instance, args, kwargs) if active["on"] else None
         if inv is None:
             return await wrapped(*args, **kwargs)
-        token = otel_context.attach(trace.set_span_in_context(inv.span))
-        try:
+        with genai.SpanScope(inv):
             result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            otel_context.detach(token)
-            inv.finish(error=exc)
-            raise
-        otel_context.detach(token)
         return _proxy(genai.AsyncStreamProxy, result, inv)
 
     wrapper.active = active  # type: ignore[attr-defined]
@@ -357,12 +329,8 @@ def _tool_sync(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     run = _start_tool(args, kwargs) if recording_enabled() else None
     if run is None:
         return wrapped(*args, **kwargs)
-    try:
-        with run.active():
-            result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        run.finish(error=exc)
-        raise
+    with run.running():
+        result = wrapped(*args, **kwargs)
     run.finish(result=result)
     return result
 
@@ -371,12 +339,8 @@ async def _tool_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> An
     run = _start_tool(args, kwargs) if recording_enabled() else None
     if run is None:
         return await wrapped(*args, **kwargs)
-    try:
-        with run.active():
-            result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        run.finish(error=exc)
-        raise
+    with run.running():
+        result = await wrapped(*args, **kwargs)
     run.finish(result=result)
     return result
 

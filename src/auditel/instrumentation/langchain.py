@@ -18,23 +18,19 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-
 from auditel.api import helpers as api
 from auditel.api.runs import AgentRun, ToolRun, recording_enabled, wrap_async_generator, wrap_generator
-from auditel.instrumentation.base import adopt_tracer_provider, count_error, release_tracer_provider
-from auditel.instrumentation.patching import Patcher
+from auditel.instrumentation.base import count_error
+from auditel.instrumentation.patching import Patcher, PatchingInstrumentor
 
-_instruments = ("langchain-core >= 0.3",)
 FRAMEWORK = "langchain"
 
 _CURRENT_TOOL: contextvars.ContextVar[ToolRun | None] = contextvars.ContextVar("auditel_lc_tool", default=None)
-_patcher = Patcher("langchain")
 
 # ls_provider (LangChain's provider tag) -> auditel instrumentation that records that SDK's calls itself
 PROVIDER_INSTRUMENTATIONS = {
@@ -98,18 +94,13 @@ def _finish_tool(run: ToolRun, output: Any) -> None:
 
 
 def _tool_run(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not recording_enabled():
-        return wrapped(*args, **kwargs)
-    run = _start_tool(instance, args, kwargs)
+    run = _start_tool(instance, args, kwargs) if recording_enabled() else None
     if run is None:
         return wrapped(*args, **kwargs)
     token = _CURRENT_TOOL.set(run)
     try:
-        with run.active():
+        with run.running():
             output = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        run.finish(error=exc)
-        raise
     finally:
         _CURRENT_TOOL.reset(token)
     _finish_tool(run, output)
@@ -117,18 +108,13 @@ def _tool_run(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[s
 
 
 async def _tool_arun(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not recording_enabled():
-        return await wrapped(*args, **kwargs)
-    run = _start_tool(instance, args, kwargs)
+    run = _start_tool(instance, args, kwargs) if recording_enabled() else None
     if run is None:
         return await wrapped(*args, **kwargs)
     token = _CURRENT_TOOL.set(run)
     try:
-        with run.active():
+        with run.running():
             output = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        run.finish(error=exc)
-        raise
     finally:
         _CURRENT_TOOL.reset(token)
     _finish_tool(run, output)
@@ -324,26 +310,24 @@ def _manager_init(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: di
         count_error("langchain", exc)
 
 
-class LangChainInstrumentor(BaseInstrumentor):
+class LangChainInstrumentor(PatchingInstrumentor):
     """``auditel_langchain``: LangChain tools and chat models, LangGraph graphs."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
+    requirements = ("langchain-core >= 0.3",)
+    patch_kind = "langchain"
 
-    def _instrument(self, **kwargs: Any) -> None:
+    def _apply(self, p: Patcher) -> None:
         global _handler_wanted
         _handler_wanted = True
-        adopt_tracer_provider(self, kwargs)
-        _patcher.patch("langchain_core.tools.base", "BaseTool.run", _tool_run)
-        _patcher.patch("langchain_core.tools.base", "BaseTool.arun", _tool_arun)
-        _patcher.patch("langchain_core.tools.base", "_handle_tool_error", _handled_error)
-        _patcher.patch("langchain_core.tools.base", "_handle_validation_error", _handled_error)
-        _patcher.patch("langchain_core.callbacks.base", "BaseCallbackManager.__init__", _manager_init)
-        _patcher.patch("langgraph.pregel.main", "Pregel.stream", _graph_stream)
-        _patcher.patch("langgraph.pregel.main", "Pregel.astream", _graph_astream)
+        p.patch("langchain_core.tools.base", "BaseTool.run", _tool_run)
+        p.patch("langchain_core.tools.base", "BaseTool.arun", _tool_arun)
+        p.patch("langchain_core.tools.base", "_handle_tool_error", _handled_error)
+        p.patch("langchain_core.tools.base", "_handle_validation_error", _handled_error)
+        p.patch("langchain_core.callbacks.base", "BaseCallbackManager.__init__", _manager_init)
+        p.patch("langgraph.pregel.main", "Pregel.stream", _graph_stream)
+        p.patch("langgraph.pregel.main", "Pregel.astream", _graph_astream)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         global _handler, _handler_wanted
         _handler, _handler_wanted = None, False
-        _patcher.unpatch_all()
-        release_tracer_provider(self)
+        super()._uninstrument(**kwargs)

@@ -21,17 +21,12 @@ imports, so this only concerns late manual instrumentation).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-
-from auditel import runtime as _rt
 from auditel.instrumentation import base as _base
 from auditel.instrumentation import genai, openai
-from auditel.instrumentation.genai import Request, ResponseFacts, text_part
+from auditel.instrumentation.genai.shapes import Request, ResponseFacts, text_part
 
 COST = "audit.model_call.cost"
 
@@ -127,71 +122,46 @@ def _is_stream(result: Any) -> bool:
     return name == "CustomStreamWrapper" or name.endswith("StreamingIterator")
 
 
-def _safe_describe(describe_fn: genai.Describe, instance: Any, args: Any, kwargs: Any) -> Request | None:
-    try:
-        return describe_fn(instance, args, kwargs)
-    except Exception as exc:  # noqa: BLE001 - a call shape we do not know: it goes on unrecorded
-        _base.count_error("litellm_describe", exc)
-        return None
-
-
 def _wrapper(
     describe: genai.Describe, from_response: genai.FromResponse, observe: genai.Observe, *, is_async: bool
 ) -> Any:
     active = {"on": True}
 
-    def begin(instance: Any, args: Any, kwargs: Any) -> tuple[genai.Invocation | None, Any]:
-        if not active["on"] or _rt.current() is None or genai.suppressed():
-            return None, None
-        req = _safe_describe(describe, instance, args, kwargs)
-        inv = genai.start(req) if req is not None else None
-        if inv is None:
-            return None, None
-        # the span is current and the SDK underneath (openai) stands aside: one call, one record
-        ctx = otel_context.set_value(genai.OUTER_CALL_KEY, True, trace.set_span_in_context(inv.span))
-        return inv, otel_context.attach(ctx)
+    def begin(instance: Any, args: Any, kwargs: Any) -> genai.Invocation | None:
+        return genai.begin(describe, instance, args, kwargs, "litellm_describe") if active["on"] else None
 
     def settle(inv: genai.Invocation, result: Any) -> Any:
+        if not _is_stream(result):
+            genai.finish_from(inv, from_response, result, "litellm_response")
+            return result
         try:
-            if _is_stream(result):
-                state = genai.StreamState(inv, observe)
-                return genai.AsyncStreamProxy(result, state) if is_async else genai.SyncStreamProxy(result, state)
-            from_response(inv.facts, result)
-            inv.facts.complete = True
+            state = genai.StreamState(inv, observe)
+            return genai.AsyncStreamProxy(result, state) if is_async else genai.SyncStreamProxy(result, state)
         except Exception as exc:  # noqa: BLE001
             _base.count_error("litellm_response", exc)
-        inv.finish()
-        return result
+            inv.finish()
+            return result
 
+    # the span is current and the SDK underneath (openai) stands aside (``outer``): one call, one record
     if is_async:
 
         async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            inv, token = begin(instance, args, kwargs)
+            inv = begin(instance, args, kwargs)
             if inv is None:
                 return await wrapped(*args, **kwargs)
-            try:
+            with genai.SpanScope(inv, outer=True):
                 result = await wrapped(*args, **kwargs)
-            except BaseException as exc:
-                otel_context.detach(token)
-                inv.finish(error=exc)
-                raise
-            otel_context.detach(token)
             return settle(inv, result)
 
         async_wrapper.active = active  # type: ignore[attr-defined]
         return async_wrapper
 
     def sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        inv, token = begin(instance, args, kwargs)
+        inv = begin(instance, args, kwargs)
         if inv is None:
             return wrapped(*args, **kwargs)
-        try:
+        with genai.SpanScope(inv, outer=True):
             result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            otel_context.detach(token)
-            inv.finish(error=exc)
-            raise
-        otel_context.detach(token)
         return settle(inv, result)
 
     sync_wrapper.active = active  # type: ignore[attr-defined]
@@ -204,24 +174,9 @@ class LiteLLMInstrumentor(genai.GenAIInstrumentor):
     requirement = "litellm >= 1.50"
 
     def _apply(self, p: genai.Patcher) -> None:
-        wrap: Callable[..., Any] = _wrapper
-        p.wrap(
-            "litellm",
-            "completion",
-            wrap(describe_completion, completion_from_response, openai.chat_observe, is_async=False),
-        )
-        p.wrap(
-            "litellm",
-            "acompletion",
-            wrap(describe_completion, completion_from_response, openai.chat_observe, is_async=True),
-        )
-        p.wrap(
-            "litellm",
-            "responses",
-            wrap(describe_responses, responses_from_response, openai.responses_observe, is_async=False),
-        )
-        p.wrap(
-            "litellm",
-            "aresponses",
-            wrap(describe_responses, responses_from_response, openai.responses_observe, is_async=True),
-        )
+        for sync_name, async_name, describe, from_response, observe in (
+            ("completion", "acompletion", describe_completion, completion_from_response, openai.chat_observe),
+            ("responses", "aresponses", describe_responses, responses_from_response, openai.responses_observe),
+        ):
+            p.wrap("litellm", sync_name, _wrapper(describe, from_response, observe, is_async=False))
+            p.wrap("litellm", async_name, _wrapper(describe, from_response, observe, is_async=True))

@@ -25,29 +25,25 @@ from __future__ import annotations
 import contextvars
 import os
 import sys
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import propagate, trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import SpanKind
 
 from auditel.api import helpers as api
 from auditel.api.runs import UNSET, ToolRun, recording_enabled
 from auditel.config import child_env
-from auditel.instrumentation.base import adopt_tracer_provider, count_error, release_tracer_provider
-from auditel.instrumentation.patching import Patcher
+from auditel.instrumentation.base import count_error
+from auditel.instrumentation.patching import Patcher, PatchingInstrumentor
 
-_instruments = ("mcp >= 2.0",)
 FRAMEWORK = "mcp"
 
 # The client call waiting for the SDK's own span (set by call_tool, claimed by the otel_span hook).
 _PENDING_CLIENT: contextvars.ContextVar[ToolRun | None] = contextvars.ContextVar("auditel_mcp_client", default=None)
 # The server-side run in progress (MCPServer.call_tool reports the real error type into it).
 _SERVER_RUN: contextvars.ContextVar[ToolRun | None] = contextvars.ContextVar("auditel_mcp_server", default=None)
-
-_patcher = Patcher("mcp")
 
 
 # --- client ------------------------------------------------------------------------------------
@@ -428,24 +424,19 @@ def _server_environment(wrapped: Any, instance: Any, args: tuple[Any, ...], kwar
         return env
 
 
-class MCPInstrumentor(BaseInstrumentor):
+class MCPInstrumentor(PatchingInstrumentor):
     """``auditel_mcp``: MCP client tool calls and discovery, server tool handlers."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
+    requirements = ("mcp >= 2.0",)
+    patch_kind = "mcp"
 
-    def _instrument(self, **kwargs: Any) -> None:
-        adopt_tracer_provider(self, kwargs)
-        _patcher.patch("mcp.client.session", "ClientSession.call_tool", _call_tool)
-        _patcher.patch("mcp.client.session", "ClientSession.list_tools", _list_tools)
-        _patcher.patch("mcp.shared.jsonrpc_dispatcher", "otel_span", _sdk_span)
-        _patcher.patch("mcp.server.runner", "ServerRunner._compose_server_middleware", _compose)
-        _patcher.patch("mcp.server.mcpserver.server", "MCPServer.call_tool", _mcpserver_call_tool)
-        _patcher.patch("mcp.client.stdio", "get_default_environment", _server_environment)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        _patcher.unpatch_all()
-        release_tracer_provider(self)
+    def _apply(self, p: Patcher) -> None:
+        p.patch("mcp.client.session", "ClientSession.call_tool", _call_tool)
+        p.patch("mcp.client.session", "ClientSession.list_tools", _list_tools)
+        p.patch("mcp.shared.jsonrpc_dispatcher", "otel_span", _sdk_span)
+        p.patch("mcp.server.runner", "ServerRunner._compose_server_middleware", _compose)
+        p.patch("mcp.server.mcpserver.server", "MCPServer.call_tool", _mcpserver_call_tool)
+        p.patch("mcp.client.stdio", "get_default_environment", _server_environment)
 
 
 __all__ = ["MCPInstrumentor", "UNSET"]

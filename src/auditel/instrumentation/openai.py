@@ -11,16 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from auditel.instrumentation import genai
-from auditel.instrumentation.genai import (
+from auditel.instrumentation.genai.shapes import (
     Request,
     ResponseFacts,
     as_int,
+    chat_request,
     field_of,
     given,
     iter_items,
     listed,
     parse_json_arguments,
     parts_of_content,
+    server_attributes,
     text_part,
     tool_call_part,
 )
@@ -34,7 +36,8 @@ _RESPONSES_STREAM_MODULE = "openai.lib.streaming.responses._responses"
 
 
 # --- requests ------------------------------------------------------------------------------------
-def _common_request_attributes(instance: Any, kwargs: dict[str, Any], max_tokens: Any) -> dict[str, Any]:
+def _request_attributes(instance: Any, kwargs: dict[str, Any], max_tokens: Any) -> dict[str, Any]:
+    """The request parameters of a chat completions or Responses call (the two APIs name most alike)."""
     attrs: dict[str, Any] = {}
     if given(max_tokens):
         attrs["gen_ai.request.max_tokens"] = max_tokens
@@ -61,7 +64,7 @@ def _common_request_attributes(instance: Any, kwargs: dict[str, Any], max_tokens
         attrs["gen_ai.output.type"] = "json"
     elif fmt == "text":
         attrs["gen_ai.output.type"] = "text"
-    attrs.update(genai.server_attributes(getattr(instance, "_client", None)))
+    attrs.update(server_attributes(getattr(instance, "_client", None)))
     return attrs
 
 
@@ -97,16 +100,8 @@ def describe_chat(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     max_tokens = kwargs.get("max_completion_tokens")
     if not given(max_tokens):
         max_tokens = kwargs.get("max_tokens")
-    model = kwargs.get("model")
-    return Request(
-        provider=PROVIDER,
-        operation="chat",
-        model=str(model) if given(model) else None,
-        attributes=_common_request_attributes(instance, kwargs, max_tokens),
-        input_messages=_chat_input_messages(kwargs.get("messages")),
-        tool_definitions=listed(kwargs.get("tools")),
-        streaming=bool(kwargs.get("stream") is True),
-    )
+    attrs = _request_attributes(instance, kwargs, max_tokens)
+    return chat_request(PROVIDER, kwargs, attrs, _chat_input_messages(kwargs.get("messages")))
 
 
 def _responses_input(value: Any) -> list[dict[str, Any]] | None:
@@ -150,17 +145,13 @@ def _responses_input(value: Any) -> list[dict[str, Any]] | None:
 
 
 def describe_responses(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
-    model = kwargs.get("model")
     instructions = kwargs.get("instructions")
-    return Request(
-        provider=PROVIDER,
-        operation="chat",
-        model=str(model) if given(model) else None,
-        attributes=_common_request_attributes(instance, kwargs, kwargs.get("max_output_tokens")),
-        input_messages=_responses_input(kwargs.get("input")),
-        system_instructions=[text_part(instructions)] if isinstance(instructions, str) else None,
-        tool_definitions=listed(kwargs.get("tools")),
-        streaming=bool(kwargs.get("stream") is True),
+    return chat_request(
+        PROVIDER,
+        kwargs,
+        _request_attributes(instance, kwargs, kwargs.get("max_output_tokens")),
+        _responses_input(kwargs.get("input")),
+        [text_part(instructions)] if isinstance(instructions, str) else None,
     )
 
 

@@ -20,21 +20,16 @@ trail must not depend on it. So we wrap the places where the runner acts:
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Collection
 from typing import Any
-
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from auditel.api import helpers as api
 from auditel.api.runs import AgentRun, ToolRun, recording_enabled
-from auditel.instrumentation.base import adopt_tracer_provider, count_error, release_tracer_provider
-from auditel.instrumentation.patching import Patcher
+from auditel.instrumentation.base import count_error
+from auditel.instrumentation.patching import Patcher, PatchingInstrumentor
 
-_instruments = ("openai-agents >= 0.1",)
 FRAMEWORK = "openai_agents"
 
 _CURRENT_TOOL: contextvars.ContextVar[ToolRun | None] = contextvars.ContextVar("auditel_agents_tool", default=None)
-_patcher = Patcher("openai_agents")
 
 
 # --- function tools ----------------------------------------------------------------------------
@@ -61,11 +56,8 @@ async def _run_single_tool(wrapped: Any, instance: Any, args: tuple[Any, ...], k
         return await wrapped(*args, **kwargs)
     token = _CURRENT_TOOL.set(run)
     try:
-        with run.active():
+        with run.running():
             result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        run.finish(error=exc)
-        raise
     finally:
         _CURRENT_TOOL.reset(token)
     try:
@@ -265,27 +257,20 @@ def _runner_run_streamed(wrapped: Any, instance: Any, args: tuple[Any, ...], kwa
     return streamed
 
 
-class OpenAIAgentsInstrumentor(BaseInstrumentor):
+class OpenAIAgentsInstrumentor(PatchingInstrumentor):
     """``auditel_openai_agents``: function tools, guardrails, handoffs and runs of the OpenAI Agents SDK."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
+    requirements = ("openai-agents >= 0.1",)
+    patch_kind = "openai_agents"
 
-    def _instrument(self, **kwargs: Any) -> None:
-        adopt_tracer_provider(self, kwargs)
-        _patcher.patch(
-            "agents.run_internal.tool_execution", "_FunctionToolBatchExecutor._run_single_tool", _run_single_tool
-        )
+    def _apply(self, p: Patcher) -> None:
+        p.patch("agents.run_internal.tool_execution", "_FunctionToolBatchExecutor._run_single_tool", _run_single_tool)
         for module in ("agents.tool", "agents.run_internal.tool_execution"):
-            _patcher.patch(module, "maybe_invoke_function_tool_failure_error_function", _tool_failure)
-        _patcher.patch("agents.guardrail", "InputGuardrail.run", _agent_guardrail)
-        _patcher.patch("agents.guardrail", "OutputGuardrail.run", _agent_guardrail)
-        _patcher.patch("agents.tool_guardrails", "ToolInputGuardrail.run", _tool_guardrail)
-        _patcher.patch("agents.tool_guardrails", "ToolOutputGuardrail.run", _tool_guardrail)
-        _patcher.patch("agents.run_internal.turn_resolution", "execute_handoffs", _execute_handoffs)
-        _patcher.patch("agents.run", "AgentRunner.run", _runner_run)
-        _patcher.patch("agents.run", "AgentRunner.run_streamed", _runner_run_streamed)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        _patcher.unpatch_all()
-        release_tracer_provider(self)
+            p.patch(module, "maybe_invoke_function_tool_failure_error_function", _tool_failure)
+        p.patch("agents.guardrail", "InputGuardrail.run", _agent_guardrail)
+        p.patch("agents.guardrail", "OutputGuardrail.run", _agent_guardrail)
+        p.patch("agents.tool_guardrails", "ToolInputGuardrail.run", _tool_guardrail)
+        p.patch("agents.tool_guardrails", "ToolOutputGuardrail.run", _tool_guardrail)
+        p.patch("agents.run_internal.turn_resolution", "execute_handoffs", _execute_handoffs)
+        p.patch("agents.run", "AgentRunner.run", _runner_run)
+        p.patch("agents.run", "AgentRunner.run_streamed", _runner_run_streamed)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import wrapt
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from auditel.instrumentation.base import count_error
+from auditel.instrumentation.base import adopt_tracer_provider, count_error, release_tracer_provider
 
 
 def _resolve(module: Any, path: str) -> tuple[Any, str]:
@@ -124,3 +125,30 @@ def _drop_inner(owner: Any, attr: str, ours: wrapt.FunctionWrapper) -> None:
 
 # The name genai's instrumentors (and the provider instrumentations built on them) use.
 Patches = Patcher
+
+
+class PatchingInstrumentor(BaseInstrumentor):
+    """Base of auditel's instrumentors: ``_apply(patcher)`` registers the wrappers on the instrumentor's
+    own ``Patcher`` (hooked lazily); uninstrument revokes them all and stops using a ``tracer_provider``
+    that ``instrument()`` was given."""
+
+    requirements: Collection[str] = ()  # what instrumentation_dependencies() reports
+    patch_kind = ""  # failures are counted as ``{patch_kind}_patch``; default: the class name
+
+    def __init__(self) -> None:
+        if not hasattr(self, "_patches"):  # BaseInstrumentor is a per-class singleton
+            self._patches = Patcher(self.patch_kind or type(self).__name__)
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return self.requirements
+
+    def _instrument(self, **kwargs: Any) -> None:
+        adopt_tracer_provider(self, kwargs)
+        self._apply(self._patches)  # post-import hooks: the framework is patched when (if) the app imports it
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        self._patches.unpatch_all()
+        release_tracer_provider(self)
+
+    def _apply(self, patcher: Patcher) -> None:
+        raise NotImplementedError

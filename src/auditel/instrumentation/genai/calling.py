@@ -12,7 +12,6 @@ from typing import Any
 import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from auditel import runtime as _rt
@@ -24,7 +23,7 @@ from auditel.instrumentation.genai.streams import (
     StreamState,
     SyncStreamProxy,
 )
-from auditel.instrumentation.patching import Patcher
+from auditel.instrumentation.patching import PatchingInstrumentor
 
 # --- calling ---------------------------------------------------------------------------------------
 Describe = Callable[[Any, tuple[Any, ...], dict[str, Any]], Request]
@@ -32,12 +31,37 @@ FromResponse = Callable[[ResponseFacts, Any], None]
 Observe = Callable[[ResponseFacts, Any], None]
 
 
-def _describe(describe: Describe, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
-    try:
-        return describe(instance, args, kwargs)
-    except Exception as exc:  # noqa: BLE001
-        _base.count_error("genai_describe", exc)
+def begin(
+    describe: Describe,
+    instance: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    describe_error: str = "genai_describe",
+) -> Invocation | None:
+    """The invocation of a call about to be made, or ``None`` and the call goes on unrecorded: auditel
+    is off, recording is suppressed (``suppressed()``), the request has a shape ``describe`` does not
+    know (counted as ``describe_error``) or starting failed (counted)."""
+    if _rt.current() is None or _suppressed():
         return None
+    try:
+        req = describe(instance, args, kwargs)
+    except Exception as exc:  # noqa: BLE001
+        _base.count_error(describe_error, exc)
+        return None
+    return start(req)
+
+
+def finish_from(
+    inv: Invocation, from_response: FromResponse, response: Any, response_error: str = "genai_response"
+) -> None:
+    """A whole response came back: take its facts and finish the invocation (a response ``from_response``
+    cannot read still finishes it, without details; counted as ``response_error``)."""
+    try:
+        from_response(inv.facts, response)
+        inv.facts.complete = True
+    except Exception as exc:  # noqa: BLE001
+        _base.count_error(response_error, exc)
+    inv.finish()
 
 
 def _settle(inv: Invocation, result: Any, from_response: FromResponse, observe: Observe, is_async: bool) -> Any:
@@ -51,15 +75,13 @@ def _settle(inv: Invocation, result: Any, from_response: FromResponse, observe: 
             if not _body_already_read(result):
                 return RawResponseProxy(result, inv, from_response, observe, is_async)
             # the body is in memory and parse() caches: the caller gets the very object it would have
-            from_response(inv.facts, result.parse())
-            inv.facts.complete = True
-            inv.finish()
+            finish_from(inv, from_response, result.parse())
             return result
-        from_response(inv.facts, result)
-        inv.facts.complete = True
     except Exception as exc:  # noqa: BLE001
         _base.count_error("genai_response", exc)
-    inv.finish()
+        inv.finish()
+        return result
+    finish_from(inv, from_response, result)
     return result
 
 
@@ -95,10 +117,7 @@ def call_sync(
     from_response: FromResponse,
     observe: Observe,
 ) -> Any:
-    if _rt.current() is None or _suppressed():
-        return wrapped(*args, **kwargs)
-    req = _describe(describe, instance, args, kwargs)
-    inv = start(req) if req is not None else None
+    inv = begin(describe, instance, args, kwargs)
     if inv is None:
         return wrapped(*args, **kwargs)
     # the span stays current until the call is settled: finish() then writes the record without
@@ -124,10 +143,7 @@ async def call_async(
     from_response: FromResponse,
     observe: Observe,
 ) -> Any:
-    if _rt.current() is None or _suppressed():
-        return await wrapped(*args, **kwargs)
-    req = _describe(describe, instance, args, kwargs)
-    inv = start(req) if req is not None else None
+    inv = begin(describe, instance, args, kwargs)
     if inv is None:
         return await wrapped(*args, **kwargs)
     # the span stays current until the call is settled: finish() then writes the record without
@@ -154,6 +170,30 @@ def _suppressed() -> bool:
 
 
 suppressed = _suppressed  # for instrumentations with wrappers of their own (google_genai, litellm, bedrock)
+
+
+class SpanScope:
+    """``with SpanScope(inv):`` around the SDK call of a wrapper of its own: the call runs with the
+    invocation's span current (``outer``: and the SDK underneath stands aside, ``OUTER_CALL_KEY``); the
+    context is restored when it returns or raises, and an exception finishes the invocation as failed,
+    then propagates unchanged. One class for sync and async calls (``with`` works around an ``await``)."""
+
+    __slots__ = ("_inv", "_outer", "_token")
+
+    def __init__(self, inv: Invocation, *, outer: bool = False) -> None:
+        self._inv = inv
+        self._outer = outer
+
+    def __enter__(self) -> None:
+        ctx = trace.set_span_in_context(self._inv.span)
+        if self._outer:
+            ctx = otel_context.set_value(OUTER_CALL_KEY, True, ctx)
+        self._token = otel_context.attach(ctx)
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        otel_context.detach(self._token)
+        if exc is not None:
+            self._inv.finish(error=exc)
 
 
 # --- raw responses ---------------------------------------------------------------------------------
@@ -183,12 +223,7 @@ class RawResponseProxy(wrapt.ObjectProxy):
                 cls = AsyncStreamProxy if type(parsed).__name__ == "AsyncStream" else SyncStreamProxy
                 self._self_stream = cls(parsed, state)
             return self._self_stream
-        try:
-            self._self_from_response(self._self_inv.facts, parsed)
-            self._self_inv.facts.complete = True
-        except Exception as exc:  # noqa: BLE001
-            _base.count_error("genai_response", exc)
-        self._self_inv.finish()
+        finish_from(self._self_inv, self._self_from_response, parsed)
         return parsed
 
     def parse(self, *args: Any, **kwargs: Any) -> Any:
@@ -236,25 +271,10 @@ def wrapper(describe: Describe, from_response: FromResponse, observe: Observe, *
     return sync_wrapper
 
 
-class GenAIInstrumentor(BaseInstrumentor):
+class GenAIInstrumentor(PatchingInstrumentor):
     """Base of auditel's model-call instrumentors: ``_apply(patches)`` wraps, uninstrument undoes it."""
 
     requirement = ""
 
-    def __init__(self) -> None:
-        if not hasattr(self, "_patches"):  # BaseInstrumentor is a per-class singleton
-            self._patches = Patcher(type(self).__name__)
-
     def instrumentation_dependencies(self) -> Collection[str]:
         return (self.requirement,)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        _base.adopt_tracer_provider(self, kwargs)
-        self._apply(self._patches)  # post-import hooks: the SDK is patched when (if) the app imports it
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        self._patches.unpatch_all()
-        _base.release_tracer_provider(self)
-
-    def _apply(self, patches: Patcher) -> None:
-        raise NotImplementedError

@@ -124,15 +124,9 @@ class Invocation:
         if outcome is None:
             outcome = "failure" if error is not None else "success"
         span = self.span
-        usage = _usage_attributes(facts)
+        response = _response_attributes(facts)
         if span.is_recording():
-            attrs: dict[str, Any] = dict(usage)
-            if facts.response_id:
-                attrs[RESP_ID] = facts.response_id
-            if facts.response_model:
-                attrs[RESP_MODEL] = facts.response_model
-            if facts.finish_reasons:
-                attrs[FINISH] = facts.finish_reasons
+            attrs: dict[str, Any] = dict(response)
             if self.first_chunk_mono is not None:
                 attrs[TTFC] = self.first_chunk_mono - self.start_mono
             if end is not None:
@@ -148,22 +142,23 @@ class Invocation:
         # a call settled inside ``call_sync``/``call_async`` finishes with it current already
         token = None if trace.get_current_span() is span else otel_context.attach(trace.set_span_in_context(span))
         try:
-            self._record(outcome, error, duration_ms, usage, end)
+            self._record(outcome, error, duration_ms, response, end)
             if self.policy.emit_event:
-                self._emit_details_event(usage, error)
+                self._emit_details_event(response, error)
         finally:
             if token is not None:
                 otel_context.detach(token)
             span.end()
 
     def _record(
-        self, outcome: str, error: BaseException | None, duration_ms: float, usage: dict[str, Any], end: str | None
+        self, outcome: str, error: BaseException | None, duration_ms: float, response: dict[str, Any], end: str | None
     ) -> None:
         if _rt.current() is None:
             return
         facts = self.facts
         req = self.request
-        extra: dict[str, Any] = {k: v for k, v in usage.items() if k not in (IN_TOKENS, OUT_TOKENS)}
+        # the token counts model_call() has no parameter of its own for
+        extra: dict[str, Any] = {k: v for k, v in response.items() if k in (CACHE_READ, CACHE_CREATION, REASONING)}
         extra.update({k: v for k, v in req.attributes.items() if k.startswith(("gen_ai.request.", "server."))})
         extra.update(facts.attributes)
         extra["audit.model_call.streaming"] = req.streaming
@@ -193,7 +188,7 @@ class Invocation:
             **kwargs,
         )
 
-    def _emit_details_event(self, usage: dict[str, Any], error: BaseException | None) -> None:
+    def _emit_details_event(self, response: dict[str, Any], error: BaseException | None) -> None:
         from opentelemetry._logs import get_logger
 
         from auditel._version import __version__
@@ -204,13 +199,7 @@ class Invocation:
         if req.model:
             attrs[REQ_MODEL] = req.model
         attrs.update(req.attributes)
-        attrs.update(usage)
-        if facts.response_id:
-            attrs[RESP_ID] = facts.response_id
-        if facts.response_model:
-            attrs[RESP_MODEL] = facts.response_model
-        if facts.finish_reasons:
-            attrs[FINISH] = facts.finish_reasons
+        attrs.update(response)
         if error is not None:
             attrs[ERROR_TYPE] = type(error).__qualname__
         if self.policy.in_records:
@@ -218,7 +207,8 @@ class Invocation:
         get_logger(_base.TRACER_NAME, __version__).emit(event_name=EVENT_DETAILS, attributes=attrs)
 
 
-def _usage_attributes(facts: ResponseFacts) -> dict[str, Any]:
+def _response_attributes(facts: ResponseFacts) -> dict[str, Any]:
+    """What came back, as span / event attributes: token usage, response id and model, finish reasons."""
     out: dict[str, Any] = {}
     for key, value in (
         (IN_TOKENS, facts.input_tokens),
@@ -229,6 +219,12 @@ def _usage_attributes(facts: ResponseFacts) -> dict[str, Any]:
     ):
         if value is not None:
             out[key] = value
+    if facts.response_id:
+        out[RESP_ID] = facts.response_id
+    if facts.response_model:
+        out[RESP_MODEL] = facts.response_model
+    if facts.finish_reasons:
+        out[FINISH] = facts.finish_reasons
     return out
 
 

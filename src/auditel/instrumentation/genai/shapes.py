@@ -106,6 +106,28 @@ class Request:
     streaming: bool = False
 
 
+def chat_request(
+    provider: str,
+    kwargs: Mapping[str, Any],
+    attributes: dict[str, Any],
+    input_messages: list[dict[str, Any]] | None,
+    system_instructions: list[dict[str, Any]] | None = None,
+) -> Request:
+    """A chat call of an SDK whose methods take ``model``, ``tools`` and ``stream`` keyword arguments
+    (OpenAI's chat completions and Responses, Anthropic's messages)."""
+    model = kwargs.get("model")
+    return Request(
+        provider=provider,
+        operation="chat",
+        model=str(model) if given(model) else None,
+        attributes=attributes,
+        input_messages=input_messages,
+        system_instructions=system_instructions,
+        tool_definitions=listed(kwargs.get("tools")),
+        streaming=bool(kwargs.get("stream") is True),
+    )
+
+
 _server_cache: tuple[object, dict[str, Any]] | None = None
 
 

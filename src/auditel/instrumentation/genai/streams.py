@@ -46,24 +46,31 @@ class StreamState:
         inv = self.invocation
         inv.finish(outcome="success" if inv.facts.complete else "unknown", end="closed")
 
+    def exited(self, exc: BaseException | None) -> None:
+        """The stream's context manager exited: an exception (but the generator's own close) fails it."""
+        if exc is not None and not isinstance(exc, GeneratorExit):
+            self.failed(exc)
+        else:
+            self.closed()
+
     @staticmethod
     def abandoned(invocation: Invocation) -> None:
         """GC finalizer: the stream was dropped without being exhausted or closed."""
         invocation.finish(outcome="success" if invocation.facts.complete else "unknown", end="abandoned")
 
 
-def _watch(proxy: Any, state: StreamState) -> None:
-    # The finalizer holds the invocation, not the proxy, so it cannot keep the proxy alive.
-    weakref.finalize(proxy, StreamState.abandoned, state.invocation)
-
-
-class SyncStreamProxy(wrapt.ObjectProxy):
-    """An SDK stream that finishes its invocation exactly once, whatever way it ends."""
+class _StreamProxy(wrapt.ObjectProxy):
+    """What the sync and async proxies share: the state, and the finalizer for an abandoned stream."""
 
     def __init__(self, wrapped: Any, state: StreamState) -> None:
         super().__init__(wrapped)
         self._self_state = state
-        _watch(self, state)
+        # The finalizer holds the invocation, not the proxy, so it cannot keep the proxy alive.
+        weakref.finalize(self, StreamState.abandoned, state.invocation)
+
+
+class SyncStreamProxy(_StreamProxy):
+    """An SDK stream that finishes its invocation exactly once, whatever way it ends."""
 
     def __iter__(self) -> SyncStreamProxy:
         return self
@@ -88,10 +95,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):
         try:
             return self.__wrapped__.__exit__(exc_type, exc, tb)
         finally:
-            if exc is not None and not isinstance(exc, GeneratorExit):
-                self._self_state.failed(exc)
-            else:
-                self._self_state.closed()
+            self._self_state.exited(exc)
 
     def close(self) -> Any:
         try:
@@ -103,13 +107,8 @@ class SyncStreamProxy(wrapt.ObjectProxy):
         return self.__wrapped__.__reduce_ex__(protocol)
 
 
-class AsyncStreamProxy(wrapt.ObjectProxy):
+class AsyncStreamProxy(_StreamProxy):
     """The async twin of ``SyncStreamProxy``."""
-
-    def __init__(self, wrapped: Any, state: StreamState) -> None:
-        super().__init__(wrapped)
-        self._self_state = state
-        _watch(self, state)
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self
@@ -134,10 +133,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         try:
             return await self.__wrapped__.__aexit__(exc_type, exc, tb)
         finally:
-            if exc is not None and not isinstance(exc, GeneratorExit):
-                self._self_state.failed(exc)
-            else:
-                self._self_state.closed()
+            self._self_state.exited(exc)
 
     async def close(self) -> Any:
         try:
@@ -154,6 +150,6 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
 
 def stream_state_of(obj: Any) -> StreamState | None:
     """The state of one of our stream proxies (for SDK helpers that close the raw response directly)."""
-    if isinstance(obj, (SyncStreamProxy, AsyncStreamProxy)):
+    if isinstance(obj, _StreamProxy):
         return obj._self_state
     return None
