@@ -202,9 +202,8 @@ def _identity(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _model_facts(attrs: Mapping[str, Any], convention: str, operation: str) -> Facts:
-    f = Facts(MODEL_CALL, convention, operation=operation)
-    f.model = _str(
+def _model_name(attrs: Mapping[str, Any]) -> str | None:
+    return _str(
         _first(
             attrs,
             "gen_ai.request.model",
@@ -214,6 +213,11 @@ def _model_facts(attrs: Mapping[str, Any], convention: str, operation: str) -> F
             "gen_ai.response.model",
         )
     )
+
+
+def _model_facts(attrs: Mapping[str, Any], convention: str, operation: str) -> Facts:
+    f = Facts(MODEL_CALL, convention, operation=operation)
+    f.model = _model_name(attrs)
     f.name = f.model
     f.provider = _str(_first(attrs, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"))
     f.response_model = _str(_first(attrs, "gen_ai.response.model", "llm.response.model"))
@@ -264,8 +268,8 @@ def _message_finish_reasons(messages: Any) -> list[str] | None:
     return reasons or None
 
 
-def _tool_facts(attrs: Mapping[str, Any], convention: str, span_name: str) -> Facts:
-    f = Facts(TOOL_CALL, convention, operation="execute_tool")
+def _tool_identity(attrs: Mapping[str, Any], convention: str, span_name: str) -> tuple[str | None, str | None]:
+    """A tool span's tool name and tool-call id."""
     name = _first(attrs, "gen_ai.tool.name", "tool.name", "mcp.tool.name", "traceloop.entity.name")
     if name is None and span_name:
         # "execute_tool get_weather", "tools/call get_weather", "MCP send tools/call get_weather" (the
@@ -277,8 +281,13 @@ def _tool_facts(attrs: Mapping[str, Any], convention: str, span_name: str) -> Fa
                 break
     if name is None and convention == "openinference" and span_name:
         name = span_name  # OpenInference names a TOOL span after the tool
-    f.name = _str(name)
-    f.call_id = _str(_first(attrs, "gen_ai.tool.call.id", "tool_call.id", "tool.id", "jsonrpc.request.id"))
+    call_id = _first(attrs, "gen_ai.tool.call.id", "tool_call.id", "tool.id", "jsonrpc.request.id")
+    return _str(name), _str(call_id)
+
+
+def _tool_facts(attrs: Mapping[str, Any], convention: str, span_name: str) -> Facts:
+    f = Facts(TOOL_CALL, convention, operation="execute_tool")
+    f.name, f.call_id = _tool_identity(attrs, convention, span_name)
     # (OpenInference's tool.parameters is the tool's parameter schema, not the call's arguments)
     f.arguments = _content(
         attrs,
@@ -298,14 +307,18 @@ def _tool_facts(attrs: Mapping[str, Any], convention: str, span_name: str) -> Fa
     return f
 
 
-def _agent_facts(attrs: Mapping[str, Any], convention: str, operation: str, span_name: str) -> Facts:
-    f = Facts(AGENT_RUN, convention, operation=operation)
+def _agent_name(attrs: Mapping[str, Any], convention: str, operation: str, span_name: str) -> str | None:
     name = _first(attrs, "gen_ai.agent.name", "agent.name", "traceloop.entity.name")
     if name is None and span_name.startswith(operation + " "):
         name = span_name[len(operation) + 1 :]
     elif name is None and convention != "genai" and span_name:
         name = span_name  # OpenInference/Traceloop agent spans: the span name names the agent
-    f.name = _str(name)
+    return _str(name)
+
+
+def _agent_facts(attrs: Mapping[str, Any], convention: str, operation: str, span_name: str) -> Facts:
+    f = Facts(AGENT_RUN, convention, operation=operation)
+    f.name = _agent_name(attrs, convention, operation, span_name)
     f.extra = _identity(attrs)
     return f
 
@@ -401,6 +414,37 @@ def add_event_content(facts: Facts, events: Any) -> None:
             facts.output_messages = details_out if details_out is not MISSING else (outputs or MISSING)
         if facts.finish_reasons is None:
             facts.finish_reasons = _message_finish_reasons(facts.output_messages)
+
+
+def operation_kind(attrs: Mapping[str, Any]) -> str | None:
+    """``MODEL_CALL``, ``TOOL_CALL`` or ``AGENT_RUN`` when ``gen_ai.operation.name`` names one (then
+    ``classify`` gives that action), else None. One look-up."""
+    op = attrs.get("gen_ai.operation.name")
+    if op is None:
+        return None
+    op = str(op)
+    if op in _MODEL_OPS:
+        return MODEL_CALL
+    if op in _TOOL_OPS:
+        return TOOL_CALL
+    if op in _AGENT_OPS:
+        return AGENT_RUN
+    return None
+
+
+def identify(attrs: Mapping[str, Any], span_name: str = "") -> tuple[str, str | None, str | None] | None:
+    """``(action, name, call id)`` exactly as ``classify`` gives them, for a span whose
+    ``gen_ai.operation.name`` names a model call, tool call or agent run (else None), without
+    reading its content: the bridge only tracks auditel's own spans, never maps them."""
+    kind = operation_kind(attrs)
+    if kind == MODEL_CALL:
+        return kind, _model_name(attrs), None
+    if kind == TOOL_CALL:
+        name, call_id = _tool_identity(attrs, "genai", span_name)
+        return kind, name, call_id
+    if kind == AGENT_RUN:
+        return kind, _agent_name(attrs, "genai", str(attrs.get("gen_ai.operation.name")), span_name), None
+    return None
 
 
 def classify(attrs: Mapping[str, Any] | None, span_name: str = "", span_kind: str = "") -> Facts | None:

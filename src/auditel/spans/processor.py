@@ -152,20 +152,20 @@ class AuditSpanProcessor(SpanProcessor):
 
     def _start(self, span: Span, enc: Action | None, named: C.Facts | None = None) -> None:
         sid = span.context.span_id
+        scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
+        known = C.identify(_attrs(span), span.name or "") if scope == _OWN_SCOPE and named is None else None
+        if known is not None:
+            # auditel's own model call, tool call or agent run: tracked (for nesting), never mapped,
+            # so its content is not read (classify would parse it): a few look-ups per span
+            self._own_start(sid, enc, *known)
+            return
         facts = named or self._classify(span)
         if facts is None:
             if enc is not None:
                 self._enclosing[sid] = enc
             return
-        scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
         if scope == _OWN_SCOPE:
-            self._track(sid, Action(facts.action, facts.name, True, enc, facts.call_id))
-            if facts.action == C.TOOL_CALL:
-                outer = joinable(enc, facts.name)
-                if outer is not None:  # dedup rule 4: offered to the own ToolRun, which may claim it
-                    if len(self._offers) >= MAX_OPEN:
-                        self._offers.clear()
-                    self._offers[sid] = outer
+            self._own_start(sid, enc, facts.action, facts.name, facts.call_id)
             return
         if not self.settings.scope_allowed(scope) or covered_by_own(scope):
             if enc is not None:
@@ -191,9 +191,26 @@ class AuditSpanProcessor(SpanProcessor):
                     self._agent_record(span, facts, action, "intent")
             action.intent_written = True
 
+    def _own_start(self, sid: int, enc: Action | None, kind: str, name: str | None, call_id: str | None) -> None:
+        self._track(sid, Action(kind, name, True, enc, call_id))
+        if kind == C.TOOL_CALL:
+            outer = joinable(enc, name)
+            if outer is not None:  # dedup rule 4: offered to the own ToolRun, which may claim it
+                if len(self._offers) >= MAX_OPEN:
+                    self._offers.clear()
+                self._offers[sid] = outer
+
     def _end(
         self, span: ReadableSpan, enc: Action | None, covered: bool, action: Action | None, dup: Action | None
     ) -> None:
+        scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
+        if scope == _OWN_SCOPE and action is None:
+            kind = C.operation_kind(_attrs(span))
+            if kind is not None:  # auditel's own action recorded it: nothing to read
+                self._offers.pop(span.context.span_id, None)
+                if kind == C.MODEL_CALL or covered:
+                    self._cover_parent(span)
+                return
         facts = self._classify(span, ended=True)
         if action is not None and action.facts is not None and (facts is None or facts.action != action.kind):
             facts = action.facts  # opened by its name alone and never given its attributes: still closed
@@ -202,7 +219,6 @@ class AuditSpanProcessor(SpanProcessor):
             if covered:
                 self._cover_parent(span)
             return
-        scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
         if scope == _OWN_SCOPE:
             self._offers.pop(span.context.span_id, None)
             if facts.action == C.MODEL_CALL or covered:
