@@ -53,20 +53,30 @@ def _as_text(value: Any) -> str:
         return E.text(value)
 
 
-@contextmanager
-def span_active(span: Any) -> Iterator[None]:
-    """Make ``span`` current for the body (no-op for ``None``); a detach failure is counted, not raised."""
-    if span is None:
-        yield
-        return
-    token = otel_context.attach(trace.set_span_in_context(span))
-    try:
-        yield
-    finally:
-        try:
-            otel_context.detach(token)
-        except Exception as exc:  # noqa: BLE001
-            count_error("context", exc)
+class span_active:  # noqa: N801 - used like the context-manager function it replaces
+    """Make ``span`` current for the body (no-op for ``None``); a detach failure is counted, not raised.
+
+    A plain class rather than a ``@contextmanager`` generator: a tool call enters it four times
+    (intent, body, outcome), and a generator frame per entry is a measurable share of that call.
+    """
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: Any) -> None:
+        self._span = span
+        self._token: Any = None
+
+    def __enter__(self) -> None:
+        if self._span is not None:
+            self._token = otel_context.attach(trace.set_span_in_context(self._span))
+
+    def __exit__(self, *exc_info: object) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                otel_context.detach(token)
+            except Exception as exc:  # noqa: BLE001
+                count_error("context", exc)
 
 
 class ToolRun:
@@ -143,6 +153,8 @@ class ToolRun:
                 attrs[S.GEN_AI_TOOL_TYPE] = self.tool_type
             if extra:
                 attrs.update({k: v for k, v in extra.items() if v is not None})
+            # known now: set with the start attributes rather than by one more set_attribute in start()
+            attrs[S.A_CORRELATION_ID] = self.correlation_id
             self.span = tracer().start_span(
                 name or f"execute_tool {self.tool_name}", context=parent, kind=kind, attributes=attrs
             )
@@ -174,11 +186,9 @@ class ToolRun:
         except Exception as exc:  # noqa: BLE001
             count_error("tool_span", exc)
 
-    @contextmanager
-    def active(self) -> Iterator[None]:
+    def active(self) -> span_active:
         """Make the span current for the body (no-op without a span)."""
-        with span_active(self.span):
-            yield
+        return span_active(self.span)
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -196,10 +206,9 @@ class ToolRun:
         """Write the intent record (durable before the tool runs), unless a framework's span for this
         same call already did: then continue that action (its correlation id, call id and intent)."""
         self._t0 = time.perf_counter()
-        if self.span is not None and self.owns_span:
-            if self._continue_framework_action():
-                return self
-            self.span.set_attribute(S.A_CORRELATION_ID, self.correlation_id)
+        # (a span of our own has its correlation id from start_span; a continued action resets it)
+        if self.span is not None and self.owns_span and self._continue_framework_action():
+            return self
         try:
             with self.active():
                 self.intent_record_id = api.tool_call(
@@ -343,10 +352,8 @@ class AgentRun:
             self._emit("intent", None, None, None)
         return self
 
-    @contextmanager
-    def active(self) -> Iterator[None]:
-        with span_active(self.span):
-            yield
+    def active(self) -> span_active:
+        return span_active(self.span)
 
     def finish(
         self,

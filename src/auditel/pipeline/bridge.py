@@ -6,6 +6,7 @@ full record (record id, stream, sequence) without copying its content.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -31,20 +32,41 @@ _BRIDGE_KEYS = (
 )
 
 
+_ABSENT = object()
+
+
+def _span_attributes(span: Any) -> Any:
+    """The span's own attributes as a plain dict when the SDK keeps one (its BoundedAttributes answers
+    ``get`` through a caught KeyError per missing key), else its public mapping, else nothing."""
+    bounded = getattr(span, "_attributes", None)
+    d = getattr(bounded, "_dict", None)
+    if type(d) is dict:
+        return d
+    held = getattr(span, "attributes", None)
+    return held if isinstance(held, Mapping) else {}
+
+
 def add_span_event(counters: Counters, name: str, stored: dict[str, Any], time_ns: int) -> None:
     """Add the record to the active recording span as an event that points at it.
 
     The event carries the keys that identify the record and say what happened (id, stream,
     sequence, action, phase, outcome, tool, verdict, error type), not every attribute: the full
     record is the log record, and copying ~30 attributes again costs the SDK as much as the
-    commit. Content never rides along.
+    commit. A key the span already holds with the same value (auditel's own model-call span names
+    its model, its tool span the tool, call id and correlation id) is not repeated: the SDK checks
+    and copies every event attribute. Content never rides along.
     """
     try:
         span = trace.get_current_span()
         if not span.is_recording():
             return
         attrs = stored["attributes"]
-        flat = {key: attrs[key] for key in _BRIDGE_KEYS if key in attrs}
+        held = _span_attributes(span)
+        flat = {}
+        for key in _BRIDGE_KEYS:
+            value = attrs.get(key, _ABSENT)
+            if value is not _ABSENT and held.get(key, _ABSENT) != value:
+                flat[key] = value
         span.add_event(name, attributes=flat, timestamp=time_ns)
     except Exception as exc:  # noqa: BLE001
         counters.error("span_event", exc)
