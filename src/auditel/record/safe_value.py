@@ -116,11 +116,19 @@ def safe_attributes(
         tv = type(val)
         if tv is str:
             out[key] = (
-                val if _is_clean_str(val) and len(val) <= max_value_bytes else _clean_str(val, max_value_bytes, reasons)
+                val
+                if len(val) <= max_value_bytes and (val.isascii() or _is_clean_str(val))
+                else _clean_str(val, max_value_bytes, reasons)
             )
         elif tv is bool or val is None:
             out[key] = val
         elif tv is int and -_MAX_SAFE <= val <= _MAX_SAFE:
+            out[key] = val
+        elif tv is float and reasons.budget > 0 and math.isfinite(val):
+            # what _safe does for a finite float (a duration, a score), without the call
+            reasons.budget -= 1
+            if val.is_integer() or not (1e-4 <= abs(val) < 1e16):
+                reasons.general = True
             out[key] = val
         else:
             out[key] = _safe(val, max_value_bytes, reasons, 0, set())
@@ -174,7 +182,7 @@ def _safe(value: Any, limit: int, reasons: Reasons, depth: int, path: set[int]) 
     if value is None or t is bool:
         return value
     if t is str:
-        if len(value) <= limit and _is_clean_str(value):
+        if len(value) <= limit and (value.isascii() or _is_clean_str(value)):
             return value
         return _clean_str(value, limit, reasons)
     if t is int:
@@ -212,6 +220,13 @@ def _placeholder(value: Any) -> str:
 
 
 def _safe_object(value: Any, limit: int, reasons: Reasons, depth: int, path: set[int]) -> Any:
+    t = type(value)
+    # the usual containers first: an exact dict is the Mapping case, an exact list or tuple the
+    # sequence case below, without the isinstance checks against bytes and the Mapping ABC
+    if t is dict:
+        return _nested(_safe_mapping, value, limit, reasons, depth, path)
+    if t is list or t is tuple:
+        return _nested(_safe_sequence, value, limit, reasons, depth, path)
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)
         if len(raw) > limit:
