@@ -73,3 +73,28 @@ def test_a_value_the_span_holds_differently_is_kept(spans: Any) -> None:
     (event,) = span.events
     assert event.attributes[S.GEN_AI_TOOL_NAME] == "search"
     assert event.attributes[S.GEN_AI_TOOL_CALL_ID] == "c1"
+
+
+def test_span_limits_still_cut_the_event(spans: Any) -> None:
+    """With an attribute length limit the event goes through the SDK's own checks, which cut it."""
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_attribute_length=4))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("app").start_as_current_span("step") as span:
+        rid = auditel.tool_call("search-the-web", phase="intent", call_id="call-12345")
+    (event,) = span.events
+    assert rid and len(rid) > 4
+    assert event.attributes[S.A_RECORD_ID] == rid[:4]
+    assert event.attributes[S.GEN_AI_TOOL_NAME] == "sear"
+
+
+def test_event_attributes_are_read_only(spans: Any) -> None:
+    with trace.get_tracer("app").start_as_current_span("step") as span:
+        auditel.tool_call("search", phase="intent")
+    (event,) = span.events
+    with pytest.raises(TypeError):
+        event.attributes[S.A_ACTION] = "changed"  # type: ignore[index]

@@ -7,9 +7,12 @@ full record (record id, stream, sequence) without copying its content.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.sdk.trace import Event
+from opentelemetry.sdk.trace import Span as SdkSpan
 
 from auditel.counters import Counters
 from auditel.record import schema as S
@@ -33,6 +36,7 @@ _BRIDGE_KEYS = (
 
 
 _ABSENT = object()
+_PLAIN = (str, int, bool)
 
 
 def _span_attributes(span: Any) -> Any:
@@ -63,10 +67,26 @@ def add_span_event(counters: Counters, name: str, stored: dict[str, Any], time_n
         attrs = stored["attributes"]
         held = _span_attributes(span)
         flat = {}
+        plain = True  # every value a str, int or bool: nothing for the SDK to check or cut
         for key in _BRIDGE_KEYS:
             value = attrs.get(key, _ABSENT)
             if value is not _ABSENT and held.get(key, _ABSENT) != value:
                 flat[key] = value
-        span.add_event(name, attributes=flat, timestamp=time_ns)
+                if type(value) not in _PLAIN:
+                    plain = False
+        add = getattr(span, "_add_event", None) if plain and isinstance(span, SdkSpan) else None
+        limits = getattr(span, "_limits", None)
+        if (
+            add is not None
+            and limits is not None
+            and limits.max_attribute_length is None
+            and (limits.max_event_attributes is None or len(flat) <= limits.max_event_attributes)
+        ):
+            # What Span.add_event does, minus its BoundedAttributes (a lock and a check per value,
+            # ~10 µs an event): these values are short ids, names and numbers that its checks would
+            # keep as they are, and no length or count limit applies; the attributes stay read-only.
+            add(Event(name, MappingProxyType(flat), time_ns))
+        else:
+            span.add_event(name, attributes=flat, timestamp=time_ns)
     except Exception as exc:  # noqa: BLE001
         counters.error("span_event", exc)
