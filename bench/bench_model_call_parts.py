@@ -67,6 +67,7 @@ def main() -> None:
         import auditel
         from auditel import runtime
         from auditel.instrumentation.genai import invocation
+        from auditel.pipeline import processor as processor_module
 
         auditel.configure(outbox=os.path.join(workdir, "outbox.db"))
         auditel.instrument("openai")
@@ -118,7 +119,10 @@ def main() -> None:
                                lambda: (patch(runtime, "safe_attributes", keep_dict),
                                         patch(proc.redactor, "redact_attributes", keep_dict))),
             "no_digest": ("the keyed digests", lambda: patch(rt, "_digester", lambda v: (ZERO_DIGEST, 10))),
-            "no_bridge": ("the span event pointing at the record", lambda: patch(proc, "_bridge", nothing)),
+            "no_bridge": ("the span event pointing at the record",
+                          lambda: patch(processor_module, "add_span_event", nothing)),
+            "no_span_bridge": ("the span bridge (span processor) on auditel's own span",
+                               lambda: patch(rt.span_bridge, "runtime", None) if rt.span_bridge else None),
         }
         chosen = [p for p in args.parts.split(",") if p] or list(parts)
         variants: dict[str, tuple[Callable[[], None], Callable[[], None] | None]] = {
