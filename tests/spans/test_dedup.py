@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +20,11 @@ import pytest
 
 import auditel
 from fake_llm_server import REPLY_TEXT
-from genai_support import outbox_bytes, telemetry
+from genai_support import outbox_bytes
 from spans.support import bridged, records
 
 MESSAGES = [{"role": "user", "content": "USER-MARKER hello"}]
 CHILD = Path(__file__).with_name("openllmetry_child.py")
-
-
-@pytest.fixture
-def audit(outbox_path: Path) -> Iterator[Path]:
-    telemetry()
-    auditel.configure(outbox=str(outbox_path))
-    yield outbox_path
-    auditel.uninstrument()
 
 
 def oai(server: Any) -> openai.OpenAI:

@@ -7,7 +7,6 @@ auditel's own instrumentations are off here: every record comes from OpenInferen
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,8 @@ import pytest
 
 import auditel
 from fake_llm_server import TOOL_ARGUMENTS
-from genai_support import outbox_bytes, telemetry
+from genai_support import outbox_bytes
 from spans.support import bridged
-
-
-@pytest.fixture
-def audit(outbox_path: Path) -> Iterator[Path]:
-    telemetry()
-    rt = auditel.configure(outbox=str(outbox_path))
-    assert rt is not None
-    yield outbox_path
 
 
 def test_smolagents_with_openinference(audit: Path, llm_server: Any) -> None:

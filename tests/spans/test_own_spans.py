@@ -12,7 +12,6 @@ replaced) to count its calls.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +21,9 @@ from opentelemetry import trace
 
 import auditel
 from auditel.spans import conventions as C
-from genai_support import telemetry
 from spans.support import bridged, records
 
 MESSAGES = [{"role": "user", "content": "hello"}]
-
-
-@pytest.fixture
-def audit(outbox_path: Path) -> Iterator[Path]:
-    telemetry()
-    auditel.configure(outbox=str(outbox_path))
-    yield outbox_path
-    auditel.uninstrument()
 
 
 @pytest.fixture
