@@ -32,12 +32,6 @@ def when_imported(name: str, callback: Callback) -> None:
             sys.meta_path.insert(0, _Watcher())
 
 
-def forget(name: str) -> None:
-    """Drop the callbacks still waiting for ``name``."""
-    with _lock:
-        _waiting.pop(name, None)
-
-
 def _fire(name: str, module: ModuleType) -> None:
     with _lock:
         callbacks = _waiting.pop(name, [])
