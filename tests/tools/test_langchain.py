@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator
 
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
-from langchain_core.tools import ToolException, tool
+from langchain_core.tools import InjectedToolArg, ToolException, tool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, create_react_agent
 from opentelemetry import trace
@@ -226,3 +226,35 @@ def test_uninstrument_restores_everything(audit: Audit) -> None:
     assert before == after
     add.invoke({"a": 1, "b": 2})
     assert audit.tool_calls() == []
+
+
+def test_injected_arguments_left_out_on_every_call(instrumented: Audit, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kept keys are worked out once per (schema, injected parameters, keys given) and reused:
+    every call still records the model's arguments alone, and a call with other keys is worked out anew."""
+    @tool
+    def scoped(query: str, user_token: Annotated[str, InjectedToolArg], limit: int = 3) -> str:
+        """Search within the user's scope."""
+        return f"{query}:{limit}"
+
+    lc_inst._KEPT.clear()
+    asked: list[tuple[str, ...]] = []
+    real = type(scoped)._filter_injected_args
+
+    def counting(self: Any, tool_input: dict[str, Any]) -> dict[str, Any]:
+        asked.append(tuple(tool_input))
+        return real(self, tool_input)
+
+    monkeypatch.setattr(type(scoped), "_filter_injected_args", counting)
+    for i in range(3):
+        assert scoped.invoke({"query": f"q{i}", "user_token": "tok-secret"}) == f"q{i}:3"
+    assert scoped.invoke({"query": "q9", "user_token": "tok-secret", "limit": 5}) == "q9:5"
+
+    intents = [r["attributes"] for r in instrumented.tool_calls("scoped") if r["attributes"]["audit.phase"] == "intent"]
+    assert len(intents) == 4
+    sizes = [a["audit.arguments.size"] for a in intents]
+    assert sizes == [len(b'{"query":"q0"}'), len(b'{"query":"q1"}'), len(b'{"query":"q2"}'),
+                     len(b'{"limit":5,"query":"q9"}')]
+    assert "tok-secret" not in json.dumps(instrumented.records())
+    # LangChain asks once per run for its own callbacks; auditel asked once per key set (2), not per call (4)
+    ours = len(asked) - 4
+    assert ours == 2, asked

@@ -52,7 +52,8 @@ def _model_supplied(instance: Any, tool_input: Any) -> Any:
     drop_injected = getattr(instance, "_filter_injected_args", None)
     if callable(drop_injected):
         try:
-            return drop_injected(tool_input)
+            kept = _kept_keys(instance, tool_input, drop_injected)
+            return {k: v for k, v in tool_input.items() if k in kept}
         except Exception:  # noqa: BLE001 - fall back to the tool-call schema's fields
             pass
     schema = getattr(instance, "tool_call_schema", None)
@@ -60,6 +61,29 @@ def _model_supplied(instance: Any, tool_input: Any) -> Any:
     if isinstance(fields, dict):
         return {k: v for k, v in tool_input.items() if k in fields}
     return tool_input
+
+
+# LangChain's ``_filter_injected_args`` reads the schema's type hints on every call (~50 us; LangChain
+# itself calls it once more per run): which keys it keeps depends only on the schema, the tool's
+# injected parameters and the keys given, so the answer is kept for that triple.
+_KEPT: dict[tuple[Any, Any, tuple[str, ...]], frozenset[str]] = {}
+_KEPT_MAX = 1024
+
+
+def _kept_keys(instance: Any, tool_input: dict[str, Any], drop_injected: Any) -> frozenset[str]:
+    schema = getattr(instance, "args_schema", None)
+    key = None
+    if schema is not None and not isinstance(schema, dict):  # a JSON-schema dict is not hashable
+        key = (schema, getattr(instance, "_injected_args_keys", None), tuple(tool_input))
+        kept = _KEPT.get(key)
+        if kept is not None:
+            return kept
+    kept = frozenset(drop_injected(tool_input))
+    if key is not None:
+        if len(_KEPT) >= _KEPT_MAX:
+            _KEPT.clear()
+        _KEPT[key] = kept
+    return kept
 
 
 def _start_tool(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolRun | None:
