@@ -84,3 +84,21 @@ def test_auditel_mcp_instrumentation_and_native_spans_give_one_record_per_side(o
     assert bridged(outbox_path) == []
     assert len(tools) == 4, [(t["attributes"].get("audit.phase"), t["attributes"].get("audit.source")) for t in tools]
     assert auditel.status()["span_bridge"]["deduplicated"] >= 2
+
+
+def test_native_spans_are_recorded_again_once_auditel_mcp_is_uninstrumented(outbox_path: Path) -> None:
+    """The bridge keeps the instrumentor it asks, not its answer: after ``uninstrument`` (here, straight
+    on the instrumentor) the SDK's native spans are the only source again and give records."""
+    from auditel.instrumentation import get_instrumentor
+
+    telemetry()
+    auditel.configure(outbox=str(outbox_path))
+    auditel.instrument("mcp")
+    try:
+        assert not call_add().is_error
+        assert bridged(outbox_path) == []
+    finally:
+        get_instrumentor("auditel_mcp").uninstrument()
+    assert not call_add().is_error
+    sides = sorted((t["attributes"].get("audit.mcp.side"), t["attributes"]["audit.phase"]) for t in bridged(outbox_path))
+    assert sides == [("client", "intent"), ("client", "outcome"), ("server", "intent"), ("server", "outcome")]

@@ -159,6 +159,11 @@ class AuditSpanProcessor(SpanProcessor):
             # so its content is not read (classify would parse it): a few look-ups per span
             self._own_start(sid, enc, *known)
             return
+        if scope != _OWN_SCOPE and (not self.settings.scope_allowed(scope) or covered_by_own(scope)):
+            # (before classifying: whatever the span is, it is only followed for nesting)
+            if enc is not None:
+                self._enclosing[sid] = enc
+            return
         facts = named or self._classify(span)
         if facts is None:
             if enc is not None:
@@ -166,10 +171,6 @@ class AuditSpanProcessor(SpanProcessor):
             return
         if scope == _OWN_SCOPE:
             self._own_start(sid, enc, facts.action, facts.name, facts.call_id)
-            return
-        if not self.settings.scope_allowed(scope) or covered_by_own(scope):
-            if enc is not None:
-                self._enclosing[sid] = enc
             return
         if facts.action not in (C.TOOL_CALL, C.AGENT_RUN):
             if enc is not None:
@@ -211,7 +212,10 @@ class AuditSpanProcessor(SpanProcessor):
                 if kind == C.MODEL_CALL or covered:
                     self._cover_parent(span)
                 return
-        facts = self._classify(span, ended=True)
+        # a span that is only counted (scope not allowed, or recorded by auditel's own instrumentation)
+        # needs no content read from its events
+        counted_only = scope != _OWN_SCOPE and (not self.settings.scope_allowed(scope) or covered_by_own(scope))
+        facts = self._classify(span, ended=not counted_only)
         if action is not None and action.facts is not None and (facts is None or facts.action != action.kind):
             facts = action.facts  # opened by its name alone and never given its attributes: still closed
             C.add_event_content(facts, span.events)
@@ -433,17 +437,32 @@ COVERED_SCOPES: dict[str, str] = {
 }
 
 
+# auditel instrumentation name -> its instrumentor, or None when it cannot be imported. Instrumentors
+# are singletons (``BaseInstrumentor.__new__``), so the object stays valid; whether it is instrumented
+# is read from it on every span (someone may uninstrument it directly). Looking it up anew cost an
+# import and a constructor call per span of a covered framework (two per MCP tool call).
+_INSTRUMENTORS: dict[str, Any] = {}
+_UNKNOWN = object()
+
+
 def covered_by_own(scope: str) -> bool:
     name = COVERED_SCOPES.get(scope)
     if name is None and scope.startswith("opentelemetry.instrumentation.botocore."):
         name = COVERED_SCOPES["opentelemetry.instrumentation.botocore"]
     if name is None:
         return False
-    try:
-        from auditel import instrumentation
+    instrumentor = _INSTRUMENTORS.get(name, _UNKNOWN)
+    if instrumentor is _UNKNOWN:
+        try:
+            from auditel import instrumentation
 
-        return bool(instrumentation.get_instrumentor(name).is_instrumented_by_opentelemetry)
-    except Exception:  # noqa: BLE001 - not installed or not importable: not covered
+            instrumentor = instrumentation.get_instrumentor(name)
+        except Exception:  # noqa: BLE001 - not installed or not importable: not covered
+            instrumentor = None
+        _INSTRUMENTORS[name] = instrumentor
+    try:
+        return instrumentor is not None and bool(instrumentor.is_instrumented_by_opentelemetry)
+    except Exception:  # noqa: BLE001
         return False
 
 
