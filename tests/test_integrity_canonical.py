@@ -249,3 +249,43 @@ def test_content_bytes_limits_match_the_safe_value_path() -> None:
     for value in (deep, cyclic, list(range(MAX_ITEMS + 5)), {"k": "\ud800"}, [1.0, 1e-7, 2**60]):
         assert content_bytes(value) == _slow_content_bytes(value)
     assert b"[max depth]" in content_bytes(deep) and b"[cycle]" in content_bytes(cyclic)
+
+
+# --- integral floats keep the fast path ------------------------------------------------------------------
+integral_floats = st.integers(min_value=-MAX_SAFE_INT, max_value=MAX_SAFE_INT).map(float) | st.sampled_from([0.0, -0.0, 1.0])
+with_integral_floats = st.recursive(
+    st.none() | st.booleans() | safe_ints | fast_floats | integral_floats | valid_text,
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(st.text(st.characters(max_codepoint=127)), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(with_integral_floats)
+def test_integral_floats_take_the_fast_path_with_the_general_serializers_text(value: Any) -> None:
+    from auditel.record import canonical as C
+
+    assert C.fast_form(value) is not C.GENERAL
+    assert canonical(value) == C._dumps(value) == rfc8785.dumps(value).decode("utf-8")
+
+
+def test_a_record_with_temperature_zero_is_not_written_by_the_pure_python_serializer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``temperature=0.0`` or a duration of ``2.0`` ms once sent the whole record through ``_dumps``."""
+    from auditel.record import canonical as C
+
+    record = {"attributes": {"gen_ai.request.temperature": 0.0, "audit.duration_ms": 2.0, "n": [1.0, {"x": -0.0}]}}
+    expected = C._dumps(record)
+
+    def refuse(obj: Any) -> str:
+        raise AssertionError("general serializer used")
+
+    monkeypatch.setattr(C, "_dumps", refuse)
+    assert canonical(record) == expected == '{"attributes":{"audit.duration_ms":2,"gen_ai.request.temperature":0,"n":[1,{"x":0}]}}'
+    assert record["attributes"]["gen_ai.request.temperature"] == 0.0 and type(record["attributes"]["audit.duration_ms"]) is float
+    # what still needs it: a float beyond 2^53, a small float with an exponent, a non-ASCII key
+    for value in (2.0**53, 1e-7, {"é": 1}):
+        with pytest.raises(AssertionError):
+            canonical({"v": value})

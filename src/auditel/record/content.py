@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from auditel.config.settings import ConfigError
-from auditel.record.canonical import canonical, fast_canonical_bytes, needs_general_path
+from auditel.record.canonical import GENERAL, canonical, fast_canonical_bytes, fast_form
 from auditel.record.safe_value import Reasons, safe_value
 from auditel.store.key_files import publish_new_file, read_key_file
 
@@ -53,8 +53,9 @@ def content_bytes(value: Any) -> bytes:
         return value.encode("utf-8", "surrogatepass")
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
-    if not needs_general_path(value):  # the usual message lists: no safe_value copy, one orjson call
-        data = fast_canonical_bytes(value)
+    fast = fast_form(value)
+    if fast is not GENERAL:  # the usual message lists: no safe_value copy, one orjson call
+        data = fast_canonical_bytes(fast)
         if data is not None:
             return data
     return canonical(safe_value(value, max_value_bytes=1 << 30, reasons=Reasons())).encode("utf-8")
