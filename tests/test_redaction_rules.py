@@ -308,3 +308,19 @@ def test_a_telegram_token_after_bearer_is_removed_whole() -> None:
     out = Redactor().scrub(f"sent with Bearer {token} ok", {})
     assert "O9iroQotodk0" not in out and "1284487402" not in out
     assert out.endswith(" ok")
+
+
+def test_card_rule_runs_only_on_text_with_twelve_digits_in_a_row() -> None:
+    """The card rule's prefilter is the start of its pattern (12 digits, single separators), so a hex
+    digest or a short numeric id no longer runs the card regex; every card form still does."""
+    card = 1 << next(i for i, r in enumerate(REDACTOR.rules) if r.kind == "card_number")
+    pf = REDACTOR._prefilter
+    for text in (
+        "hmac-sha256:819824918f20f45684a2c0bd3e11b9f1d1a0a7f3e02f0b79c2d0e25a6f3d7c10",
+        "chatcmpl-B9x20240517",
+        "order 5123-4567 shipped on 2024-05-17",
+    ):
+        assert not pf.candidates(text) & card, text
+    for text in ("4111111111111111", "4111 1111 1111 1111", "5555-5555-5555-4444", "x 3782 822463 10005 y"):
+        assert pf.candidates(text) & card, text
+        assert "[REDACTED:card_number]" in REDACTOR.scrub(text, {}), text

@@ -427,7 +427,9 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"(?<![\w.+])(?<!\d-)[2-6]\d{3}(?:[ -]?\d){8,15}(?![\w]|[.-]\d)",
         validate=card_ok,
         gate="23456",
-        trigger_re=r"[2-6][0-9][0-9][0-9]",
+        # the pattern's own start (12 digits, single separators allowed): four digits alone fired on
+        # nearly every hex digest and numeric id, which then ran the card regex for nothing
+        trigger_re=r"[2-6]\d{3}(?:[ -]?\d){8}",
         note="Luhn-checked, issuer prefixes",
     ),
 )
