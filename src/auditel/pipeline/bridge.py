@@ -50,6 +50,20 @@ def _span_attributes(span: Any) -> Any:
     return held if isinstance(held, Mapping) else {}
 
 
+_SDK_SPAN_TYPES: dict[type, bool] = {}
+
+
+def _is_sdk_span(cls: type) -> bool:
+    """``issubclass(cls, SdkSpan)``, remembered per class: the SDK's span classes are ABCs, whose
+    ``isinstance`` check costs more than the rest of this bridge's bookkeeping."""
+    known = _SDK_SPAN_TYPES.get(cls)
+    if known is None:
+        known = issubclass(cls, SdkSpan)
+        if len(_SDK_SPAN_TYPES) < 64:
+            _SDK_SPAN_TYPES[cls] = known
+    return known
+
+
 def add_span_event(counters: Counters, name: str, stored: dict[str, Any], time_ns: int) -> None:
     """Add the record to the active recording span as an event that points at it.
 
@@ -74,7 +88,7 @@ def add_span_event(counters: Counters, name: str, stored: dict[str, Any], time_n
                 flat[key] = value
                 if type(value) not in _PLAIN:
                     plain = False
-        add = getattr(span, "_add_event", None) if plain and isinstance(span, SdkSpan) else None
+        add = getattr(span, "_add_event", None) if plain and _is_sdk_span(type(span)) else None
         limits = getattr(span, "_limits", None)
         if (
             add is not None
