@@ -258,3 +258,22 @@ def test_injected_arguments_left_out_on_every_call(instrumented: Audit, monkeypa
     # LangChain asks once per run for its own callbacks; auditel asked once per key set (2), not per call (4)
     ours = len(asked) - 4
     assert ours == 2, asked
+
+
+def test_injected_argument_answers_do_not_keep_a_tool_schema_alive(instrumented: Audit) -> None:
+    """Tools built per session each have their own schema class: the kept answers must not hold it."""
+    import gc
+    import weakref
+
+    def make() -> Any:
+        @tool
+        def per_session(query: str, user_token: Annotated[str, InjectedToolArg]) -> str:
+            """Search."""
+            return query
+
+        per_session.invoke({"query": "q", "user_token": "t"})
+        return weakref.ref(per_session.args_schema)
+
+    schema_ref = make()
+    gc.collect()
+    assert schema_ref() is None

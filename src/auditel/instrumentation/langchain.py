@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -65,24 +66,32 @@ def _model_supplied(instance: Any, tool_input: Any) -> Any:
 
 # LangChain's ``_filter_injected_args`` reads the schema's type hints on every call (~50 us; LangChain
 # itself calls it once more per run): which keys it keeps depends only on the schema, the tool's
-# injected parameters and the keys given, so the answer is kept for that triple.
-_KEPT: dict[tuple[Any, Any, tuple[str, ...]], frozenset[str]] = {}
-_KEPT_MAX = 1024
+# injected parameters and the keys given, so the answer is kept for that triple. Weakly, by schema:
+# apps that build tools per session (MCP adapters) make a schema class per tool, and those must go.
+_KEPT: weakref.WeakKeyDictionary[Any, dict[tuple[Any, tuple[str, ...]], frozenset[str]]] = weakref.WeakKeyDictionary()
+_KEPT_PER_SCHEMA = 64
 
 
 def _kept_keys(instance: Any, tool_input: dict[str, Any], drop_injected: Any) -> frozenset[str]:
     schema = getattr(instance, "args_schema", None)
-    key = None
+    per_schema = None
     if schema is not None and not isinstance(schema, dict):  # a JSON-schema dict is not hashable
-        key = (schema, getattr(instance, "_injected_args_keys", None), tuple(tool_input))
-        kept = _KEPT.get(key)
+        try:
+            per_schema = _KEPT.get(schema)
+            if per_schema is None:
+                per_schema = _KEPT[schema] = {}
+        except TypeError:  # not weakly referenceable: asked every time
+            per_schema = None
+    key = (getattr(instance, "_injected_args_keys", None), tuple(tool_input))
+    if per_schema is not None:
+        kept = per_schema.get(key)
         if kept is not None:
             return kept
     kept = frozenset(drop_injected(tool_input))
-    if key is not None:
-        if len(_KEPT) >= _KEPT_MAX:
-            _KEPT.clear()
-        _KEPT[key] = kept
+    if per_schema is not None:
+        if len(per_schema) >= _KEPT_PER_SCHEMA:
+            per_schema.clear()
+        per_schema[key] = kept
     return kept
 
 
