@@ -92,6 +92,29 @@ def test_disk_bytes_counts_the_wal_and_shm(tmp_path: Path) -> None:
     assert box.stats().outbox_bytes == os.stat(box.path).st_size + wal + shm
 
 
+def test_the_cap_is_measured_with_one_statement(tmp_path: Path) -> None:
+    """The cap check runs on the app's thread, where each SQLite call lets other threads take the GIL:
+    live bytes come from one statement (three PRAGMAs before), with the same answer."""
+    box = Outbox(tmp_path / "o.db", wal_autocheckpoint=False)
+    for n in range(300):
+        box.append(f"r{n}", "s", n, n, "auditel.custom", "x" * 1000, None)
+    box.connect().execute("DELETE FROM records WHERE rid % 3 = 0")  # free pages, so freelist_count counts
+    conn = box.connect()
+    pragma = {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in ("page_size", "page_count", "freelist_count")}
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        live = box.logical_bytes()
+        size = box.bytes_for_cap(1 << 40)
+    finally:
+        conn.set_trace_callback(None)
+    assert live == (pragma["page_count"] - pragma["freelist_count"]) * pragma["page_size"]
+    wal, shm = (os.stat(str(box.path) + suffix).st_size for suffix in ("-wal", "-shm"))
+    assert size == live + wal + shm - min(wal, 8 << 20)
+    # one statement for each call (SQLite also traces the pragma functions' own steps, as "-- PRAGMA ...")
+    assert [q for q in statements if not q.startswith("--")] == [statements[0]] * 2, statements
+
+
 def test_the_cap_counts_the_wal(outbox_path: Path) -> None:
     """A reader holding an old snapshot keeps the WAL from restarting: its size must count against
     AUDITEL_MAX_OUTBOX_MB (old code measured live database pages only and never refused here)."""
