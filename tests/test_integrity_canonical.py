@@ -176,12 +176,19 @@ def test_fast_path_never_guesses_on_subclasses_and_keys() -> None:
 
 # --- the orjson fast path writes exactly what the stdlib encoder writes -------------------------------------
 fast_floats = finite_floats.filter(lambda f: not needs_general_path(f))
-fast_domain = st.recursive(
-    st.none() | st.booleans() | safe_ints | fast_floats | valid_text,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(st.characters(max_codepoint=127)), children, max_size=5),
-    max_leaves=30,
-)
+
+
+def ascii_keyed(leaves: Any) -> Any:
+    """Lists and ASCII-keyed objects of ``leaves``, as the fast path takes them."""
+    return st.recursive(
+        leaves,
+        lambda children: st.lists(children, max_size=5)
+        | st.dictionaries(st.text(st.characters(max_codepoint=127)), children, max_size=5),
+        max_leaves=30,
+    )
+
+
+fast_domain = ascii_keyed(st.none() | st.booleans() | safe_ints | fast_floats | valid_text)
 
 
 @settings(max_examples=500, deadline=None)
@@ -253,12 +260,7 @@ def test_content_bytes_limits_match_the_safe_value_path() -> None:
 
 # --- integral floats keep the fast path ------------------------------------------------------------------
 integral_floats = st.integers(min_value=-MAX_SAFE_INT, max_value=MAX_SAFE_INT).map(float) | st.sampled_from([0.0, -0.0, 1.0])
-with_integral_floats = st.recursive(
-    st.none() | st.booleans() | safe_ints | fast_floats | integral_floats | valid_text,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(st.characters(max_codepoint=127)), children, max_size=5),
-    max_leaves=30,
-)
+with_integral_floats = ascii_keyed(st.none() | st.booleans() | safe_ints | fast_floats | integral_floats | valid_text)
 
 
 @settings(max_examples=500, deadline=None)

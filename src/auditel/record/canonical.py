@@ -104,24 +104,11 @@ def fast_form(obj: Any, _depth: int = 0) -> Any:
         return obj if 1e-4 <= abs(obj) < 1e16 else GENERAL
     if _depth >= MAX_DEPTH or t not in (dict, list, tuple) or len(obj) > MAX_ITEMS:
         return GENERAL
-    if t is dict:
-        changed: dict[str, Any] | None = None
-        for k, v in obj.items():
-            if type(k) is not str or not k.isascii():
-                return GENERAL
-            tv = type(v)
-            if tv is str or v is None or tv is bool:
-                continue
-            f = fast_form(v, _depth + 1)
-            if f is GENERAL:
-                return GENERAL
-            if f is not v:
-                if changed is None:
-                    changed = dict(obj)
-                changed[k] = f
-        return obj if changed is None else changed
-    items: list[Any] | None = None
-    for i, v in enumerate(obj):
+    is_dict = t is dict
+    changed: Any = None  # the copy, made at the first value that changes
+    for k, v in obj.items() if is_dict else enumerate(obj):
+        if is_dict and (type(k) is not str or not k.isascii()):
+            return GENERAL
         tv = type(v)
         if tv is str or v is None or tv is bool:
             continue
@@ -129,10 +116,10 @@ def fast_form(obj: Any, _depth: int = 0) -> Any:
         if f is GENERAL:
             return GENERAL
         if f is not v:
-            if items is None:
-                items = list(obj)
-            items[i] = f
-    return obj if items is None else items
+            if changed is None:
+                changed = dict(obj) if is_dict else list(obj)
+            changed[k] = f
+    return obj if changed is None else changed
 
 
 def canonical(obj: Any) -> str:
