@@ -100,7 +100,8 @@ def test_the_cap_is_measured_with_one_statement(tmp_path: Path) -> None:
         box.append(f"r{n}", "s", n, n, "auditel.custom", "x" * 1000, None)
     box.connect().execute("DELETE FROM records WHERE rid % 3 = 0")  # free pages, so freelist_count counts
     conn = box.connect()
-    pragma = {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in ("page_size", "page_count", "freelist_count")}
+    names = ("page_size", "page_count", "freelist_count")
+    pragma = {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in names}
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
     try:

@@ -21,7 +21,7 @@ import pytest
 import auditel
 from fake_llm_server import REPLY_TEXT
 from genai_support import outbox_bytes
-from spans.support import bridged, records
+from spans.support import bridged, pydantic_ai_agent, records
 
 MESSAGES = [{"role": "user", "content": "USER-MARKER hello"}]
 CHILD = Path(__file__).with_name("openllmetry_child.py")
@@ -42,16 +42,11 @@ def three_calls(server: Any) -> None:
 
 def test_auditel_openai_and_pydantic_ai_chat_span_give_one_model_call(audit: Path, llm_server: Any) -> None:
     from pydantic_ai import Agent
-    from pydantic_ai.models.openai import OpenAIChatModel
-    from pydantic_ai.providers.openai import OpenAIProvider
 
     auditel.instrument("openai")
     Agent.instrument_all(True)
     try:
-        model = OpenAIChatModel(
-            "agent-tools-once", provider=OpenAIProvider(base_url=llm_server.openai_base_url, api_key="t")
-        )
-        agent = Agent(model, name="a1")
+        agent = pydantic_ai_agent(llm_server.openai_base_url, "a1")
 
         @agent.tool_plain
         def get_weather(city: str, unit: str) -> str:

@@ -100,5 +100,5 @@ def test_native_spans_are_recorded_again_once_auditel_mcp_is_uninstrumented(outb
     finally:
         get_instrumentor("auditel_mcp").uninstrument()
     assert not call_add().is_error
-    sides = sorted((t["attributes"].get("audit.mcp.side"), t["attributes"]["audit.phase"]) for t in bridged(outbox_path))
+    sides = sorted((a.get("audit.mcp.side"), a["audit.phase"]) for a in (t["attributes"] for t in bridged(outbox_path)))
     assert sides == [("client", "intent"), ("client", "outcome"), ("server", "intent"), ("server", "outcome")]

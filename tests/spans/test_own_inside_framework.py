@@ -20,7 +20,7 @@ from opentelemetry import trace
 import auditel
 from fake_llm_server import REPLY_TEXT, TOOL_ARGUMENTS, TOOL_CALL_ID
 from genai_support import outbox_bytes, telemetry
-from spans.support import bridged, records
+from spans.support import bridged, pydantic_ai_agent, records
 
 ARGS = {"city": "ARGS-MARKER-Paris", "unit": "celsius"}
 
@@ -161,17 +161,12 @@ def test_pydantic_ai_tool_decorated_with_auditel_tool(outbox_path: Path, llm_ser
     """The real framework: a Pydantic AI tool function that is also an ``@auditel.tool``."""
     pytest.importorskip("pydantic_ai")
     from pydantic_ai import Agent
-    from pydantic_ai.models.openai import OpenAIChatModel
-    from pydantic_ai.providers.openai import OpenAIProvider
 
     telemetry()
     auditel.configure(outbox=str(outbox_path))
     Agent.instrument_all(True)
     try:
-        model = OpenAIChatModel(
-            "agent-tools-once", provider=OpenAIProvider(base_url=llm_server.openai_base_url, api_key="test")
-        )
-        agent = Agent(model, name="weather_agent")
+        agent = pydantic_ai_agent(llm_server.openai_base_url, "weather_agent")
 
         @agent.tool_plain
         @auditel.tool

@@ -14,13 +14,11 @@ import pytest
 pytest.importorskip("pydantic_ai")
 
 from pydantic_ai import Agent
-from pydantic_ai.models.openai import OpenAIChatModel
-from pydantic_ai.providers.openai import OpenAIProvider
 
 import auditel
 from fake_llm_server import REPLY_TEXT, TOOL_ARGUMENTS
 from genai_support import outbox_bytes, telemetry
-from spans.support import bridged
+from spans.support import bridged, pydantic_ai_agent
 
 TOOL_RESULT = "RESULT-MARKER-sunny-21C"
 
@@ -34,10 +32,7 @@ def instrumented() -> Any:
 
 
 def make_agent(server: Any, fail: bool = False) -> Agent:
-    model = OpenAIChatModel(
-        "agent-tools-once", provider=OpenAIProvider(base_url=server.openai_base_url, api_key="test")
-    )
-    agent = Agent(model, name="weather_agent", system_prompt="PROMPT-MARKER-system")
+    agent = pydantic_ai_agent(server.openai_base_url, "weather_agent", system_prompt="PROMPT-MARKER-system")
 
     @agent.tool_plain
     def get_weather(city: str, unit: str) -> str:
