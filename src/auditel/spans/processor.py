@@ -144,6 +144,11 @@ class AuditSpanProcessor(SpanProcessor):
         return True  # records are committed on the span's thread; nothing is buffered
 
     # --- mapping ---------------------------------------------------------------------------
+    def _not_mapped(self, scope: str) -> bool:
+        """Another instrumentation's span that never becomes a record: its scope is not allowed, or
+        auditel's own instrumentation of that framework records the action."""
+        return scope != _OWN_SCOPE and (not self.settings.scope_allowed(scope) or covered_by_own(scope))
+
     def _classify(self, span: ReadableSpan, ended: bool = False) -> C.Facts | None:
         facts = C.classify(_attrs(span), span.name or "", _SIDES.get(span.kind, ""))
         if ended and facts is not None:
@@ -159,8 +164,7 @@ class AuditSpanProcessor(SpanProcessor):
             # so its content is not read (classify would parse it): a few look-ups per span
             self._own_start(sid, enc, *known)
             return
-        if scope != _OWN_SCOPE and (not self.settings.scope_allowed(scope) or covered_by_own(scope)):
-            # (before classifying: whatever the span is, it is only followed for nesting)
+        if self._not_mapped(scope):  # before classifying: whatever the span is, it is only followed for nesting
             if enc is not None:
                 self._enclosing[sid] = enc
             return
@@ -212,10 +216,7 @@ class AuditSpanProcessor(SpanProcessor):
                 if kind == C.MODEL_CALL or covered:
                     self._cover_parent(span)
                 return
-        # a span that is only counted (scope not allowed, or recorded by auditel's own instrumentation)
-        # needs no content read from its events
-        counted_only = scope != _OWN_SCOPE and (not self.settings.scope_allowed(scope) or covered_by_own(scope))
-        facts = self._classify(span, ended=not counted_only)
+        facts = self._classify(span, ended=not self._not_mapped(scope))  # a span only counted: no content read
         if action is not None and action.facts is not None and (facts is None or facts.action != action.kind):
             facts = action.facts  # opened by its name alone and never given its attributes: still closed
             C.add_event_content(facts, span.events)
