@@ -145,7 +145,10 @@ def test_every_n_records_and_final_checkpoint_covers_end_marker(tmp_path: Path, 
     auditel.configure(outbox=str(outbox))
     for batch in range(3):  # each batch of 10 records is followed by one checkpoint from the worker
         emit_actions(10, batch * 10)
-        wait_for(lambda: rows(outbox, "SELECT count(*) FROM checkpoints")[0][0] >= batch + 1)
+        # wait for the checkpoint's own record, not its row (written first): the next batch must not
+        # land between the two, or the carrier's seq (which this test counts from) moves up
+        carriers_sql = "SELECT count(*) FROM records WHERE event_name='auditel.checkpoint'"
+        wait_for(lambda: rows(outbox, carriers_sql)[0][0] >= batch + 1)
     emit_actions(5, 30)  # fewer than N: only the final checkpoint covers these
     auditel.shutdown()
     sizes = [c[0] for c in rows(outbox, "SELECT tree_size FROM checkpoints ORDER BY cid")]
