@@ -209,8 +209,13 @@ def worker(scenario: str, config: str, n: int, repeats: int) -> dict[str, Any]:
 # the global provider, never turns a peer's spans into records and charges the peer for them. The
 # ``records`` configuration (two ``auditel.tool_call`` records, no wrapper, no span) runs in every
 # scenario's process: the budget uses that process's own durable emit.
+#
+# The function scenario also times two parts of auditel's call (``--rotate`` prints them apart):
+# ``own-span``, the ``execute_tool`` span auditel's decorator starts (its tracer, on the global provider
+# with auditel's span processor), and ``records-in-span``, the same two records written inside that span
+# (each then also becomes a span event and carries the trace context).
 ROTATE = {
-    "function": ("none", "records", "span", "auditel"),
+    "function": ("none", "records", "span", "own-span", "records-in-span", "auditel"),
     "langchain": ("none", "records", "openllmetry", "auditel"),
     "mcp": ("none", "records", "auditel"),
 }
@@ -263,6 +268,8 @@ def rotate_worker(scenario: str, calls: int, blocks: int) -> dict[str, Any]:
     if scenario == "function":
         from opentelemetry import trace
 
+        from auditel.instrumentation.base import tracer as auditel_tracer
+
         def add(a: int, b: int) -> int:
             return a + b
 
@@ -274,9 +281,19 @@ def rotate_worker(scenario: str, calls: int, blocks: int) -> dict[str, Any]:
             with tracer.start_as_current_span("execute_tool add", attributes=attrs):
                 return add(a, b)
 
+        def in_own_span(body: Callable[[], Any]) -> Any:
+            with auditel_tracer().start_as_current_span("execute_tool add", attributes=attrs):
+                return body()
+
         del trace
-        run = {"none": lambda: add(1, 2), "span": lambda: spanned(1, 2), "auditel": lambda: audited(1, 2)}
-        switches.update(span=nothing, auditel=nothing)
+        run = {
+            "none": lambda: add(1, 2),
+            "span": lambda: spanned(1, 2),
+            "own-span": lambda: in_own_span(lambda: add(1, 2)),
+            "records-in-span": lambda: in_own_span(_records_pair),
+            "auditel": lambda: audited(1, 2),
+        }
+        switches.update({c: nothing for c in run})
     elif scenario == "langchain":
         from langchain_core.callbacks.base import BaseCallbackManager
         from opentelemetry.instrumentation.langchain import LangchainInstrumentor
@@ -403,6 +420,20 @@ def _rotate_main(args: argparse.Namespace) -> None:
             budget = n_records * per_record + max(peer, 0.0)
             print(f"{name:<10} {scenario:<10} {added:14.1f} {n_records:8.1f} {per_record:9.1f} {peer:10.1f}"
                   f" {source:<13} {budget:8.1f} {added / budget:6.2f}x")
+    print("\nwhere a plain @auditel.tool call's added time goes (µs per call):")
+    print(f"{'variant':<10} {'two records':>12} {'auditel span':>13} {'records in span':>16} {'decorator':>10}"
+          f" {'sum':>7} {'auditel added':>14}")
+    for name, _src in variants:
+        rs = runs[("function", name)]
+
+        def fmed(config: str, rs: list[dict[str, Any]] = rs) -> float:
+            return statistics.median(statistics.median(r["samples"][config]) for r in rs)
+
+        none, pair, span = fmed("none"), fmed("records"), fmed("own-span") - fmed("none")
+        in_span = fmed("records-in-span") - fmed("own-span") - pair  # span events + trace context on the records
+        decorator = fmed("auditel") - fmed("records-in-span")  # arguments, scope, ids, outcome bookkeeping
+        print(f"{name:<10} {pair:12.1f} {span:13.1f} {in_span:+16.1f} {decorator:10.1f}"
+              f" {pair + span + in_span + decorator:7.1f} {fmed('auditel') - none:14.1f}")
     for (scenario, name), rs in runs.items():
         for who, n in rs[-1].get("leftovers", {}).items():
             print(f"  note [{name}] {scenario}: {who}'s uninstrument() left a wrapper on BaseCallbackManager.__init__"
