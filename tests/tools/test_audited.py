@@ -325,3 +325,81 @@ def test_tool_killed_mid_run_leaves_intent(tmp_path: Path) -> None:
     calls = [r for r in read_outbox(outbox) if r["event_name"] == "auditel.tool_call"]
     assert [r["attributes"]["audit.phase"] for r in calls] == ["intent"]
     assert calls[0]["attributes"]["gen_ai.tool.name"] == "long_job"
+
+
+def _reference_arguments(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """What the decorator recorded before its plain-signature fast path: ``bind_partial`` or the raw call."""
+    try:
+        bound = inspect.signature(fn).bind_partial(*args, **kwargs)
+    except TypeError:
+        return {"args": list(args), "kwargs": kwargs}
+    return {k: v for k, v in bound.arguments.items() if k not in ("self", "cls")}
+
+
+class _Box:
+    def put(self, key: str, value: int = 0) -> None: ...
+
+
+def _kw_only(a: int, *, b: int = 0) -> None: ...
+
+
+def _pos_only(a: int, /, b: int = 0) -> None: ...
+
+
+def _variadic(a: int, *rest: int, **extra: int) -> None: ...
+
+
+def _plain(a: int, b: int = 2, c: int = 3) -> None: ...
+
+
+_CALLS: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = [
+    (_plain, (), {}),
+    (_plain, (1,), {}),
+    (_plain, (1, 2, 3), {}),
+    (_plain, (1, 2, 3, 4), {}),  # too many: bind_partial refuses, the raw call is recorded
+    (_plain, (1,), {"c": 5, "b": 4}),  # given out of order: recorded in the signature's order
+    (_plain, (1,), {"a": 9}),  # a name given twice
+    (_plain, (), {"d": 1}),  # not a parameter
+    (_plain, (), {"c": 1}),
+    (_Box.put, (_Box(), "k"), {"value": 1}),  # self left out
+    (_Box.put, (), {"self": _Box(), "key": "k"}),
+    (_kw_only, (1,), {"b": 2}),
+    (_kw_only, (1, 2), {}),
+    (_pos_only, (1,), {"b": 2}),
+    (_pos_only, (), {"a": 1}),
+    (_variadic, (1, 2, 3), {"x": 4}),
+]
+
+
+@pytest.mark.parametrize(("fn", "args", "kwargs"), _CALLS)
+def test_recorded_arguments_are_those_bind_partial_gives(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    from auditel.api.audited import _bind_plain, _plain_parameters
+
+    expected = _reference_arguments(fn, args, kwargs)
+    names = _plain_parameters(inspect.signature(fn))
+    if names is not None and len(args) <= len(names):
+        fast = _bind_plain(names, args, kwargs)
+        if fast is not None:  # the fast path answered: the same mapping, in the same order
+            assert list(fast.items()) == list(expected.items())
+    else:
+        assert fn in (_kw_only, _pos_only, _variadic) or len(args) > len(names or ())
+
+
+@pytest.mark.parametrize(("fn", "args", "kwargs"), [c for c in _CALLS if "self" not in c[2]])
+def test_captured_arguments_of_each_call_shape(
+    audit: Audit, monkeypatch: pytest.MonkeyPatch, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    from auditel import runtime
+
+    runtime._reset_for_tests()
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_AND_EVENT")
+    auditel.configure(outbox=audit.outbox)
+    wrapped = auditel.tool("shape")(fn)
+    try:
+        wrapped(*args, **kwargs)
+    except TypeError:
+        pass  # a call Python itself refuses is still recorded (intent, then a failed outcome)
+    intent, _outcome = _pair(audit, "shape")
+    expected = _reference_arguments(fn, args, kwargs)
+    captured = json.loads(intent["gen_ai.tool.call.arguments"])
+    assert captured == json.loads(json.dumps(expected, default=lambda o: "<object>"))

@@ -26,8 +26,8 @@ import contextvars
 import functools
 import inspect
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
 from auditel import runtime as _rt
@@ -141,14 +141,14 @@ class AuditScope:
         if self.policy is not None:
             self._check_policy()
 
-    @contextmanager
-    def active(self) -> Iterator[None]:
-        """The tool's span is current while the body runs."""
+    def active(self) -> AbstractContextManager[None]:
+        """The tool's span is current while the body runs.
+
+        The run's own context manager, not a ``@contextmanager`` generator around it: a tool call
+        enters this once per step, and a generator frame per entry is a measurable share of it."""
         if self._tool is None:
-            yield
-            return
-        with self._tool.active():
-            yield
+            return nullcontext()
+        return self._tool.active()
 
     def _check_policy(self) -> None:
         extra: dict[str, Any] = {}
@@ -246,6 +246,37 @@ def _parse_decision(decision: PolicyResult) -> tuple[str, str | None, dict[str, 
 
 def _count(kind: str, exc: BaseException) -> None:
     count_failure(kind, exc)
+
+
+_PLAIN_KIND = inspect.Parameter.POSITIONAL_OR_KEYWORD
+
+
+def _plain_parameters(signature: inspect.Signature | None) -> tuple[str, ...] | None:
+    """The parameter names when every parameter can be given by position or by name (no ``*args``,
+    ``**kwargs``, positional-only or keyword-only ones): such a call binds without ``inspect``."""
+    if signature is None:
+        return None
+    params = tuple(signature.parameters.values())
+    if any(p.kind is not _PLAIN_KIND for p in params):
+        return None
+    return tuple(p.name for p in params)
+
+
+def _bind_plain(names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """What ``Signature.bind_partial(*args, **kwargs).arguments`` holds, less ``self``/``cls``, for the
+    parameters ``_plain_parameters`` accepts (``len(args) <= len(names)``); None when the call is one
+    that ``bind_partial`` must judge (a name given twice or not a parameter: it raises)."""
+    bound = dict(zip(names, args, strict=False))  # names may outnumber args (bind_partial)
+    if kwargs:
+        for key in kwargs:
+            if key in bound or key not in names:
+                return None
+        bound.update(kwargs)
+        bound = {name: bound[name] for name in names if name in bound}  # bind_partial's order
+    if "self" in bound or "cls" in bound:
+        bound.pop("self", None)
+        bound.pop("cls", None)
+    return bound
 
 
 class _NoScope(AuditScope):
@@ -354,10 +385,15 @@ class audited:
             signature: inspect.Signature | None = inspect.signature(fn)
         except (TypeError, ValueError):
             signature = None
+        plain = _plain_parameters(signature)
 
         def arguments_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             if not self.capture_arguments:
                 return UNSET
+            if plain is not None and len(args) <= len(plain):
+                named = _bind_plain(plain, args, kwargs)
+                if named is not None:
+                    return named
             try:
                 if signature is not None:
                     bound = signature.bind_partial(*args, **kwargs)
