@@ -10,7 +10,9 @@ misses (a record written right after the SDK call runs with cold caches), so a r
 floor for the ratio of times, not the same thing.
 
 Kinds: ``nonstream`` / ``stream`` (OpenAI chat completion against ``tests/fake_llm_server.py``, as in
-bench_model_calls.py), ``tool`` (a plain ``@auditel.tool`` function: intent + outcome records + span),
+bench_model_calls.py), ``tool`` (a plain ``@auditel.tool`` function: intent + outcome records + span; its
+``span`` configuration is the peer's cost, one SDK span around the function), ``records`` (the two
+``auditel.tool_call`` records of a tool call, no span: with ``span``, the budget of issue 16's tool goal),
 ``emit`` (one ``auditel.emit`` with three attributes). Configurations: ``uninstrumented``, ``auditel``,
 ``otel-genai-event`` (the official instrumentation with its span and its inference-details log event
 through ``BatchLogRecordProcessor``), ``otel-genai`` (span only). Spans go to a BatchSpanProcessor whose
@@ -36,12 +38,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = [{"role": "user", "content": "What is the answer?"}]
-KINDS = ("nonstream", "stream", "tool", "emit")
+KINDS = ("nonstream", "stream", "tool", "records", "emit")
 CONFIGS = ("uninstrumented", "auditel", "otel-genai-event", "otel-genai")
 COVERS = {
     "nonstream": CONFIGS,
     "stream": CONFIGS,
-    "tool": ("uninstrumented", "auditel"),
+    "tool": ("uninstrumented", "auditel", "span"),
+    "records": ("auditel",),
     "emit": ("auditel",),
 }
 
@@ -106,14 +109,24 @@ def _worker(config: str, kind: str, calls: int) -> None:
             return a + b
 
         tool_fn = auditel.tool(add) if auditel is not None else add
+        if config == "span":  # the peer's cost for a tool: one SDK span (bench_tool_calls.py's "span")
+            tracer = trace.get_tracer("bench")
+            span_attrs = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "add"}
+
+            def tool_fn(a: int, b: int) -> int:
+                with tracer.start_as_current_span("execute_tool add", attributes=span_attrs):
+                    return add(a, b)
 
         def tool() -> None:
             tool_fn(2, 3)
 
+        sys.path.insert(0, str(ROOT / "bench"))
+        from bench_tool_calls import _records_pair as records  # the two records of a tool call, no span
+
         def emit() -> None:
             auditel.emit("auditel.custom", attributes={"audit.action": "x", "k": "v", "n": 3})
 
-        fn = {"nonstream": nonstream, "stream": stream, "tool": tool, "emit": emit}[kind]
+        fn = {"nonstream": nonstream, "stream": stream, "tool": tool, "records": records, "emit": emit}[kind]
         for _ in range(30):
             fn()
         # A full collection is due early in a process's life (the long-lived objects of the imports
@@ -156,7 +169,7 @@ def _count(config: str, kind: str, calls: int, src: str | None) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=40, help="counted calls per run (tool/emit: x5)")
+    parser.add_argument("--calls", type=int, default=40, help="counted calls per run (tool/records/emit: x5)")
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument(
         "--variant",
@@ -175,21 +188,35 @@ def main() -> None:
         return
     variants = [tuple(v.split("=", 1)) for v in args.variant] or [("installed", "")]
     kinds = [k for k in args.kinds.split(",") if k]
+    tool_counts: dict[str, dict[str, float | None]] = {}
     for name, src in variants:
         print(f"\n[{name}] calling-thread instructions per call, thousands (kIr); added over uninstrumented")
         print(f"{'kind':10s} {'configuration':18s} {'kIr/call':>10s} {'added':>9s}")
         for kind in kinds:
-            calls = args.calls * (5 if kind in ("tool", "emit") else 1)
+            calls = args.calls * (5 if kind in ("tool", "records", "emit") else 1)
             counts = {c: _count(c, kind, calls, src or None) for c in COVERS[kind]}
             base = counts.get("uninstrumented") or 0.0
             for config, value in counts.items():
                 if value is None:
                     continue
-                added = value - base if kind != "emit" else value
+                added = value - base if kind in ("nonstream", "stream", "tool") else value
                 print(f"{kind:10s} {config:18s} {value:10.0f} {added:9.0f}")
+            if kind == "tool":
+                tool_counts[name] = counts
+            if kind == "records" and counts.get("auditel"):
+                tool_counts.setdefault(name, {})["records"] = counts["auditel"]
             mine, event = counts.get("auditel"), counts.get("otel-genai-event")
             if kind in ("nonstream", "stream") and mine and event and base:
                 print(f"{'':10s} auditel vs otel-genai-event: {(mine - base) / (event - base):.2f}x (instructions)")
+
+    for name, c in tool_counts.items():
+        base, mine, span, pair = c.get("uninstrumented"), c.get("auditel"), c.get("span"), c.get("records")
+        if base is not None and mine and span and pair:
+            budget = pair + span - base
+            print(
+                f"[{name}] tool: auditel adds {mine - base:.0f} k; budget (the two records {pair:.0f} k + one SDK span"
+                f" {span - base:.0f} k) {budget:.0f} k: {(mine - base) / budget:.2f}x (instructions)"
+            )
 
 
 if __name__ == "__main__":
