@@ -13,6 +13,7 @@ Kinds: ``nonstream`` / ``stream`` (OpenAI chat completion against ``tests/fake_l
 bench_model_calls.py), ``tool`` (a plain ``@auditel.tool`` function: intent + outcome records + span; its
 ``span`` configuration is the peer's cost, one SDK span around the function), ``records`` (the two
 ``auditel.tool_call`` records of a tool call, no span: with ``span``, the budget of issue 16's tool goal),
+``mcp`` (``Client.call_tool`` against an in-process ``MCPServer``, client and server: four records),
 ``emit`` (one ``auditel.emit`` with three attributes). Configurations: ``uninstrumented``, ``auditel``,
 ``otel-genai-event`` (the official instrumentation with its span and its inference-details log event
 through ``BatchLogRecordProcessor``), ``otel-genai`` (span only). Spans go to a BatchSpanProcessor whose
@@ -38,12 +39,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = [{"role": "user", "content": "What is the answer?"}]
-KINDS = ("nonstream", "stream", "tool", "records", "emit")
+KINDS = ("nonstream", "stream", "tool", "mcp", "records", "emit")
 CONFIGS = ("uninstrumented", "auditel", "otel-genai-event", "otel-genai")
 COVERS = {
     "nonstream": CONFIGS,
     "stream": CONFIGS,
     "tool": ("uninstrumented", "auditel", "span"),
+    "mcp": ("uninstrumented", "auditel"),
     "records": ("auditel",),
     "emit": ("auditel",),
 }
@@ -89,7 +91,7 @@ def _worker(config: str, kind: str, calls: int) -> None:
             import auditel
 
             auditel.configure(outbox=os.path.join(workdir, "outbox.db"))
-            auditel.instrument("openai")
+            auditel.instrument("mcp" if kind == "mcp" else "openai")
         elif config.startswith("otel-genai"):
             os.environ["OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT"] = "true" if config == "otel-genai-event" else "false"
             from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
@@ -126,6 +128,11 @@ def _worker(config: str, kind: str, calls: int) -> None:
         def emit() -> None:
             auditel.emit("auditel.custom", attributes={"audit.action": "x", "k": "v", "n": 3})
 
+        if kind == "mcp":
+            _count_mcp(calls)
+            if auditel is not None:
+                auditel.shutdown()
+            return
         fn = {"nonstream": nonstream, "stream": stream, "tool": tool, "records": records, "emit": emit}[kind]
         for _ in range(30):
             fn()
@@ -143,6 +150,35 @@ def _worker(config: str, kind: str, calls: int) -> None:
             auditel.shutdown()
     tp.shutdown()
     lp.shutdown()
+
+
+def _count_mcp(calls: int) -> None:
+    """``Client.call_tool`` against an in-process ``MCPServer`` (bench_tool_calls.py's mcp scenario): the
+    client's and the server's work, both on the event loop's thread (the tool body runs in a worker thread,
+    not counted in either configuration). Auditel is not configured at all when uninstrumented: the span
+    bridge would turn the SDK's native spans into records."""
+    import anyio
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("bench")
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    async def main() -> None:
+        async with Client(server, mode="legacy") as client:
+            for _ in range(50):
+                await client.call_tool("add", {"a": 1, "b": 2})
+            gc.collect()
+            pid = str(os.getpid())
+            subprocess.run(["callgrind_control", "-i", "on", pid], capture_output=True, check=False)
+            for _ in range(calls):
+                await client.call_tool("add", {"a": 1, "b": 2})
+            subprocess.run(["callgrind_control", "-i", "off", pid], capture_output=True, check=False)
+
+    anyio.run(main)
 
 
 def _count(config: str, kind: str, calls: int, src: str | None) -> float | None:
@@ -193,16 +229,16 @@ def main() -> None:
         print(f"\n[{name}] calling-thread instructions per call, thousands (kIr); added over uninstrumented")
         print(f"{'kind':10s} {'configuration':18s} {'kIr/call':>10s} {'added':>9s}")
         for kind in kinds:
-            calls = args.calls * (5 if kind in ("tool", "records", "emit") else 1)
+            calls = args.calls * (5 if kind in ("tool", "records", "emit") else 2 if kind == "mcp" else 1)
             counts = {c: _count(c, kind, calls, src or None) for c in COVERS[kind]}
             base = counts.get("uninstrumented") or 0.0
             for config, value in counts.items():
                 if value is None:
                     continue
-                added = value - base if kind in ("nonstream", "stream", "tool") else value
+                added = value - base if kind in ("nonstream", "stream", "tool", "mcp") else value
                 print(f"{kind:10s} {config:18s} {value:10.0f} {added:9.0f}")
-            if kind == "tool":
-                tool_counts[name] = counts
+            if kind in ("tool", "mcp"):
+                tool_counts.setdefault(name, {}).update({f"{kind} {c}": v for c, v in counts.items()})
             if kind == "records" and counts.get("auditel"):
                 tool_counts.setdefault(name, {})["records"] = counts["auditel"]
             mine, event = counts.get("auditel"), counts.get("otel-genai-event")
@@ -210,12 +246,19 @@ def main() -> None:
                 print(f"{'':10s} auditel vs otel-genai-event: {(mine - base) / (event - base):.2f}x (instructions)")
 
     for name, c in tool_counts.items():
-        base, mine, span, pair = c.get("uninstrumented"), c.get("auditel"), c.get("span"), c.get("records")
+        pair = c.get("records")
+        base, mine, span = c.get("tool uninstrumented"), c.get("tool auditel"), c.get("tool span")
         if base is not None and mine and span and pair:
             budget = pair + span - base
             print(
                 f"[{name}] tool: auditel adds {mine - base:.0f} k; budget (the two records {pair:.0f} k + one SDK span"
                 f" {span - base:.0f} k) {budget:.0f} k: {(mine - base) / budget:.2f}x (instructions)"
+            )
+        base, mine = c.get("mcp uninstrumented"), c.get("mcp auditel")
+        if base is not None and mine and pair:
+            print(
+                f"[{name}] mcp: auditel adds {mine - base:.0f} k; budget (four records, 2 x {pair:.0f} k; the SDK's"
+                f" own spans run uninstrumented too) {2 * pair:.0f} k: {(mine - base) / (2 * pair):.2f}x (instructions)"
             )
 
 
