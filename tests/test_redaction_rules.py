@@ -187,6 +187,32 @@ def test_redact_attributes_skips_stamped_keys_and_scrubs_keys() -> None:
     assert counts == {"github_token": 2}
 
 
+def test_short_values_of_known_keys_skip_the_scrubber(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tool name like "add" is shorter than any rule can match, so the scrubber never caches it as clean;
+    the attribute fast path takes it anyway (it took the slow path on every record before)."""
+    redactor = Redactor()
+    attrs = {"gen_ai.tool.name": "add", "audit.framework": "mcp", "password": "abc", "note": "hello world"}
+    first = redactor.redact_attributes(attrs, {})
+    scrubbed: list[str] = []
+    real_scrub = redactor.scrub
+
+    def counting_scrub(text: str, counts: dict[str, int]) -> str:
+        scrubbed.append(text)
+        return real_scrub(text, counts)
+
+    monkeypatch.setattr(redactor, "scrub", counting_scrub)
+    counts: dict[str, int] = {}
+    again = redactor.redact_attributes(attrs, counts)
+    assert again == first == {
+        "gen_ai.tool.name": "add",
+        "audit.framework": "mcp",
+        "password": "[REDACTED:sensitive_key]",  # a sensitive key's short value is still replaced
+        "note": "hello world",
+    }
+    assert counts == {"sensitive_key": 1}
+    assert scrubbed == []  # short values and the cached clean "hello world": no scrubbing the second time
+
+
 @pytest.mark.parametrize("kind, text, needle", OPT_IN_SAMPLES)
 def test_opt_in_detectors_are_off_by_default_and_work_when_on(kind: str, text: str, needle: str) -> None:
     assert REDACTOR.scrub(text, {}) == text

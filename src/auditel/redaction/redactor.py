@@ -298,15 +298,20 @@ class Redactor:
         out: dict[str, Any] = {}
         clean_keys = self._clean_keys
         clean = self._clean
+        short = self._prefilter.min_len  # scrub returns a shorter text as it is, without caching it
         for k, v in attributes.items():
             if k in skip:
                 out[k] = v
                 continue
             # fast path (the common case): a key already known clean and not sensitive, with a
-            # value that is a number, or a string already known clean
+            # value that is a number, or a string too short for any rule or already known clean
             if clean_keys.get(k) is False and k not in out:
                 tv = type(v)
-                if tv is int or tv is float or tv is bool or v is None or (tv is str and v in clean):
+                if tv is str:
+                    if len(v) < short or v in clean:
+                        out[k] = v
+                        continue
+                elif tv is int or tv is float or tv is bool or v is None:
                     out[k] = v
                     continue
             new_key, sensitive = self._key(k, counts)
