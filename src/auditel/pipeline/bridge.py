@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 
 from auditel.counters import Counters
 from auditel.record import schema as S
+from auditel.subclass_memo import subclass_memo
 
 # What a span event repeats of its audit record (see add_span_event).
 _BRIDGE_KEYS = (
@@ -50,18 +51,8 @@ def _span_attributes(span: Any) -> Any:
     return held if isinstance(held, Mapping) else {}
 
 
-_SDK_SPAN_TYPES: dict[type, bool] = {}
-
-
-def _is_sdk_span(cls: type) -> bool:
-    """``issubclass(cls, SdkSpan)``, remembered per class: the SDK's span classes are ABCs, whose
-    ``isinstance`` check costs more than the rest of this bridge's bookkeeping."""
-    known = _SDK_SPAN_TYPES.get(cls)
-    if known is None:
-        known = issubclass(cls, SdkSpan)
-        if len(_SDK_SPAN_TYPES) < 64:
-            _SDK_SPAN_TYPES[cls] = known
-    return known
+# the SDK's span classes are ABCs, whose ``isinstance`` check costs more than the rest of this bridge's bookkeeping
+_is_sdk_span = subclass_memo(SdkSpan, limit=64)
 
 
 def add_span_event(counters: Counters, name: str, stored: dict[str, Any], time_ns: int) -> None:

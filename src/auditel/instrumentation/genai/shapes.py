@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from auditel.subclass_memo import subclass_memo
+
 EVENT_DETAILS = "gen_ai.client.inference.operation.details"
 
 # semconv attribute names used here (the schema module has the core ones)
@@ -38,16 +40,7 @@ def given(value: Any) -> bool:
     return value is not None and type(value).__name__ not in NOT_GIVEN_NAMES
 
 
-_IS_MAPPING: dict[type, bool] = {dict: True}
-
-
-def _is_mapping(cls: type) -> bool:
-    known = _IS_MAPPING.get(cls)
-    if known is None:
-        known = issubclass(cls, Mapping)
-        if len(_IS_MAPPING) < 512:
-            _IS_MAPPING[cls] = known
-    return known
+_is_mapping = subclass_memo(Mapping, limit=512, known=(dict,))
 
 
 def field_of(obj: Any, name: str, default: Any = None) -> Any:
