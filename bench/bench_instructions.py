@@ -157,28 +157,18 @@ def _count_mcp(calls: int) -> None:
     client's and the server's work, both on the event loop's thread (the tool body runs in a worker thread,
     not counted in either configuration). Auditel is not configured at all when uninstrumented: the span
     bridge would turn the SDK's native spans into records."""
-    import anyio
-    from mcp import Client
-    from mcp.server.mcpserver import MCPServer
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_tool_calls import MCP_ARGS, run_mcp_client
 
-    server = MCPServer("bench")
+    async def counted(client: Any) -> None:
+        gc.collect()
+        pid = str(os.getpid())
+        subprocess.run(["callgrind_control", "-i", "on", pid], capture_output=True, check=False)
+        for _ in range(calls):
+            await client.call_tool("add", MCP_ARGS)
+        subprocess.run(["callgrind_control", "-i", "off", pid], capture_output=True, check=False)
 
-    @server.tool()
-    def add(a: int, b: int) -> int:
-        return a + b
-
-    async def main() -> None:
-        async with Client(server, mode="legacy") as client:
-            for _ in range(50):
-                await client.call_tool("add", {"a": 1, "b": 2})
-            gc.collect()
-            pid = str(os.getpid())
-            subprocess.run(["callgrind_control", "-i", "on", pid], capture_output=True, check=False)
-            for _ in range(calls):
-                await client.call_tool("add", {"a": 1, "b": 2})
-            subprocess.run(["callgrind_control", "-i", "off", pid], capture_output=True, check=False)
-
-    anyio.run(main)
+    run_mcp_client(50, counted)
 
 
 def _count(config: str, kind: str, calls: int, src: str | None) -> float | None:

@@ -40,7 +40,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 SCENARIOS = ("records", "function", "langchain", "mcp")
 CONFIGS = ("none", "auditel", "auditel-fsync", "auditel-tmpfs", "openllmetry", "otel", "span")
@@ -138,7 +139,13 @@ def _langchain_call(config: str) -> Callable[[], Any]:
     return lambda: add.invoke({"a": 1, "b": 2})
 
 
-def _run_mcp(config: str, n: int, repeats: int) -> list[float]:
+MCP_ARGS = {"a": 1, "b": 2}
+
+
+def run_mcp_client(warm: int, body: Callable[[Any], Awaitable[Any]]) -> Any:
+    """The MCP scenario: an in-process ``MCPServer`` with one tool, ``add``, and a ``Client`` over JSON-RPC
+    memory streams. Makes ``warm`` calls, then returns ``body(client)``'s result (its timed calls are
+    ``client.call_tool("add", MCP_ARGS)``). Also used by bench_instructions.py."""
     import anyio
     from mcp import Client
     from mcp.server.mcpserver import MCPServer
@@ -149,19 +156,26 @@ def _run_mcp(config: str, n: int, repeats: int) -> list[float]:
     def add(a: int, b: int) -> int:
         return a + b
 
-    async def main() -> list[float]:
-        out = []
+    async def main() -> Any:
         async with Client(server, mode="legacy") as client:
-            for _ in range(50):
-                await client.call_tool("add", {"a": 1, "b": 2})
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                for _ in range(n):
-                    await client.call_tool("add", {"a": 1, "b": 2})
-                out.append((time.perf_counter() - t0) / n * 1e6)
-        return out
+            for _ in range(warm):
+                await client.call_tool("add", MCP_ARGS)
+            return await body(client)
 
     return anyio.run(main)
+
+
+def _run_mcp(config: str, n: int, repeats: int) -> list[float]:
+    async def timed(client: Any) -> list[float]:
+        out = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                await client.call_tool("add", MCP_ARGS)
+            out.append((time.perf_counter() - t0) / n * 1e6)
+        return out
+
+    return run_mcp_client(50, timed)
 
 
 def worker(scenario: str, config: str, n: int, repeats: int) -> dict[str, Any]:
@@ -342,27 +356,15 @@ def rotate_worker(scenario: str, calls: int, blocks: int) -> dict[str, Any]:
             for _ in range(calls):
                 call()
             return (time.thread_time_ns() - t0) / calls / 1000
-        import anyio
-        from mcp import Client
-        from mcp.server.mcpserver import MCPServer
 
-        server = MCPServer("bench")
+        async def timed(client: Any) -> float:
+            gc.collect()
+            t0 = time.thread_time_ns()
+            for _ in range(calls):
+                await client.call_tool("add", MCP_ARGS)
+            return (time.thread_time_ns() - t0) / calls / 1000
 
-        @server.tool()
-        def add(a: int, b: int) -> int:
-            return a + b
-
-        async def main() -> float:
-            async with Client(server, mode="legacy") as client:
-                for _ in range(20):
-                    await client.call_tool("add", {"a": 1, "b": 2})
-                gc.collect()
-                t0 = time.thread_time_ns()
-                for _ in range(calls):
-                    await client.call_tool("add", {"a": 1, "b": 2})
-                return (time.thread_time_ns() - t0) / calls / 1000
-
-        return anyio.run(main)
+        return float(run_mcp_client(20, timed))
 
     configs = ROTATE[scenario]
     samples: dict[str, list[float]] = {c: [] for c in configs}
