@@ -52,7 +52,7 @@ COVERS = {
 
 
 def _worker(config: str, kind: str, calls: int) -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]  # the LLM stand-in; bench_tool_calls' scenarios
     warnings.simplefilter("ignore")
     from opentelemetry import _logs, trace
     from opentelemetry.sdk._logs import LoggerProvider
@@ -122,7 +122,6 @@ def _worker(config: str, kind: str, calls: int) -> None:
         def tool() -> None:
             tool_fn(2, 3)
 
-        sys.path.insert(0, str(ROOT / "bench"))
         from bench_tool_calls import _records_pair as records  # the two records of a tool call, no span
 
         def emit() -> None:
@@ -157,7 +156,6 @@ def _count_mcp(calls: int) -> None:
     client's and the server's work, both on the event loop's thread (the tool body runs in a worker thread,
     not counted in either configuration). Auditel is not configured at all when uninstrumented: the span
     bridge would turn the SDK's native spans into records."""
-    sys.path.insert(0, str(ROOT / "bench"))
     from bench_tool_calls import MCP_ARGS, run_mcp_client
 
     async def counted(client: Any) -> None:
